@@ -1,0 +1,56 @@
+/** The subset of Gemini's wire format the gateway and its services read or build. */
+export interface InlineData {
+  mimeType: string;
+  data: string; // base64
+}
+export interface Part {
+  text?: string;
+  inlineData?: InlineData;
+  fileData?: { mimeType: string; fileUri: string };
+  thoughtSignature?: string;
+  [other: string]: unknown;
+}
+export interface Content {
+  role?: 'user' | 'model';
+  parts: Part[];
+}
+export interface GenerationConfig {
+  temperature?: number;
+  maxOutputTokens?: number;
+  responseMimeType?: string;
+  responseSchema?: unknown;
+  responseJsonSchema?: unknown;
+  responseModalities?: string[];
+  [other: string]: unknown;
+}
+export interface GenerateContentRequest {
+  contents: Content[];
+  systemInstruction?: { parts: Part[] };
+  generationConfig?: GenerationConfig;
+  [other: string]: unknown;
+}
+export interface UsageMetadata {
+  promptTokenCount?: number;
+  candidatesTokenCount?: number;
+  totalTokenCount?: number;
+  thoughtsTokenCount?: number;
+}
+export interface Candidate {
+  content?: Content;
+  finishReason?: string;
+  index?: number;
+}
+export interface GenerateContentResponse {
+  candidates?: Candidate[];
+  usageMetadata?: UsageMetadata;
+  modelVersion?: string;
+  responseId?: string;
+}
+
+/** Concatenated text of the first candidate (thought parts excluded). */
+export function responseText(res: GenerateContentResponse): string {
+  const parts = res.candidates?.[0]?.content?.parts ?? [];
+  let text = '';
+  for (const p of parts) if (typeof p.text === 'string' && p.thought !== true) text += p.text;
+  return text;
+}
