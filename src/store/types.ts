@@ -1,0 +1,109 @@
+/**
+ * The one state interface. Two implementations: MemoryStore (embedded default) and RedisStore
+ * (shared by every instance; each pool operation is one atomic Lua call). test/contract runs
+ * the same suite against both.
+ */
+
+/** A key as the budget accounting sees it (no secret). */
+export interface PoolKeyRecord {
+  id: string;
+  /** Budget bucket: keys with the same project share rpm/rpd/tpm and rests. */
+  project: string;
+  /** Allowed models; empty = all. */
+  models: string[];
+  enabled: boolean;
+  rpm: number;
+  rpd: number;
+  tpm: number;
+}
+
+export interface AcquireRequest {
+  model: string;
+  /** Input tokens reserved before sending; settled with usageMetadata afterwards. */
+  estimatedTokens: number;
+  nowMs: number;
+  /** Pacific calendar day (YYYY-MM-DD) of nowMs: the requests-per-day bucket. */
+  day: string;
+  /** Start of the next Pacific day, when a day-exhausted project frees up. */
+  nextDayMs: number;
+  /** Keys already tried for this request. */
+  exclude: readonly string[];
+  circuitProbeLeaseMs: number;
+}
+
+export interface Reservation {
+  keyId: string;
+  project: string;
+  /** Second (epoch s) whose token bucket holds the reservation. */
+  tokenSlot: number;
+  tokens: number;
+  /** The key was half-open: this request is its circuit probe. */
+  probe: boolean;
+}
+
+export type AcquireResult =
+  | { ok: true; reservation: Reservation }
+  /** retryAtMs: earliest time a key may free up; null when no key can ever serve this model. */
+  | { ok: false; retryAtMs: number | null; globalBackoff: boolean };
+
+export type Outcome =
+  | { kind: 'success'; actualTokens?: number }
+  /** Upstream rate-limited the project: no key of it is used until untilMs. */
+  | { kind: 'rest'; untilMs: number; reason: string; actualTokens?: number }
+  /** The key itself is dead (invalid, leaked, suspended, service disabled). */
+  | { kind: 'disable'; reason: string }
+  /** 5xx / timeout / network: counts toward the circuit breaker. */
+  | { kind: 'failure'; reason: string }
+  /** Neither the key's fault nor a success (503 overloaded, client error): releases a probe only. */
+  | { kind: 'neutral'; reason?: string };
+
+export interface CircuitSettings {
+  failureThreshold: number;
+  cooldownMs: number;
+}
+
+export interface KeyState {
+  id: string;
+  project: string;
+  enabled: boolean;
+  disabledReason: string | null;
+  disabledAtMs: number | null;
+  restUntilMs: number | null;
+  restReason: string | null;
+  circuit: 'closed' | 'open' | 'half_open';
+  consecutiveFailures: number;
+  requestsThisMinute: number;
+  requestsToday: number;
+  tokensThisMinute: number;
+  lastError: string | null;
+  lastErrorAtMs: number | null;
+}
+
+export interface HitResult {
+  count: number;
+  /** When the current window ends (epoch ms). */
+  resetAtMs: number;
+}
+
+export interface StateStore {
+  readonly kind: 'memory' | 'redis';
+
+  /** Replaces the key registry; runtime state (usage, rests, disables) of kept keys survives. */
+  syncKeys(keys: readonly PoolKeyRecord[]): Promise<void>;
+  /** Round-robin choice of a key with budget, and reservation of that budget: one atomic step. */
+  acquire(req: AcquireRequest): Promise<AcquireResult>;
+  /** Settles a reservation with the upstream outcome (tokens, rests, disables, circuit). */
+  report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void>;
+  /** Every instance stops using all keys until untilMs (suspected per-IP throttling). */
+  setGlobalBackoff(untilMs: number): Promise<void>;
+  setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void>;
+  /** Clears a rest and an open circuit. */
+  resetKey(keyId: string): Promise<void>;
+  keyStates(nowMs: number, day: string): Promise<KeyState[]>;
+
+  /** Fixed-window counter: increments `name` in the window containing nowMs. */
+  hit(name: string, windowMs: number, nowMs: number): Promise<HitResult>;
+
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
