@@ -33,7 +33,10 @@ const list = z.string().transform((raw, ctx) => {
 /** "token1:name1,token2:name2" → Map(token → name) */
 const tokenMap = z.string().transform((raw, ctx) => {
   const map = new Map<string, string>();
-  for (const entry of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const idx = entry.lastIndexOf(':');
     const token = idx > 0 ? entry.slice(0, idx).trim() : '';
     const name = idx > 0 ? entry.slice(idx + 1).trim() : '';
@@ -49,7 +52,10 @@ const tokenMap = z.string().transform((raw, ctx) => {
 /** "name:rpm,name2:rpm" → Map(name → rpm) */
 const perNameLimits = z.string().transform((raw, ctx) => {
   const map = new Map<string, number>();
-  for (const entry of raw.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const entry of raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     const [name, value] = entry.split(':');
     const n = Number(value);
     if (!name || !Number.isInteger(n) || n < 0) {

@@ -31,7 +31,11 @@ const limitsSchema = z
 
 const keyEntrySchema = z
   .object({
-    id: z.string().min(1).max(100).regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : - only'),
+    id: z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : - only'),
     api_key: z.string().min(1),
     project: z.string().min(1).optional(),
     models: z.array(z.string().min(1)).optional(),
@@ -43,7 +47,10 @@ const keyEntrySchema = z
 export const keysFileSchema = z.object({ keys: z.array(keyEntrySchema) }).strict();
 export type KeyEntry = z.infer<typeof keyEntrySchema>;
 
-export function keyFromEntry(entry: KeyEntry, env: Pick<Env, 'DEFAULT_RPM' | 'DEFAULT_RPD' | 'DEFAULT_TPM'>): KeyConfig {
+export function keyFromEntry(
+  entry: KeyEntry,
+  env: Pick<Env, 'DEFAULT_RPM' | 'DEFAULT_RPD' | 'DEFAULT_TPM'>,
+): KeyConfig {
   return {
     id: entry.id,
     apiKey: entry.api_key,
@@ -102,7 +109,9 @@ export async function loadKeys(env: Env): Promise<KeyConfig[]> {
     try {
       text = await readFile(env.API_KEYS_FILE, 'utf8');
     } catch (err) {
-      throw new ConfigError(`API_KEYS_FILE: cannot read ${env.API_KEYS_FILE} (${(err as NodeJS.ErrnoException).code})`);
+      throw new ConfigError(
+        `API_KEYS_FILE: cannot read ${env.API_KEYS_FILE} (${(err as NodeJS.ErrnoException).code})`,
+      );
     }
     keys.push(...parseKeysFile(text, 'API_KEYS_FILE', env));
   }
@@ -118,7 +127,8 @@ export function assertUnique(keys: KeyConfig[]): void {
   const values = new Set<string>();
   for (const k of keys) {
     if (ids.has(k.id)) throw new ConfigError(`keys: duplicate key id "${k.id}"`);
-    if (values.has(k.apiKey)) throw new ConfigError(`keys: key "${k.id}" repeats the api_key of another entry`);
+    if (values.has(k.apiKey))
+      throw new ConfigError(`keys: key "${k.id}" repeats the api_key of another entry`);
     ids.add(k.id);
     values.add(k.apiKey);
   }
