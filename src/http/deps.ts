@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Env } from '../config/env.ts';
+import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
+import type { Forwarder } from '../upstream/forwarder.ts';
 import type { GeminiCaller } from '../upstream/gemini-caller.ts';
 
 /** What route plugins receive. Built once at start in src/app/build.ts. */
@@ -14,12 +16,17 @@ export interface AppDeps {
   /** The Redis connection when REDIS_URL/REDIS_HOST is configured (cache backend), else undefined. */
   redis?: Redis;
   logger: Logger;
+  /** The native proxy's path to Google (key pool + retries). */
+  forwarder: Forwarder;
+  pool: KeyPool;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** Name of the authenticated client (never its token); undefined on routes without client auth. */
     clientName?: string;
+    /** Set when the request went upstream: for the request log line and the overhead metric. */
+    upstream?: { keyId: string | null; ms: number; attempts: number; queuedMs: number };
   }
   interface FastifyContextConfig {
     /** false: the route does not require a client token (health, docs, media, admin has its own). */

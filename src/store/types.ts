@@ -18,6 +18,7 @@ export interface PoolKeyRecord {
 }
 
 export interface AcquireRequest {
+  /** Model the request is for; '' = any (model listing), so keys restricted to models still qualify. */
   model: string;
   /** Input tokens reserved before sending; settled with usageMetadata afterwards. */
   estimatedTokens: number;
@@ -95,7 +96,7 @@ export interface StateStore {
   /** Settles a reservation with the upstream outcome (tokens, rests, disables, circuit). */
   report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void>;
   /** Every instance stops using all keys until untilMs (suspected per-IP throttling). */
-  setGlobalBackoff(untilMs: number): Promise<void>;
+  setGlobalBackoff(untilMs: number, nowMs: number): Promise<void>;
   setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void>;
   /** Clears a rest and an open circuit. */
   resetKey(keyId: string): Promise<void>;

@@ -1,0 +1,80 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { HttpProblem } from './problem.ts';
+
+/**
+ * The gateway's own client tokens. A client sends its token as x-goog-api-key, ?key=,
+ * Authorization: Bearer, or X-API-Key (whichever its SDK uses). Tokens are looked up by their
+ * SHA-256 digest, so a lookup's timing says nothing about a token's prefix.
+ */
+export class ClientAuth {
+  private readonly byDigest = new Map<string, string>();
+  readonly anonymous: boolean;
+
+  constructor(tokens: Map<string, string>, allowAnonymous: boolean) {
+    for (const [token, name] of tokens) this.byDigest.set(digest(token), name);
+    this.anonymous = allowAnonymous && tokens.size === 0;
+  }
+
+  /** Client name for a token, or undefined. */
+  nameFor(token: string): string | undefined {
+    return this.byDigest.get(digest(token));
+  }
+
+  authenticate(request: FastifyRequest): string {
+    if (this.anonymous) return 'anonymous';
+    const token = presentedToken(request);
+    if (token === undefined) {
+      throw new HttpProblem(
+        401,
+        'missing client token: send it as x-goog-api-key, Authorization: Bearer, X-API-Key or ?key=',
+        {
+          headers: { 'www-authenticate': 'Bearer' },
+          googleStatus: 'UNAUTHENTICATED',
+        },
+      );
+    }
+    const name = this.nameFor(token);
+    if (name === undefined) {
+      throw new HttpProblem(401, 'invalid client token', {
+        headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
+        googleStatus: 'UNAUTHENTICATED',
+      });
+    }
+    return name;
+  }
+}
+
+export function presentedToken(request: FastifyRequest): string | undefined {
+  const h = request.headers;
+  const goog = h['x-goog-api-key'];
+  if (typeof goog === 'string' && goog) return goog;
+  const auth = h.authorization;
+  if (typeof auth === 'string' && /^Bearer\s+/i.test(auth))
+    return auth.replace(/^Bearer\s+/i, '').trim() || undefined;
+  const apiKey = h['x-api-key'];
+  if (typeof apiKey === 'string' && apiKey) return apiKey;
+  const q = request.query as Record<string, unknown> | undefined;
+  if (q && typeof q.key === 'string' && q.key) return q.key;
+  return undefined;
+}
+
+function digest(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+/** Constant-time comparison of a presented secret with the expected one. */
+export function secretEquals(presented: string | undefined, expected: string): boolean {
+  if (presented === undefined) return false;
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+export function installClientAuth(app: FastifyInstance, auth: ClientAuth): void {
+  app.addHook('onRequest', async (request) => {
+    const config = request.routeOptions.config;
+    if (request.routeOptions.url === undefined || config?.clientAuth === false) return;
+    request.clientName = auth.authenticate(request);
+  });
+}

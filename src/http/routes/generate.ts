@@ -1,0 +1,67 @@
+import type { FastifyInstance } from 'fastify';
+import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
+import { generateInput, prepareGenerate, runGenerate } from '../../services/generate/generate.ts';
+import type { AppDeps } from '../deps.ts';
+import { HttpProblem } from '../problem.ts';
+
+const generateBody = {
+  type: 'object',
+  properties: {
+    prompt: { type: 'string', minLength: 1 },
+    model: { type: 'string', description: 'Default GEMINI_MODEL.' },
+    system: { type: 'string', description: 'System instruction.' },
+    temperature: { type: 'number', minimum: 0, maximum: 2 },
+    max_tokens: { type: 'integer', minimum: 1, maximum: 65536 },
+  },
+  required: ['prompt'],
+} as const;
+
+const generateResponse = {
+  type: 'object',
+  properties: {
+    text: { type: 'string' },
+    model: { type: 'string' },
+    usage: usageJsonSchema,
+    cached: { type: 'boolean' },
+    request_id: { type: 'string' },
+  },
+  required: ['text', 'model', 'usage', 'cached', 'request_id'],
+} as const;
+
+export async function generateRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const cache = getResponseCache(deps);
+
+  app.post(
+    '/v1/generate',
+    {
+      schema: {
+        summary: 'Simple text generation',
+        description:
+          'Cached (X-Cache: HIT|MISS); `Cache-Control: no-cache` bypasses and refreshes the entry.',
+        tags: ['applications'],
+        body: generateBody,
+        response: { 200: generateResponse },
+      },
+    },
+    async (request, reply) => {
+      const parsed = generateInput.safeParse(request.body);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new HttpProblem(
+          422,
+          `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid request'}`,
+        );
+      }
+      const prepared = prepareGenerate(parsed.data, deps.env);
+      const key = ResponseCache.key('generate', prepared.model, prepared.cacheKeyInput);
+      const { value, status } = await cache.getOrCompute(
+        key,
+        () => runGenerate(deps.gemini, prepared, callContext(request, reply)),
+        { bypass: wantsBypass(request) },
+      );
+      setCacheHeader(reply, status);
+      return { ...value, cached: status === 'HIT', request_id: String(request.id) };
+    },
+  );
+}

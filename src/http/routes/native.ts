@@ -1,0 +1,167 @@
+import { Readable } from 'node:stream';
+import type {} from '@fastify/compress';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { estimateInputTokens } from '../../pool/estimate.ts';
+import type { StreamAnswer, UpstreamAnswer } from '../../upstream/forwarder.ts';
+import type { AppDeps } from '../deps.ts';
+import { HttpProblem } from '../problem.ts';
+
+/** Gemini methods the proxy forwards, and whether each streams. */
+const METHODS: Record<string, { stream: boolean }> = {
+  generateContent: { stream: false },
+  streamGenerateContent: { stream: true },
+  countTokens: { stream: false },
+  embedContent: { stream: false },
+  batchEmbedContents: { stream: false },
+};
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+interface JsonBody {
+  raw: Buffer;
+  json: unknown;
+}
+
+/**
+ * The transparent Gemini proxy: same paths as Google under /v1beta and /v1, so the official
+ * SDKs work by changing only their base URL and key. The client's token never goes upstream;
+ * the pool key travels only in the x-goog-api-key header.
+ */
+export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  // Keep the raw bytes: the body is forwarded as sent, parsed only to estimate tokens.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, {
+        raw: body as Buffer,
+        json: JSON.parse((body as Buffer).toString('utf8')),
+      } satisfies JsonBody);
+    } catch {
+      done(
+        new HttpProblem(400, 'Invalid JSON payload received.', { googleStatus: 'INVALID_ARGUMENT' }),
+        undefined,
+      );
+    }
+  });
+
+  const requestTimeoutMs = deps.env.REQUEST_TIMEOUT * 1000;
+  const config = { googleErrors: true };
+
+  for (const version of ['v1beta', 'v1']) {
+    app.post(`/${version}/models/*`, { config, compress: false }, async (request, reply) => {
+      const target = (request.params as { '*': string })['*'];
+      const colon = target.lastIndexOf(':');
+      const model = colon > 0 ? target.slice(0, colon) : '';
+      const method = colon > 0 ? target.slice(colon + 1) : '';
+      const spec = METHODS[method];
+      if (!spec || !MODEL_NAME.test(model)) {
+        throw new HttpProblem(404, `method ${target} is not supported by this gateway`, {
+          googleStatus: 'NOT_FOUND',
+        });
+      }
+      const body = request.body as JsonBody | undefined;
+      if (!body || typeof body.json !== 'object' || body.json === null) {
+        throw new HttpProblem(400, 'request body must be a JSON object', {
+          googleStatus: 'INVALID_ARGUMENT',
+        });
+      }
+      const answer = await deps.forwarder.forward({
+        method: 'POST',
+        path: `/${version}/models/${model}:${method}`,
+        search: forwardedQuery(request),
+        body: body.raw,
+        model,
+        estimatedTokens: estimateInputTokens(body.json),
+        stream: spec.stream,
+        signal: clientGone(request),
+        deadlineMs: Date.now() + requestTimeoutMs,
+      });
+      return sendAnswer(request, reply, answer);
+    });
+
+    const list = async (request: FastifyRequest, reply: FastifyReply) => {
+      const model = (request.params as { '*'?: string })['*'];
+      if (model !== undefined && !MODEL_NAME.test(model)) {
+        throw new HttpProblem(404, `model ${model} is not found`, { googleStatus: 'NOT_FOUND' });
+      }
+      const answer = await deps.forwarder.forward({
+        method: 'GET',
+        path: model === undefined ? `/${version}/models` : `/${version}/models/${model}`,
+        search: forwardedQuery(request),
+        model: '',
+        estimatedTokens: 0,
+        stream: false,
+        signal: clientGone(request),
+        deadlineMs: Date.now() + requestTimeoutMs,
+      });
+      return sendAnswer(request, reply, answer);
+    };
+    app.get(`/${version}/models`, { config }, list);
+    app.get(`/${version}/models/*`, { config }, list);
+  }
+}
+
+/** The client's query string minus its token (`key`). */
+function forwardedQuery(request: FastifyRequest): string {
+  const q = request.url.indexOf('?');
+  if (q < 0) return '';
+  const params = new URLSearchParams(request.url.slice(q + 1));
+  params.delete('key');
+  const s = params.toString();
+  return s ? `?${s}` : '';
+}
+
+function clientGone(request: FastifyRequest): AbortSignal {
+  const controller = new AbortController();
+  request.raw.once('close', () => {
+    if (!request.raw.complete || request.raw.destroyed) controller.abort();
+  });
+  request.raw.socket?.once('close', () => controller.abort());
+  return controller.signal;
+}
+
+function sendAnswer(request: FastifyRequest, reply: FastifyReply, answer: UpstreamAnswer): FastifyReply {
+  request.upstream = {
+    keyId: answer.keyId,
+    ms: answer.upstreamMs,
+    attempts: answer.attempts,
+    queuedMs: answer.queuedMs,
+  };
+  reply.code(answer.status).header('content-type', answer.contentType);
+  if (answer.kind === 'unary') return reply.send(answer.body);
+  reply.header('cache-control', 'no-cache');
+  return reply.send(Readable.from(relay(answer, reply), { objectMode: false }));
+}
+
+/**
+ * Passes stream chunks on as they arrive. If the upstream breaks after bytes went out, the
+ * client gets a final error event in the stream's own framing instead of a silent cut.
+ */
+async function* relay(answer: StreamAnswer, reply: FastifyReply): AsyncGenerator<Buffer> {
+  const sse = answer.contentType.includes('text/event-stream');
+  let ok = false;
+  const onClose = () => {
+    if (!ok) answer.abort();
+  };
+  reply.raw.once('close', onClose);
+  try {
+    yield answer.first;
+    for (let r = await answer.rest.next(); !r.done; r = await answer.rest.next()) yield r.value;
+    ok = true;
+  } catch {
+    if (!reply.raw.destroyed) yield Buffer.from(streamError(sse));
+  } finally {
+    reply.raw.off('close', onClose);
+    answer.finish(ok);
+  }
+}
+
+function streamError(sse: boolean): string {
+  const error = JSON.stringify({
+    error: {
+      code: 502,
+      message: 'upstream stream broke off; the answer is incomplete',
+      status: 'UNAVAILABLE',
+    },
+  });
+  return sse ? `data: ${error}\r\n\r\n` : `,\r\n${error}]`;
+}

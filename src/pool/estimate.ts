@@ -1,0 +1,37 @@
+/** Tokens Google bills per inline image on 2.x models (one 768×768 tile; a floor for larger ones). */
+export const TOKENS_PER_MEDIA_PART = 258;
+
+/**
+ * Input-token estimate reserved before a request is sent (settled with usageMetadata after):
+ * a quarter token per character of text plus a tile per media part. Walks any request shape
+ * (generateContent, countTokens, embedContent, batchEmbedContents) without knowing it.
+ */
+export function estimateInputTokens(body: unknown): number {
+  let chars = 0;
+  let media = 0;
+  const stack: unknown[] = [body];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (Array.isArray(node)) {
+      for (const item of node) stack.push(item);
+    } else if (node !== null && typeof node === 'object') {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === 'text' && typeof value === 'string') chars += value.length;
+        else if (key === 'inlineData' || key === 'inline_data' || key === 'fileData' || key === 'file_data')
+          media += 1;
+        else if (typeof value === 'object') stack.push(value);
+      }
+    }
+  }
+  return Math.ceil(chars / 4) + media * TOKENS_PER_MEDIA_PART;
+}
+
+const PROMPT_TOKENS = /"promptTokenCount"\s*:\s*(\d+)/g;
+
+/** The last promptTokenCount in a chunk of Gemini JSON/SSE text (usage is cumulative), if any. */
+export function lastPromptTokenCount(text: string): number | undefined {
+  let found: number | undefined;
+  PROMPT_TOKENS.lastIndex = 0;
+  for (let m = PROMPT_TOKENS.exec(text); m !== null; m = PROMPT_TOKENS.exec(text)) found = Number(m[1]);
+  return found;
+}

@@ -1,0 +1,261 @@
+import type { KeyConfig } from '../config/keys.ts';
+import type { CircuitSettings, Outcome, PoolKeyRecord, Reservation, StateStore } from '../store/types.ts';
+import { PacificCalendar } from '../util/pacific.ts';
+
+/** A reserved key: its budget is spent until `report` settles it. */
+export interface Lease {
+  keyId: string;
+  apiKey: string;
+  reservation: Reservation;
+  /** How long the request waited in the queue for this key. */
+  queuedMs: number;
+}
+
+export class PoolExhaustedError extends Error {
+  /** Epoch ms when a key may free up; null when no configured key can serve the model at all. */
+  readonly retryAtMs: number | null;
+  readonly globalBackoff: boolean;
+  constructor(retryAtMs: number | null, globalBackoff: boolean) {
+    super(retryAtMs === null ? 'no usable key' : 'pool exhausted');
+    this.retryAtMs = retryAtMs;
+    this.globalBackoff = globalBackoff;
+  }
+}
+
+export interface KeyPoolOptions {
+  queueMaxWaitMs: number;
+  circuit: CircuitSettings;
+  /** How long a half-open key is reserved for its single probe request. */
+  probeLeaseMs?: number;
+  now?: () => number;
+  /** Longest single sleep while queued: other instances may free keys, or a rest may be reset. */
+  maxPollMs?: number;
+}
+
+interface Waiter {
+  model: string;
+  tokens: number;
+  exclude: readonly string[];
+  enqueuedAt: number;
+  deadline: number;
+  resolve: (lease: Lease) => void;
+  reject: (err: Error) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+/** Window in which bare 429s from distinct keys count as "every key at once". */
+const THROTTLE_WINDOW_MS = 10_000;
+const MIN_GLOBAL_BACKOFF_MS = 5_000;
+const MAX_GLOBAL_BACKOFF_MS = 60_000;
+
+/**
+ * Where a key is chosen. Wraps the state store's atomic acquire with a FIFO wait queue
+ * (requests that find no free key wait, in arrival order, up to queueMaxWaitMs) and holds
+ * the key secrets, which never leave this process except towards Google.
+ */
+export class KeyPool {
+  private secrets = new Map<string, string>();
+  private configured: KeyConfig[] = [];
+  private readonly queue: Waiter[] = [];
+  private draining = false;
+  private readonly calendar = new PacificCalendar();
+  private readonly now: () => number;
+  private readonly probeLeaseMs: number;
+  private readonly maxPollMs: number;
+  private readonly throttledAt = new Map<string, number>();
+  private globalBackoffMs = MIN_GLOBAL_BACKOFF_MS;
+  readonly store: StateStore;
+  readonly options: KeyPoolOptions;
+
+  constructor(store: StateStore, options: KeyPoolOptions) {
+    this.store = store;
+    this.options = options;
+    this.now = options.now ?? Date.now;
+    this.probeLeaseMs = options.probeLeaseMs ?? 30_000;
+    this.maxPollMs = options.maxPollMs ?? 1_000;
+  }
+
+  /** Applies a (validated) key list; runtime state of keys that stay is kept. */
+  async setKeys(keys: readonly KeyConfig[]): Promise<void> {
+    await this.store.syncKeys(keys.map(toRecord));
+    this.configured = [...keys];
+    this.secrets = new Map(keys.map((k) => [k.id, k.apiKey]));
+  }
+
+  get keys(): readonly KeyConfig[] {
+    return this.configured;
+  }
+
+  /** Reserves a key for `model` (or '' for any), waiting in line up to the queue limit. */
+  acquire(model: string, tokens: number, exclude: readonly string[], signal?: AbortSignal): Promise<Lease> {
+    const enqueuedAt = this.now();
+    // Nobody waiting: try at once, without the queue's bookkeeping.
+    if (this.queue.length === 0) {
+      return this.tryAcquire(model, tokens, exclude, enqueuedAt).then((outcome) => {
+        if ('lease' in outcome) return outcome.lease;
+        if (!this.canWait(outcome.error, enqueuedAt + this.options.queueMaxWaitMs)) throw outcome.error;
+        return this.enqueue(model, tokens, exclude, enqueuedAt, signal);
+      });
+    }
+    return this.enqueue(model, tokens, exclude, enqueuedAt, signal);
+  }
+
+  async report(lease: Lease, outcome: Outcome): Promise<void> {
+    const now = this.now();
+    if (outcome.kind === 'success') this.globalBackoffMs = MIN_GLOBAL_BACKOFF_MS;
+    await this.store.report(lease.reservation, outcome, now, this.options.circuit);
+  }
+
+  /**
+   * A bare 429 (no quota details) rests only the key's project briefly. When such 429s come
+   * from every usable key within a few seconds, Google is throttling our IP, not the keys:
+   * all instances back off together, with a growing delay.
+   */
+  async noteThrottled(keyId: string): Promise<void> {
+    const now = this.now();
+    this.throttledAt.set(keyId, now);
+    let recent = 0;
+    for (const [id, at] of this.throttledAt) {
+      if (at > now - THROTTLE_WINDOW_MS) recent += 1;
+      else this.throttledAt.delete(id);
+    }
+    const usable = this.configured.filter((k) => k.enabled).length;
+    if (usable > 1 && recent >= usable) {
+      await this.store.setGlobalBackoff(now + this.globalBackoffMs, now);
+      this.globalBackoffMs = Math.min(this.globalBackoffMs * 2, MAX_GLOBAL_BACKOFF_MS);
+      this.throttledAt.clear();
+    }
+  }
+
+  get queueLength(): number {
+    return this.queue.length;
+  }
+
+  calendarAt(ms: number): { day: string; nextDayMs: number } {
+    return this.calendar.at(ms);
+  }
+
+  private canWait(err: PoolExhaustedError, deadline: number): boolean {
+    return this.options.queueMaxWaitMs > 0 && err.retryAtMs !== null && err.retryAtMs <= deadline;
+  }
+
+  private async tryAcquire(
+    model: string,
+    tokens: number,
+    exclude: readonly string[],
+    enqueuedAt: number,
+  ): Promise<{ lease: Lease } | { error: PoolExhaustedError }> {
+    const now = this.now();
+    const { day, nextDayMs } = this.calendar.at(now);
+    const result = await this.store.acquire({
+      model,
+      estimatedTokens: tokens,
+      nowMs: now,
+      day,
+      nextDayMs,
+      exclude,
+      circuitProbeLeaseMs: this.probeLeaseMs,
+    });
+    if (!result.ok) return { error: new PoolExhaustedError(result.retryAtMs, result.globalBackoff) };
+    const apiKey = this.secrets.get(result.reservation.keyId);
+    if (apiKey === undefined) {
+      // Another instance synced a key this one does not know: give the budget back unused.
+      await this.store.report(result.reservation, { kind: 'neutral' }, now, this.options.circuit);
+      return { error: new PoolExhaustedError(now + 100, false) };
+    }
+    return {
+      lease: {
+        keyId: result.reservation.keyId,
+        apiKey,
+        reservation: result.reservation,
+        queuedMs: now - enqueuedAt,
+      },
+    };
+  }
+
+  private enqueue(
+    model: string,
+    tokens: number,
+    exclude: readonly string[],
+    enqueuedAt: number,
+    signal?: AbortSignal,
+  ): Promise<Lease> {
+    return new Promise<Lease>((resolve, reject) => {
+      const waiter: Waiter = {
+        model,
+        tokens,
+        exclude,
+        enqueuedAt,
+        deadline: enqueuedAt + this.options.queueMaxWaitMs,
+        resolve,
+        reject,
+        signal,
+      };
+      if (signal) {
+        waiter.onAbort = () => {
+          const i = this.queue.indexOf(waiter);
+          if (i >= 0) this.queue.splice(i, 1);
+          reject(new Error('aborted while queued'));
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.queue.push(waiter);
+      void this.drain();
+    });
+  }
+
+  /** Serves waiters strictly in arrival order: only the head of the line may take a key. */
+  private async drain(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const head = this.queue[0]!;
+        let outcome: Awaited<ReturnType<KeyPool['tryAcquire']>>;
+        try {
+          outcome = await this.tryAcquire(head.model, head.tokens, head.exclude, head.enqueuedAt);
+        } catch (err) {
+          this.settleHead(head, () => head.reject(err as Error));
+          continue;
+        }
+        if (this.queue[0] !== head) continue; // aborted meanwhile
+        if ('lease' in outcome) {
+          this.settleHead(head, () => head.resolve(outcome.lease));
+          continue;
+        }
+        const now = this.now();
+        if (!this.canWait(outcome.error, head.deadline) || now >= head.deadline) {
+          this.settleHead(head, () => head.reject(outcome.error));
+          continue;
+        }
+        const wake = Math.min(outcome.error.retryAtMs!, head.deadline, now + this.maxPollMs);
+        await sleep(Math.max(1, wake - now));
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private settleHead(head: Waiter, settle: () => void): void {
+    if (this.queue[0] === head) this.queue.shift();
+    if (head.signal && head.onAbort) head.signal.removeEventListener('abort', head.onAbort);
+    settle();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function toRecord(k: KeyConfig): PoolKeyRecord {
+  return {
+    id: k.id,
+    project: k.project,
+    models: k.models,
+    enabled: k.enabled,
+    rpm: k.limits.requestsPerMinute,
+    rpd: k.limits.requestsPerDay,
+    tpm: k.limits.tokensPerMinute,
+  };
+}

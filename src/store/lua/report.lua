@@ -1,0 +1,43 @@
+-- Settles a reservation with the upstream outcome. Mirrors MemoryStore.report.
+-- ARGV: prefix, id, project, token_slot, token_delta ('' = none), kind, reason, until_ms, now_ms,
+--       probe (0/1), failure_threshold, cooldown_ms
+local P, id, project = ARGV[1], ARGV[2], ARGV[3]
+local slot, delta, kind, reason = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local until_ms, now = tonumber(ARGV[8]), tonumber(ARGV[9])
+local probe, threshold, cooldown = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
+local k = P .. 'k:' .. id
+local pk = P .. 'p:' .. project
+
+if delta ~= '' then
+  local tok_key = pk .. ':tok'
+  if redis.call('HEXISTS', tok_key, slot) == 1 then
+    local v = redis.call('HINCRBY', tok_key, slot, tonumber(delta))
+    if v < 0 then redis.call('HSET', tok_key, slot, 0) end
+  end
+end
+if redis.call('EXISTS', k) == 0 then return 0 end
+
+local function note_error()
+  redis.call('HSET', k, 'last_error', reason, 'last_error_at', now)
+end
+
+if kind == 'success' then
+  redis.call('HSET', k, 'failures', 0, 'open_until', 0, 'probe_until', 0)
+elseif kind == 'rest' then
+  local cur = tonumber(redis.call('HGET', pk, 'rest_until') or '0') or 0
+  if until_ms > cur then redis.call('HSET', pk, 'rest_until', until_ms, 'rest_reason', reason) end
+  redis.call('HSET', k, 'probe_until', 0)
+  note_error()
+elseif kind == 'disable' then
+  redis.call('HSET', k, 'disabled', reason, 'disabled_at', now)
+  note_error()
+elseif kind == 'failure' then
+  local failures = redis.call('HINCRBY', k, 'failures', 1)
+  if probe == '1' or failures >= threshold then redis.call('HSET', k, 'open_until', now + cooldown) end
+  redis.call('HSET', k, 'probe_until', 0)
+  note_error()
+elseif kind == 'neutral' then
+  redis.call('HSET', k, 'probe_until', 0)
+  if reason ~= '' then note_error() end
+end
+return 1

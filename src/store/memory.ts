@@ -1,0 +1,293 @@
+import type {
+  AcquireRequest,
+  AcquireResult,
+  CircuitSettings,
+  HitResult,
+  KeyState,
+  Outcome,
+  PoolKeyRecord,
+  Reservation,
+  StateStore,
+} from './types.ts';
+
+const MINUTE_MS = 60_000;
+const WINDOW_S = 60;
+
+interface KeyRuntime {
+  disabledReason: string | null;
+  disabledAtMs: number | null;
+  failures: number;
+  openUntilMs: number;
+  probeUntilMs: number;
+  lastError: string | null;
+  lastErrorAtMs: number | null;
+}
+
+interface ProjectRuntime {
+  /** Timestamps of admitted requests in the last minute, oldest first (at most rpm entries). */
+  requestLog: number[];
+  day: string;
+  dayCount: number;
+  /** epoch second → input tokens reserved/settled in that second. */
+  tokenSlots: Map<number, number>;
+  restUntilMs: number;
+  restReason: string | null;
+}
+
+/** The embedded state store: the same semantics as RedisStore's Lua scripts, for one process. */
+export class MemoryStore implements StateStore {
+  readonly kind = 'memory' as const;
+  private keys: PoolKeyRecord[] = [];
+  private readonly runtime = new Map<string, KeyRuntime>();
+  private readonly projects = new Map<string, ProjectRuntime>();
+  private roundRobin = 0;
+  private globalBackoffUntilMs = 0;
+  private readonly counters = new Map<string, { windowStart: number; count: number }>();
+
+  async syncKeys(keys: readonly PoolKeyRecord[]): Promise<void> {
+    this.keys = keys.map((k) => ({ ...k, models: [...k.models] }));
+    const ids = new Set(this.keys.map((k) => k.id));
+    for (const id of this.runtime.keys()) if (!ids.has(id)) this.runtime.delete(id);
+    for (const k of this.keys) if (!this.runtime.has(k.id)) this.runtime.set(k.id, newKeyRuntime());
+  }
+
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    const now = req.nowMs;
+    if (this.globalBackoffUntilMs > now)
+      return { ok: false, retryAtMs: this.globalBackoffUntilMs, globalBackoff: true };
+    const n = this.keys.length;
+    if (n === 0) return { ok: false, retryAtMs: null, globalBackoff: false };
+    this.roundRobin += 1;
+    const start = this.roundRobin % n;
+    let earliest = Number.POSITIVE_INFINITY;
+    const nowSec = Math.floor(now / 1000);
+
+    for (let i = 0; i < n; i++) {
+      const key = this.keys[(start + i) % n]!;
+      if (!key.enabled || req.exclude.includes(key.id)) continue;
+      if (req.model !== '' && key.models.length > 0 && !key.models.includes(req.model)) continue;
+      const rt = this.runtime.get(key.id)!;
+      if (rt.disabledReason !== null) continue;
+
+      let probe = false;
+      if (rt.openUntilMs > now) {
+        earliest = Math.min(earliest, rt.openUntilMs);
+        continue;
+      }
+      if (rt.openUntilMs > 0) {
+        // Half-open: one probe at a time.
+        if (rt.probeUntilMs > now) {
+          earliest = Math.min(earliest, rt.probeUntilMs);
+          continue;
+        }
+        probe = true;
+      }
+
+      const p = this.project(key.project);
+      if (p.restUntilMs > now) {
+        earliest = Math.min(earliest, p.restUntilMs);
+        continue;
+      }
+      while (p.requestLog.length > 0 && p.requestLog[0]! <= now - MINUTE_MS) p.requestLog.shift();
+      if (p.requestLog.length >= key.rpm) {
+        earliest = Math.min(earliest, p.requestLog[p.requestLog.length - key.rpm]! + MINUTE_MS);
+        continue;
+      }
+      if (p.day !== req.day) {
+        p.day = req.day;
+        p.dayCount = 0;
+      }
+      if (p.dayCount >= key.rpd) {
+        earliest = Math.min(earliest, req.nextDayMs);
+        continue;
+      }
+      const tokenWait = tokenAdmission(p.tokenSlots, nowSec, req.estimatedTokens, key.tpm);
+      if (tokenWait !== 0) {
+        earliest = Math.min(earliest, tokenWait);
+        continue;
+      }
+
+      // Admit: reserve every budget at once.
+      p.requestLog.push(now);
+      if (p.requestLog.length > key.rpm) p.requestLog.splice(0, p.requestLog.length - key.rpm);
+      p.dayCount += 1;
+      p.tokenSlots.set(nowSec, (p.tokenSlots.get(nowSec) ?? 0) + req.estimatedTokens);
+      if (probe) rt.probeUntilMs = now + req.circuitProbeLeaseMs;
+      return {
+        ok: true,
+        reservation: {
+          keyId: key.id,
+          project: key.project,
+          tokenSlot: nowSec,
+          tokens: req.estimatedTokens,
+          probe,
+        },
+      };
+    }
+    return { ok: false, retryAtMs: Number.isFinite(earliest) ? earliest : null, globalBackoff: false };
+  }
+
+  async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
+    const rt = this.runtime.get(res.keyId);
+    const p = this.project(res.project);
+    if ('actualTokens' in outcome && outcome.actualTokens !== undefined) {
+      const slot = p.tokenSlots.get(res.tokenSlot);
+      if (slot !== undefined)
+        p.tokenSlots.set(res.tokenSlot, Math.max(0, slot + outcome.actualTokens - res.tokens));
+    }
+    if (!rt) return; // removed meanwhile
+    switch (outcome.kind) {
+      case 'success':
+        rt.failures = 0;
+        rt.openUntilMs = 0;
+        rt.probeUntilMs = 0;
+        break;
+      case 'rest':
+        if (outcome.untilMs > p.restUntilMs) {
+          p.restUntilMs = outcome.untilMs;
+          p.restReason = outcome.reason;
+        }
+        rt.probeUntilMs = 0;
+        noteError(rt, outcome.reason, nowMs);
+        break;
+      case 'disable':
+        rt.disabledReason = outcome.reason;
+        rt.disabledAtMs = nowMs;
+        noteError(rt, outcome.reason, nowMs);
+        break;
+      case 'failure':
+        rt.failures += 1;
+        if (res.probe || rt.failures >= circuit.failureThreshold) rt.openUntilMs = nowMs + circuit.cooldownMs;
+        rt.probeUntilMs = 0;
+        noteError(rt, outcome.reason, nowMs);
+        break;
+      case 'neutral':
+        rt.probeUntilMs = 0;
+        if (outcome.reason) noteError(rt, outcome.reason, nowMs);
+        break;
+    }
+  }
+
+  async setGlobalBackoff(untilMs: number, _nowMs: number): Promise<void> {
+    this.globalBackoffUntilMs = Math.max(this.globalBackoffUntilMs, untilMs);
+  }
+
+  async setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void> {
+    const rt = this.runtime.get(keyId);
+    if (!rt) return;
+    rt.disabledReason = enabled ? null : (reason ?? 'disabled by admin');
+    rt.disabledAtMs = enabled ? null : nowMs;
+  }
+
+  async resetKey(keyId: string): Promise<void> {
+    const rt = this.runtime.get(keyId);
+    const key = this.keys.find((k) => k.id === keyId);
+    if (!rt || !key) return;
+    rt.failures = 0;
+    rt.openUntilMs = 0;
+    rt.probeUntilMs = 0;
+    const p = this.project(key.project);
+    p.restUntilMs = 0;
+    p.restReason = null;
+  }
+
+  async keyStates(nowMs: number, day: string): Promise<KeyState[]> {
+    const nowSec = Math.floor(nowMs / 1000);
+    return this.keys.map((k) => {
+      const rt = this.runtime.get(k.id)!;
+      const p = this.project(k.project);
+      return {
+        id: k.id,
+        project: k.project,
+        enabled: k.enabled && rt.disabledReason === null,
+        disabledReason: k.enabled ? rt.disabledReason : 'disabled in configuration',
+        disabledAtMs: rt.disabledAtMs,
+        restUntilMs: p.restUntilMs > nowMs ? p.restUntilMs : null,
+        restReason: p.restUntilMs > nowMs ? p.restReason : null,
+        circuit: circuitOf(rt, nowMs),
+        consecutiveFailures: rt.failures,
+        requestsThisMinute: p.requestLog.filter((t) => t > nowMs - MINUTE_MS).length,
+        requestsToday: p.day === day ? p.dayCount : 0,
+        tokensThisMinute: sumTokens(p.tokenSlots, nowSec),
+        lastError: rt.lastError,
+        lastErrorAtMs: rt.lastErrorAtMs,
+      };
+    });
+  }
+
+  async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {
+    const windowStart = nowMs - (nowMs % windowMs);
+    const c = this.counters.get(name);
+    if (!c || c.windowStart !== windowStart) {
+      if (this.counters.size > 100_000) this.sweepCounters(nowMs, windowMs);
+      this.counters.set(name, { windowStart, count: 1 });
+      return { count: 1, resetAtMs: windowStart + windowMs };
+    }
+    c.count += 1;
+    return { count: c.count, resetAtMs: windowStart + windowMs };
+  }
+
+  async ping(): Promise<void> {}
+  async close(): Promise<void> {}
+
+  private sweepCounters(nowMs: number, windowMs: number): void {
+    for (const [k, v] of this.counters) if (v.windowStart + windowMs <= nowMs) this.counters.delete(k);
+  }
+
+  private project(name: string): ProjectRuntime {
+    let p = this.projects.get(name);
+    if (!p) {
+      p = { requestLog: [], day: '', dayCount: 0, tokenSlots: new Map(), restUntilMs: 0, restReason: null };
+      this.projects.set(name, p);
+    }
+    return p;
+  }
+}
+
+function newKeyRuntime(): KeyRuntime {
+  return {
+    disabledReason: null,
+    disabledAtMs: null,
+    failures: 0,
+    openUntilMs: 0,
+    probeUntilMs: 0,
+    lastError: null,
+    lastErrorAtMs: null,
+  };
+}
+
+function noteError(rt: KeyRuntime, reason: string, nowMs: number): void {
+  rt.lastError = reason;
+  rt.lastErrorAtMs = nowMs;
+}
+
+export function circuitOf(rt: { openUntilMs: number }, nowMs: number): KeyState['circuit'] {
+  if (rt.openUntilMs === 0) return 'closed';
+  return rt.openUntilMs > nowMs ? 'open' : 'half_open';
+}
+
+function sumTokens(slots: Map<number, number>, nowSec: number): number {
+  let sum = 0;
+  for (const [sec, tokens] of slots) {
+    if (sec <= nowSec - WINDOW_S) slots.delete(sec);
+    else sum += tokens;
+  }
+  return sum;
+}
+
+/**
+ * 0 when `tokens` fit in the rolling minute (a lone request larger than the limit is let through
+ * when nothing else is in the window, or it could never be served); otherwise the epoch ms when
+ * enough of the window will have expired.
+ */
+function tokenAdmission(slots: Map<number, number>, nowSec: number, tokens: number, limit: number): number {
+  const used = sumTokens(slots, nowSec);
+  if (used === 0 || used + tokens <= limit) return 0;
+  const ordered = [...slots.entries()].sort((a, b) => a[0] - b[0]);
+  let remaining = used;
+  for (const [sec, t] of ordered) {
+    remaining -= t;
+    if (remaining === 0 || remaining + tokens <= limit) return (sec + WINDOW_S) * 1000;
+  }
+  return (nowSec + WINDOW_S) * 1000;
+}

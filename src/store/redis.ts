@@ -1,0 +1,200 @@
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
+import { circuitOf } from './memory.ts';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  CircuitSettings,
+  HitResult,
+  KeyState,
+  Outcome,
+  PoolKeyRecord,
+  Reservation,
+  StateStore,
+} from './types.ts';
+
+const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const ACQUIRE_LUA = script('acquire');
+const REPORT_LUA = script('report');
+
+type ScriptedRedis = Redis & {
+  ggAcquire(
+    ...args: (string | number)[]
+  ): Promise<[number, string | number, string | number, number?, number?]>;
+  ggReport(...args: (string | number)[]): Promise<number>;
+};
+
+/**
+ * Shared state in Redis. Every pool decision is one Lua call (one round trip): choosing a key
+ * and reserving its budget cannot interleave with another instance's choice.
+ * Scripts touch keys under the configured prefix that they derive themselves, so this targets a
+ * single Redis server (or a primary with replicas), not Redis Cluster.
+ */
+export class RedisStore implements StateStore {
+  readonly kind = 'redis' as const;
+  readonly redis: ScriptedRedis;
+  private readonly p: string;
+
+  constructor(redis: Redis, prefix: string) {
+    this.p = prefix;
+    redis.defineCommand('ggAcquire', { numberOfKeys: 0, lua: ACQUIRE_LUA });
+    redis.defineCommand('ggReport', { numberOfKeys: 0, lua: REPORT_LUA });
+    this.redis = redis as ScriptedRedis;
+  }
+
+  static connect(url: string, prefix: string, options: RedisOptions = {}): RedisStore {
+    return new RedisStore(
+      new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 2, ...options }),
+      prefix,
+    );
+  }
+
+  async syncKeys(keys: readonly PoolKeyRecord[]): Promise<void> {
+    const listKey = `${this.p}keys`;
+    const previous = await this.redis.lrange(listKey, 0, -1);
+    const tx = this.redis.multi();
+    const ids = new Set(keys.map((k) => k.id));
+    for (const old of previous) if (!ids.has(old)) tx.del(`${this.p}k:${old}`);
+    tx.del(listKey);
+    if (keys.length > 0) tx.rpush(listKey, ...keys.map((k) => k.id));
+    for (const k of keys) {
+      tx.hset(`${this.p}k:${k.id}`, {
+        project: k.project,
+        models: k.models.length ? `,${k.models.join(',')},` : '',
+        enabled: k.enabled ? '1' : '0',
+        rpm: k.rpm,
+        rpd: k.rpd,
+        tpm: k.tpm,
+      });
+    }
+    await tx.exec();
+  }
+
+  async acquire(req: AcquireRequest): Promise<AcquireResult> {
+    const r = await this.redis.ggAcquire(
+      this.p,
+      req.nowMs,
+      req.model,
+      req.estimatedTokens,
+      req.day,
+      req.nextDayMs,
+      req.circuitProbeLeaseMs,
+      req.exclude.length ? `,${req.exclude.join(',')},` : '',
+    );
+    if (r[0] === 1) {
+      return {
+        ok: true,
+        reservation: {
+          keyId: String(r[1]),
+          project: String(r[2]),
+          tokenSlot: Number(r[3]),
+          tokens: req.estimatedTokens,
+          probe: r[4] === 1,
+        },
+      };
+    }
+    const at = Number(r[1]);
+    return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: Number(r[2]) === 1 };
+  }
+
+  async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
+    const actual = 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+    await this.redis.ggReport(
+      this.p,
+      res.keyId,
+      res.project,
+      res.tokenSlot,
+      actual === undefined ? '' : actual - res.tokens,
+      outcome.kind,
+      ('reason' in outcome ? outcome.reason : undefined) ?? '',
+      outcome.kind === 'rest' ? outcome.untilMs : 0,
+      nowMs,
+      res.probe ? 1 : 0,
+      circuit.failureThreshold,
+      circuit.cooldownMs,
+    );
+  }
+
+  async setGlobalBackoff(untilMs: number, nowMs: number): Promise<void> {
+    const ttl = untilMs - nowMs;
+    if (ttl > 0) await this.redis.set(`${this.p}global_backoff`, untilMs, 'PX', ttl);
+  }
+
+  async setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void> {
+    const k = `${this.p}k:${keyId}`;
+    if (!(await this.redis.exists(k))) return;
+    if (enabled) await this.redis.hset(k, 'disabled', '', 'disabled_at', '');
+    else await this.redis.hset(k, 'disabled', reason ?? 'disabled by admin', 'disabled_at', nowMs);
+  }
+
+  async resetKey(keyId: string): Promise<void> {
+    const k = `${this.p}k:${keyId}`;
+    const project = await this.redis.hget(k, 'project');
+    if (project === null) return;
+    await this.redis
+      .multi()
+      .hset(k, 'failures', 0, 'open_until', 0, 'probe_until', 0)
+      .hdel(`${this.p}p:${project}`, 'rest_until', 'rest_reason')
+      .exec();
+  }
+
+  async keyStates(nowMs: number, day: string): Promise<KeyState[]> {
+    const ids = await this.redis.lrange(`${this.p}keys`, 0, -1);
+    const hashes = await Promise.all(ids.map((id) => this.redis.hgetall(`${this.p}k:${id}`)));
+    const nowSec = Math.floor(nowMs / 1000);
+    return Promise.all(
+      ids.map(async (id, i) => {
+        const h = hashes[i]!;
+        const pk = `${this.p}p:${h.project}`;
+        const [project, log, today, tokens] = await Promise.all([
+          this.redis.hgetall(pk),
+          this.redis.lrange(`${pk}:log`, 0, -1),
+          this.redis.get(`${pk}:d:${day}`),
+          this.redis.hgetall(`${pk}:tok`),
+        ]);
+        const restUntil = Number(project.rest_until ?? 0);
+        const configEnabled = h.enabled === '1';
+        const disabled = h.disabled ? h.disabled : null;
+        const openUntilMs = Number(h.open_until ?? 0);
+        return {
+          id,
+          project: h.project ?? id,
+          enabled: configEnabled && disabled === null,
+          disabledReason: configEnabled ? disabled : 'disabled in configuration',
+          disabledAtMs: h.disabled_at ? Number(h.disabled_at) : null,
+          restUntilMs: restUntil > nowMs ? restUntil : null,
+          restReason: restUntil > nowMs ? (project.rest_reason ?? null) : null,
+          circuit: circuitOf({ openUntilMs }, nowMs),
+          consecutiveFailures: Number(h.failures ?? 0),
+          requestsThisMinute: log.filter((t) => Number(t) > nowMs - 60_000).length,
+          requestsToday: Number(today ?? 0),
+          tokensThisMinute: Object.entries(tokens)
+            .filter(([sec]) => Number(sec) > nowSec - 60)
+            .reduce((sum, [, t]) => sum + Number(t), 0),
+          lastError: h.last_error || null,
+          lastErrorAtMs: h.last_error_at ? Number(h.last_error_at) : null,
+        };
+      }),
+    );
+  }
+
+  async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {
+    const windowStart = nowMs - (nowMs % windowMs);
+    const key = `${this.p}hit:${name}:${windowStart}`;
+    const res = await this.redis
+      .multi()
+      .incr(key)
+      .pexpire(key, windowMs + 1000)
+      .exec();
+    const count = Number(res?.[0]?.[1] ?? 0);
+    return { count, resetAtMs: windowStart + windowMs };
+  }
+
+  async ping(): Promise<void> {
+    await this.redis.ping();
+  }
+
+  async close(): Promise<void> {
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

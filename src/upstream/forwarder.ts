@@ -1,0 +1,377 @@
+import type { Agent, Dispatcher } from 'undici';
+import { HttpProblem } from '../http/problem.ts';
+import { classifyUpstream, type Verdict } from '../pool/classify.ts';
+import { lastPromptTokenCount } from '../pool/estimate.ts';
+import { type KeyPool, type Lease, PoolExhaustedError } from '../pool/key-pool.ts';
+
+export interface UpstreamCall {
+  method: 'GET' | 'POST';
+  /** Upstream path, e.g. /v1beta/models/gemini-2.5-flash:generateContent */
+  path: string;
+  /** Query string to forward ('' or '?alt=sse'); never contains a key. */
+  search: string;
+  body?: Buffer | string;
+  /** Model the budget is for; '' = any key (listing models). */
+  model: string;
+  estimatedTokens: number;
+  stream: boolean;
+  /** Fires when the client goes away. */
+  signal?: AbortSignal;
+  /** Absolute epoch-ms deadline for the whole call, retries included. */
+  deadlineMs: number;
+}
+
+interface Answer {
+  status: number;
+  contentType: string;
+  keyId: string | null;
+  attempts: number;
+  /** Time spent waiting on Google, all attempts together. */
+  upstreamMs: number;
+  queuedMs: number;
+}
+export interface UnaryAnswer extends Answer {
+  kind: 'unary';
+  body: Buffer;
+}
+export interface StreamAnswer extends Answer {
+  kind: 'stream';
+  /** The first chunk, already received: once it goes out, the call is no longer retried. */
+  first: Buffer;
+  rest: AsyncIterator<Buffer>;
+  /** Must be called exactly once when the stream ended (ok) or broke (not ok). */
+  finish(ok: boolean): void;
+  /** Stops the upstream transfer (client went away). */
+  abort(): void;
+}
+export type UpstreamAnswer = UnaryAnswer | StreamAnswer;
+
+/** Receives one event per upstream attempt (metrics, logs). */
+export interface AttemptObserver {
+  attempt(keyId: string, model: string, outcome: string, durationMs: number): void;
+}
+
+export interface ForwarderOptions {
+  baseUrl: string;
+  agent: Agent;
+  pool: KeyPool;
+  maxAttempts: number;
+  attemptTimeoutMs: number;
+  now?: () => number;
+  observer?: AttemptObserver;
+}
+
+const JSON_TYPE = 'application/json; charset=UTF-8';
+
+/**
+ * Sends a call upstream through the key pool: reserve a key, send with that key in the
+ * x-goog-api-key header, classify the answer, settle the key, and retry on another key while
+ * attempts and the deadline allow. Streams are retried only until their first byte.
+ */
+export class Forwarder {
+  private readonly o: ForwarderOptions;
+  private readonly now: () => number;
+  private readonly origin: string;
+  private readonly basePath: string;
+
+  constructor(options: ForwarderOptions) {
+    this.o = options;
+    this.now = options.now ?? Date.now;
+    const base = new URL(options.baseUrl);
+    this.origin = base.origin;
+    this.basePath = base.pathname.replace(/\/$/, '');
+  }
+
+  async forward(call: UpstreamCall): Promise<UpstreamAnswer> {
+    const tried: string[] = [];
+    let upstreamMs = 0;
+    let queuedMs = 0;
+    let lastRetryable: UnaryAnswer | null = null;
+    let restUntil: number | null = null;
+    let lastFailure = 'upstream unreachable';
+
+    for (let attempt = 1; attempt <= this.o.maxAttempts; attempt++) {
+      if (this.now() >= call.deadlineMs) break;
+      let lease: Lease;
+      try {
+        lease = await this.o.pool.acquire(call.model, call.estimatedTokens, tried, call.signal);
+      } catch (err) {
+        if (err instanceof PoolExhaustedError) {
+          // Every key was tried or none is free: report the earliest time one frees up.
+          if (tried.length > 0 && err.retryAtMs === null) break;
+          throw exhausted(err.retryAtMs ?? restUntil, err.globalBackoff, call.model);
+        }
+        throw err;
+      }
+      queuedMs += lease.queuedMs;
+      tried.push(lease.keyId);
+      const started = this.now();
+      const result = await this.attempt(call, lease);
+      const elapsed = this.now() - started;
+      upstreamMs += elapsed;
+
+      if (result.kind === 'answer') {
+        const a = result.answer;
+        a.attempts = attempt;
+        a.upstreamMs = upstreamMs;
+        a.queuedMs = queuedMs;
+        if (a.kind === 'stream') {
+          const inner = a.finish;
+          a.finish = (ok) => {
+            inner(ok);
+            this.o.observer?.attempt(
+              lease.keyId,
+              call.model,
+              ok ? 'success' : 'stream_broken',
+              this.now() - started,
+            );
+          };
+        } else {
+          this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
+        }
+        return a;
+      }
+      this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
+      if (result.kind === 'client_gone') throw new HttpProblem(499, 'client closed the request');
+      lastFailure = result.outcome;
+      if (result.restUntil !== undefined)
+        restUntil = Math.min(restUntil ?? Number.POSITIVE_INFINITY, result.restUntil);
+      if (result.passThrough) lastRetryable = result.passThrough;
+    }
+
+    if (this.now() >= call.deadlineMs && !lastRetryable) {
+      throw new HttpProblem(504, 'the upstream did not answer within the request deadline', {
+        googleStatus: 'DEADLINE_EXCEEDED',
+      });
+    }
+    if (lastRetryable) return lastRetryable;
+    if (restUntil !== null) throw exhausted(restUntil, false, call.model);
+    throw new HttpProblem(502, `no key could complete the request (${lastFailure})`, {
+      googleStatus: 'UNAVAILABLE',
+    });
+  }
+
+  private async attempt(
+    call: UpstreamCall,
+    lease: Lease,
+  ): Promise<
+    | { kind: 'answer'; answer: UpstreamAnswer; outcome: string }
+    | { kind: 'retry'; outcome: string; restUntil?: number; passThrough?: UnaryAnswer }
+    | { kind: 'client_gone'; outcome: string }
+  > {
+    const pool = this.o.pool;
+    const controller = new AbortController();
+    const budget = Math.max(1, Math.min(this.o.attemptTimeoutMs, call.deadlineMs - this.now()));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, budget);
+    const onClientAbort = () => controller.abort();
+    call.signal?.addEventListener('abort', onClientAbort, { once: true });
+    const cleanup = () => {
+      clearTimeout(timer);
+      call.signal?.removeEventListener('abort', onClientAbort);
+    };
+
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.o.agent.request({
+        origin: this.origin,
+        path: `${this.basePath}${call.path}${call.search}`,
+        method: call.method,
+        headers: {
+          'x-goog-api-key': lease.apiKey,
+          ...(call.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        body: call.body,
+        signal: controller.signal,
+      });
+    } catch {
+      cleanup();
+      if (call.signal?.aborted) {
+        void pool.report(lease, { kind: 'neutral' });
+        return { kind: 'client_gone', outcome: 'client_gone' };
+      }
+      const reason = timedOut ? 'TIMEOUT' : 'NETWORK_ERROR';
+      void pool.report(lease, { kind: 'failure', reason });
+      return { kind: 'retry', outcome: reason.toLowerCase() };
+    }
+
+    const contentType = String(res.headers['content-type'] ?? JSON_TYPE);
+    if (res.statusCode >= 200 && res.statusCode < 300 && call.stream) {
+      return this.streamAnswer(call, lease, res, contentType, controller, cleanup, () => timedOut);
+    }
+
+    let body: Buffer;
+    try {
+      body = Buffer.from(await res.body.arrayBuffer());
+    } catch {
+      cleanup();
+      if (call.signal?.aborted) {
+        void pool.report(lease, { kind: 'neutral' });
+        return { kind: 'client_gone', outcome: 'client_gone' };
+      }
+      const reason = timedOut ? 'TIMEOUT' : 'BODY_ERROR';
+      void pool.report(lease, { kind: 'failure', reason });
+      return { kind: 'retry', outcome: reason.toLowerCase() };
+    }
+    cleanup();
+    const answer: UnaryAnswer = {
+      kind: 'unary',
+      status: res.statusCode,
+      contentType,
+      body,
+      keyId: lease.keyId,
+      attempts: 0,
+      upstreamMs: 0,
+      queuedMs: 0,
+    };
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      void pool.report(lease, { kind: 'success', actualTokens: lastPromptTokenCount(body.toString('utf8')) });
+      return { kind: 'answer', answer, outcome: 'success' };
+    }
+    const verdict = classifyUpstream(res.statusCode, safeJson(body), this.now());
+    return this.settleFailure(lease, verdict, answer);
+  }
+
+  private settleFailure(
+    lease: Lease,
+    verdict: Verdict,
+    answer: UnaryAnswer,
+  ):
+    | { kind: 'answer'; answer: UpstreamAnswer; outcome: string }
+    | { kind: 'retry'; outcome: string; restUntil?: number; passThrough?: UnaryAnswer } {
+    const pool = this.o.pool;
+    switch (verdict.kind) {
+      case 'success':
+      case 'client_error':
+        // The request's own fault: the key is fine; Google's answer goes back untouched.
+        void pool.report(lease, { kind: 'success' });
+        return { kind: 'answer', answer, outcome: 'client_error' };
+      case 'rest':
+        void pool.report(lease, { kind: 'rest', untilMs: verdict.untilMs, reason: verdict.reason });
+        return {
+          kind: 'retry',
+          outcome: verdict.daily ? 'rate_limited_daily' : 'rate_limited',
+          restUntil: verdict.untilMs,
+        };
+      case 'throttled':
+        void pool.report(lease, { kind: 'rest', untilMs: verdict.untilMs, reason: verdict.reason });
+        void pool.noteThrottled(lease.keyId);
+        return { kind: 'retry', outcome: 'throttled', restUntil: verdict.untilMs };
+      case 'disable':
+        // The body may name the key (e.g. "Consumer 'api_key:…' has been suspended"): never passed on.
+        void pool.report(lease, { kind: 'disable', reason: verdict.reason });
+        return { kind: 'retry', outcome: 'key_disabled' };
+      case 'retry':
+        void pool.report(
+          lease,
+          verdict.circuit
+            ? { kind: 'failure', reason: verdict.reason }
+            : { kind: 'neutral', reason: verdict.reason },
+        );
+        return {
+          kind: 'retry',
+          outcome: verdict.circuit ? 'server_error' : 'overloaded',
+          passThrough: answer,
+        };
+    }
+  }
+
+  /** Waits for the first body chunk before answering, so a stream that fails early is retried. */
+  private async streamAnswer(
+    call: UpstreamCall,
+    lease: Lease,
+    res: Dispatcher.ResponseData,
+    contentType: string,
+    controller: AbortController,
+    cleanup: () => void,
+    timedOut: () => boolean,
+  ): Promise<
+    | { kind: 'answer'; answer: StreamAnswer; outcome: string }
+    | { kind: 'retry' | 'client_gone'; outcome: string }
+  > {
+    const pool = this.o.pool;
+    const iterator = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    let first: IteratorResult<Buffer>;
+    try {
+      first = await iterator.next();
+    } catch {
+      cleanup();
+      if (call.signal?.aborted) {
+        void pool.report(lease, { kind: 'neutral' });
+        return { kind: 'client_gone', outcome: 'client_gone' };
+      }
+      const reason = timedOut() ? 'TIMEOUT' : 'STREAM_ERROR';
+      void pool.report(lease, { kind: 'failure', reason });
+      return { kind: 'retry', outcome: reason.toLowerCase() };
+    }
+    if (first.done || first.value.length === 0) {
+      cleanup();
+      void pool.report(lease, { kind: 'failure', reason: 'EMPTY_STREAM' });
+      return { kind: 'retry', outcome: 'empty_stream' };
+    }
+    // From here on the stream belongs to the client: the attempt deadline no longer applies
+    // (the agent's bodyTimeout still ends a stalled stream).
+    cleanup();
+    let promptTokens = lastPromptTokenCount(first.value.toString('utf8'));
+    let finished = false;
+    const rest: AsyncIterator<Buffer> = {
+      next: async () => {
+        const r = await iterator.next();
+        if (!r.done) promptTokens = lastPromptTokenCount(r.value.toString('utf8')) ?? promptTokens;
+        return r;
+      },
+    };
+    const answer: StreamAnswer = {
+      kind: 'stream',
+      status: 200,
+      contentType,
+      first: first.value,
+      rest,
+      keyId: lease.keyId,
+      attempts: 0,
+      upstreamMs: 0,
+      queuedMs: 0,
+      finish: (ok) => {
+        if (finished) return;
+        finished = true;
+        void pool.report(
+          lease,
+          ok ? { kind: 'success', actualTokens: promptTokens } : { kind: 'failure', reason: 'STREAM_BROKEN' },
+        );
+      },
+      abort: () => controller.abort(),
+    };
+    return { kind: 'answer', answer, outcome: 'success' };
+  }
+}
+
+function exhausted(retryAtMs: number | null, globalBackoff: boolean, model: string): HttpProblem {
+  if (retryAtMs === null) {
+    return new HttpProblem(503, `no enabled key can serve model "${model || 'any'}"`, {
+      googleStatus: 'UNAVAILABLE',
+    });
+  }
+  const seconds = Math.max(1, Math.ceil((retryAtMs - Date.now()) / 1000));
+  return new HttpProblem(
+    429,
+    globalBackoff
+      ? `upstream is throttling the gateway; retry in ${seconds}s`
+      : `every key is at its limit; retry in ${seconds}s`,
+    {
+      headers: { 'retry-after': String(seconds) },
+      googleStatus: 'RESOURCE_EXHAUSTED',
+      extra: { retry_after_seconds: seconds },
+    },
+  );
+}
+
+function safeJson(buf: Buffer): unknown {
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

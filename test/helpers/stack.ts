@@ -1,0 +1,72 @@
+import pino from 'pino';
+import { buildGateway, type Gateway } from '../../src/app/build.ts';
+import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { loggerOptions } from '../../src/observability/logger.ts';
+
+export interface StackOptions {
+  /** Gateway settings (override the defaults below). */
+  env?: Record<string, string>;
+  /** Number of pool keys (fake keys pool-key-1..n). Default 3. */
+  keys?: number;
+  /** Options for the fake Gemini (its `keys` default to the pool keys). */
+  fake?: Partial<FakeGeminiOptions>;
+  /** Reuse a running fake instead of starting one. */
+  fakeInstance?: FakeGemini;
+  /** Collect log lines (JSON strings) instead of discarding them. */
+  logLines?: string[];
+}
+
+export interface Stack {
+  url: string;
+  token: string;
+  fake: FakeGemini;
+  gateway: Gateway;
+  close(): Promise<void>;
+}
+
+export const TEST_TOKEN = 'test-client-token-0123456789';
+
+export function poolKeyValues(n: number): string[] {
+  return Array.from(
+    { length: n },
+    (_, i) => `AIzaFakePoolKey${String(i + 1).padStart(3, '0')}xxxxxxxxxxxxxxxxx`,
+  );
+}
+
+/** The fake Gemini and a gateway wired to it, both on 127.0.0.1 with ephemeral ports. */
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const n = opts.keys ?? 3;
+  const values = poolKeyValues(n);
+  const fake =
+    opts.fakeInstance ??
+    (await startFakeGemini({ keys: values.map((apiKey) => ({ apiKey })), ...opts.fake }));
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: opts.logLines ? 'info' : 'silent',
+    GEMINI_BASE_URL: fake.url,
+    GEMINI_API_KEYS: values.join(','),
+    CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+    QUEUE_MAX_WAIT_MS: '2000',
+    ...opts.env,
+  };
+  const logger = opts.logLines
+    ? pino(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }), {
+        write: (line: string) => {
+          opts.logLines!.push(line);
+        },
+      })
+    : pino({ level: 'silent' });
+  const gateway = await buildGateway(env, { logger });
+  await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+  const address = gateway.app.server.address() as { port: number };
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    token: TEST_TOKEN,
+    fake,
+    gateway,
+    async close() {
+      await gateway.close();
+      if (!opts.fakeInstance) await fake.close();
+    },
+  };
+}
