@@ -97,9 +97,9 @@ export class Forwarder {
         lease = await this.o.pool.acquire(call.model, call.estimatedTokens, tried, call.signal);
       } catch (err) {
         if (err instanceof PoolExhaustedError) {
-          // Every key was tried or none is free: report the earliest time one frees up.
-          if (tried.length > 0 && err.retryAtMs === null) break;
-          throw exhausted(err.retryAtMs ?? restUntil, err.globalBackoff, call.model);
+          // No untried key left: answer with what the tried ones said (an overload, a rest).
+          if (err.retryAtMs === null && (lastRetryable || restUntil !== null)) break;
+          throw exhausted(err.retryAtMs ?? restUntil, err.globalBackoff, call.model, this.now());
         }
         throw err;
       }
@@ -145,7 +145,7 @@ export class Forwarder {
       });
     }
     if (lastRetryable) return lastRetryable;
-    if (restUntil !== null) throw exhausted(restUntil, false, call.model);
+    if (restUntil !== null) throw exhausted(restUntil, false, call.model, this.now());
     throw new HttpProblem(502, `no key could complete the request (${lastFailure})`, {
       googleStatus: 'UNAVAILABLE',
     });
@@ -348,13 +348,13 @@ export class Forwarder {
   }
 }
 
-function exhausted(retryAtMs: number | null, globalBackoff: boolean, model: string): HttpProblem {
+function exhausted(retryAtMs: number | null, globalBackoff: boolean, model: string, nowMs: number): HttpProblem {
   if (retryAtMs === null) {
     return new HttpProblem(503, `no enabled key can serve model "${model || 'any'}"`, {
       googleStatus: 'UNAVAILABLE',
     });
   }
-  const seconds = Math.max(1, Math.ceil((retryAtMs - Date.now()) / 1000));
+  const seconds = Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000));
   return new HttpProblem(
     429,
     globalBackoff

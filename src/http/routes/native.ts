@@ -72,7 +72,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         model,
         estimatedTokens: estimateInputTokens(body.json),
         stream: spec.stream,
-        signal: clientGone(request),
+        signal: clientGone(reply),
         deadlineMs: Date.now() + requestTimeoutMs,
       });
       return sendAnswer(request, reply, answer);
@@ -90,7 +90,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         model: '',
         estimatedTokens: 0,
         stream: false,
-        signal: clientGone(request),
+        signal: clientGone(reply),
         deadlineMs: Date.now() + requestTimeoutMs,
       });
       return sendAnswer(request, reply, answer);
@@ -110,12 +110,12 @@ function forwardedQuery(request: FastifyRequest): string {
   return s ? `?${s}` : '';
 }
 
-function clientGone(request: FastifyRequest): AbortSignal {
+/** Aborts when the client goes away before its answer was written in full. */
+function clientGone(reply: FastifyReply): AbortSignal {
   const controller = new AbortController();
-  request.raw.once('close', () => {
-    if (!request.raw.complete || request.raw.destroyed) controller.abort();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
   });
-  request.raw.socket?.once('close', () => controller.abort());
   return controller.signal;
 }
 

@@ -14,8 +14,9 @@ local exclude = ARGV[8]
 local gb = tonumber(redis.call('GET', P .. 'global_backoff') or '0') or 0
 if gb > now then return {0, gb, 1} end
 
-local ids = redis.call('LRANGE', P .. 'keys', 0, -1)
-local n = #ids
+-- Keys are read one at a time from the ring: a free key is usually the first one looked at.
+local ring = P .. 'keys'
+local n = redis.call('LLEN', ring)
 if n == 0 then return {0, -1, 0} end
 local start = redis.call('INCR', P .. 'rr') % n
 local now_sec = math.floor(now / 1000)
@@ -41,7 +42,7 @@ local function tokens_used(tok_key)
 end
 
 for i = 0, n - 1 do
-  local id = ids[((start + i) % n) + 1]
+  local id = redis.call('LINDEX', ring, (start + i) % n)
   if not string.find(exclude, ',' .. id .. ',', 1, true) then
     local k = P .. 'k:' .. id
     local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until')

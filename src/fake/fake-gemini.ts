@@ -1,0 +1,615 @@
+/**
+ * A fast, faithful fake of Google's Gemini API (generativelanguage.googleapis.com) for tests,
+ * the benchmark and the demo. Plain node:http, keep-alive, precomputed buffers where possible.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import {
+  type Answer,
+  buildAnswer,
+  contentText,
+  countRequestTokens,
+  DEFAULT_EMBEDDING_DIMENSIONS,
+  embedText,
+  FAKE_MODELS,
+  IMAGE_OUTPUT_TOKENS,
+  MODELS_BY_NAME,
+  modelJson,
+  type TokenCount,
+  textTokens,
+} from './fake-gemini-content.ts';
+import {
+  ERR_BAD_REQUEST,
+  ERR_BARE_429,
+  ERR_EMPTY_EMBED,
+  ERR_INTERNAL,
+  ERR_INVALID_JSON,
+  ERR_INVALID_KEY,
+  ERR_LEAKED,
+  ERR_METHOD_NOT_FOUND,
+  ERR_NO_CONTENTS,
+  ERR_NO_KEY,
+  ERR_OVERLOADED,
+  type ErrorReply,
+  err429,
+  errModelNotFound,
+  errorBody,
+  errServiceDisabled,
+  errSuspended,
+  MIDSTREAM_ERROR_JSON,
+  maskSecret,
+} from './fake-gemini-errors.ts';
+import { type FakeLimits, LimitTracker, QUOTA_IDS, type QuotaFamily } from './fake-gemini-limits.ts';
+
+export { embedText, FAKE_MODELS, fakePng, fakePngBase64, sampleFromSchema } from './fake-gemini-content.ts';
+export { maskSecret } from './fake-gemini-errors.ts';
+export { QUOTA_IDS } from './fake-gemini-limits.ts';
+
+export interface FakeGeminiOptions {
+  host?: string;
+  port?: number;
+  keys?: Array<{ apiKey: string; project?: string }>;
+  acceptAnyKey?: boolean;
+  limits?: FakeLimits;
+  latencyMs?: number;
+  chunkDelayMs?: number;
+  streamChunks?: number;
+  now?: () => number;
+}
+
+export type FakeFailure =
+  | { kind: 'overloaded' }
+  | { kind: 'internal' }
+  | { kind: 'rate_limit'; quotaId?: string; retryDelay?: string; bare?: boolean }
+  | { kind: 'invalid_key' }
+  | { kind: 'leaked' }
+  | { kind: 'hang' }
+  | { kind: 'reset' }
+  | { kind: 'midstream_error' }
+  | { kind: 'bad_request' };
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  search: string;
+  headers: Record<string, string>;
+  apiKey: string | null;
+  body: unknown;
+}
+
+export type FakeKeyState = 'ok' | 'invalid' | 'leaked' | 'suspended' | 'service_disabled';
+
+export interface FakeGeminiStats {
+  requests: number;
+  byKey: Map<string, number>;
+  byStatus: Map<number, number>;
+  rateLimited: number;
+  log: RecordedRequest[];
+}
+
+export interface FakeGemini {
+  readonly url: string;
+  close(): Promise<void>;
+  addKey(apiKey: string, project?: string): void;
+  setKeyState(apiKey: string, state: FakeKeyState): void;
+  script(failure: FakeFailure, opts?: { apiKey?: string; method?: string; times?: number }): void;
+  setLatency(ms: number): void;
+  readonly stats: FakeGeminiStats;
+  resetStats(): void;
+}
+
+interface KeyEntry {
+  project: string;
+  state: FakeKeyState;
+}
+
+interface Script {
+  failure: FakeFailure;
+  apiKey: string | undefined;
+  method: string | undefined;
+  remaining: number;
+}
+
+type Action =
+  | 'generateContent'
+  | 'streamGenerateContent'
+  | 'countTokens'
+  | 'embedContent'
+  | 'batchEmbedContents';
+const ACTIONS = new Set<string>([
+  'generateContent',
+  'streamGenerateContent',
+  'countTokens',
+  'embedContent',
+  'batchEmbedContents',
+]);
+
+type Route =
+  | { kind: 'list' }
+  | { kind: 'get'; model: string; version: string }
+  | { kind: 'action'; model: string; version: string; action: Action };
+
+const LOG_SIZE = 1000;
+const JSON_TYPE = 'application/json; charset=UTF-8';
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+const ARRAY_STREAM_HEADERS = { 'content-type': JSON_TYPE };
+const EMPTY_OBJECT = Object.freeze({});
+
+const MODELS_LIST_BODY = Buffer.from(JSON.stringify({ models: FAKE_MODELS.map(modelJson) }));
+const MODEL_BODIES = new Map(FAKE_MODELS.map((m) => [m.name, Buffer.from(JSON.stringify(modelJson(m)))]));
+
+const ID_PREFIX = randomBytes(9).toString('base64url');
+let idCounter = 0;
+function responseId(): string {
+  idCounter = (idCounter + 1) % 0x7fffffff;
+  return ID_PREFIX + idCounter.toString(36);
+}
+
+function parseRoute(method: string, path: string): Route | null {
+  let rest: string;
+  let version: string;
+  if (path.startsWith('/v1beta/')) {
+    version = 'v1beta';
+    rest = path.slice(8);
+  } else if (path.startsWith('/v1/')) {
+    version = 'v1';
+    rest = path.slice(4);
+  } else return null;
+  if (rest === 'models' || rest === 'models/') return method === 'GET' ? { kind: 'list' } : null;
+  if (!rest.startsWith('models/')) return null;
+  const name = rest.slice(7);
+  const colon = name.lastIndexOf(':');
+  if (colon < 0) {
+    if (method !== 'GET' || name === '' || name.includes('/')) return null;
+    return { kind: 'get', model: name, version };
+  }
+  const action = name.slice(colon + 1);
+  const model = name.slice(0, colon);
+  if (method !== 'POST' || !ACTIONS.has(action) || model === '' || model.includes('/')) return null;
+  return { kind: 'action', model, version, action: action as Action };
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+interface Chunk {
+  parts: unknown[];
+  candidatesTokens: number;
+  last: boolean;
+}
+
+/** Splits an answer into stream chunks (text pieces, then the image if any); tokens are cumulative. */
+function answerChunks(answer: Answer): Chunk[] {
+  const chunks: Chunk[] = [];
+  let chars = 0;
+  for (const t of answer.textPieces) {
+    chars += t.length;
+    chunks.push({ parts: [{ text: t }], candidatesTokens: Math.ceil(chars / 4), last: false });
+  }
+  if (answer.image !== null) {
+    chunks.push({
+      parts: [{ inlineData: { mimeType: 'image/png', data: answer.image } }],
+      candidatesTokens: IMAGE_OUTPUT_TOKENS,
+      last: false,
+    });
+  }
+  if (chunks.length === 0) chunks.push({ parts: [{ text: '' }], candidatesTokens: 0, last: false });
+  chunks[chunks.length - 1]!.last = true;
+  return chunks;
+}
+
+function responseJson(
+  parts: unknown[],
+  last: boolean,
+  prompt: TokenCount,
+  candidatesTokens: number,
+  model: string,
+  id: string,
+): string {
+  const promptTokensDetails: unknown[] = [{ modality: 'TEXT', tokenCount: prompt.text }];
+  if (prompt.images > 0) promptTokensDetails.push({ modality: 'IMAGE', tokenCount: prompt.images });
+  const candidate: Record<string, unknown> = { content: { parts, role: 'model' } };
+  if (last) candidate.finishReason = 'STOP';
+  candidate.index = 0;
+  return JSON.stringify({
+    candidates: [candidate],
+    usageMetadata: {
+      promptTokenCount: prompt.total,
+      candidatesTokenCount: candidatesTokens,
+      totalTokenCount: prompt.total + candidatesTokens,
+      promptTokensDetails,
+    },
+    modelVersion: model,
+    responseId: id,
+  });
+}
+
+export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<FakeGemini> {
+  const keys = new Map<string, KeyEntry>();
+  for (const k of opts.keys ?? []) keys.set(k.apiKey, { project: k.project ?? k.apiKey, state: 'ok' });
+  const acceptAnyKey = opts.acceptAnyKey ?? opts.keys === undefined;
+  const limits = new LimitTracker({ ...opts.limits }, opts.now ?? Date.now);
+  const chunkDelayMs = Math.max(0, opts.chunkDelayMs ?? 0);
+  const streamChunks = Math.max(1, Math.floor(opts.streamChunks ?? 3));
+  let latencyMs = Math.max(0, opts.latencyMs ?? 0);
+  const scripts: Script[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const sockets = new Set<Socket>();
+  let closed = false;
+
+  let log: RecordedRequest[] = [];
+  const stats: FakeGeminiStats = {
+    requests: 0,
+    byKey: new Map(),
+    byStatus: new Map(),
+    rateLimited: 0,
+    get log(): RecordedRequest[] {
+      if (log.length > LOG_SIZE) log.splice(0, log.length - LOG_SIZE);
+      return log;
+    },
+  };
+
+  function countStatus(status: number): void {
+    stats.byStatus.set(status, (stats.byStatus.get(status) ?? 0) + 1);
+  }
+
+  /** Runs `fn` after the configured latency (immediately when 0). */
+  function later(fn: () => void, ms = latencyMs): void {
+    if (ms <= 0) {
+      fn();
+      return;
+    }
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  }
+
+  function sendBody(res: ServerResponse, status: number, body: Buffer | string): void {
+    later(() => {
+      if (res.destroyed) return;
+      countStatus(status);
+      res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  }
+
+  function sendError(res: ServerResponse, err: ErrorReply): void {
+    sendBody(res, err.status, err.body);
+  }
+
+  function findScript(path: string, apiKey: string | null): FakeFailure | null {
+    for (let i = 0; i < scripts.length; i++) {
+      const s = scripts[i]!;
+      if (s.apiKey !== undefined && s.apiKey !== apiKey) continue;
+      if (s.method !== undefined && !path.includes(s.method)) continue;
+      if (--s.remaining <= 0) scripts.splice(i, 1);
+      return s.failure;
+    }
+    return null;
+  }
+
+  function scripted429(f: { quotaId?: string; retryDelay?: string }, model: string): ErrorReply {
+    const quotaId = f.quotaId ?? QUOTA_IDS.generate.rpm;
+    const ids = quotaId.startsWith('Embed') ? QUOTA_IDS.embed : QUOTA_IDS.generate;
+    const tokens = quotaId.includes('Token');
+    const perDay = quotaId.includes('PerDay');
+    const l = limits.limits;
+    const limit = tokens ? (l.tpm ?? 250000) : perDay ? (l.rpd ?? 20) : (l.rpm ?? 15);
+    return err429(
+      [{ quotaMetric: tokens ? ids.tokens : ids.requests, quotaId, model, limit }],
+      0,
+      f.retryDelay ?? '23s',
+    );
+  }
+
+  /** Streams the answer as SSE (`data: {json}\r\n\r\n`) or as one progressively written JSON array. */
+  function stream(
+    res: ServerResponse,
+    sse: boolean,
+    answer: Answer,
+    prompt: TokenCount,
+    model: string,
+    failMidstream: boolean,
+  ): void {
+    const id = responseId();
+    let chunks = answerChunks(answer);
+    if (failMidstream) chunks = [{ ...chunks[0]!, last: false }];
+    const frames: string[] = [];
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!;
+      const json = responseJson(c.parts, c.last, prompt, c.candidatesTokens, model, id);
+      frames.push(sse ? `data: ${json}\r\n\r\n` : `${i === 0 ? '[' : '\r\n,'}${json}`);
+    }
+    if (failMidstream)
+      frames.push(sse ? `data: ${MIDSTREAM_ERROR_JSON}\r\n\r\n` : `\r\n,${MIDSTREAM_ERROR_JSON}`);
+    const tail = sse ? '' : '\r\n]';
+    later(() => {
+      if (res.destroyed) return;
+      countStatus(200);
+      res.writeHead(200, sse ? SSE_HEADERS : ARRAY_STREAM_HEADERS);
+      if (chunkDelayMs === 0) {
+        for (const f of frames) res.write(f);
+        res.end(tail);
+        return;
+      }
+      let i = 0;
+      const next = (): void => {
+        if (res.destroyed) return;
+        res.write(frames[i++]!);
+        if (i >= frames.length) res.end(tail);
+        else later(next, chunkDelayMs);
+      };
+      next();
+    });
+  }
+
+  function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer | null) {
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    let path = q < 0 ? url : url.slice(0, q);
+    const search = q < 0 ? '' : url.slice(q);
+    if (path.includes('%')) {
+      try {
+        path = decodeURIComponent(path);
+      } catch {
+        // keep it raw
+      }
+    }
+    const query = search.length > 1 ? new URLSearchParams(search) : null;
+    const headerKey = req.headers['x-goog-api-key'];
+    const apiKey =
+      (typeof headerKey === 'string' && headerKey !== '' ? headerKey : query?.get('key')) || null;
+
+    let body: unknown;
+    let bodyInvalid = false;
+    if (raw !== null && raw.length > 0) {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        bodyInvalid = true;
+        body = raw.toString('utf8');
+      }
+    }
+
+    stats.requests++;
+    if (apiKey !== null) stats.byKey.set(apiKey, (stats.byKey.get(apiKey) ?? 0) + 1);
+    log.push({ method, path, search, headers: req.headers as Record<string, string>, apiKey, body });
+    if (log.length >= 2 * LOG_SIZE) log.splice(0, log.length - LOG_SIZE);
+
+    const route = parseRoute(method, path);
+    if (route === null) return sendError(res, ERR_METHOD_NOT_FOUND);
+    const model = route.kind === 'list' ? 'gemini-2.5-flash' : route.model;
+
+    // Scripted failures come first: "the next N matching requests fail this way".
+    if (scripts.length > 0) {
+      const failure = findScript(path, apiKey);
+      if (failure !== null) {
+        switch (failure.kind) {
+          case 'overloaded':
+            return sendError(res, ERR_OVERLOADED);
+          case 'internal':
+            return sendError(res, ERR_INTERNAL);
+          case 'rate_limit':
+            return sendError(res, failure.bare ? ERR_BARE_429 : scripted429(failure, model));
+          case 'invalid_key':
+            return sendError(res, ERR_INVALID_KEY);
+          case 'leaked':
+            return sendError(res, ERR_LEAKED);
+          case 'bad_request':
+            return sendError(res, ERR_BAD_REQUEST);
+          case 'hang':
+            return; // the socket is destroyed by close() or by the client
+          case 'reset':
+            req.socket.resetAndDestroy();
+            return;
+          case 'midstream_error':
+            if (route.kind === 'action' && route.action === 'streamGenerateContent' && isObj(body)) {
+              const prompt = countRequestTokens(body);
+              const answer = buildAnswer(route.model, body, streamChunks);
+              return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, true);
+            }
+            return sendError(res, ERR_INTERNAL);
+        }
+      }
+    }
+
+    // Authentication and the key's state.
+    if (apiKey === null) return sendError(res, ERR_NO_KEY);
+    let entry = keys.get(apiKey);
+    if (entry === undefined) {
+      if (!acceptAnyKey) return sendError(res, ERR_INVALID_KEY);
+      entry = { project: apiKey, state: 'ok' };
+      keys.set(apiKey, entry);
+    }
+    if (entry.state !== 'ok') {
+      const project = entry.project === apiKey ? maskSecret(apiKey) : entry.project;
+      switch (entry.state) {
+        case 'invalid':
+          return sendError(res, ERR_INVALID_KEY);
+        case 'leaked':
+          return sendError(res, ERR_LEAKED);
+        case 'suspended':
+          return sendError(res, errSuspended(apiKey, project));
+        case 'service_disabled':
+          return sendError(res, errServiceDisabled(project));
+      }
+    }
+
+    if (route.kind === 'list') return sendBody(res, 200, MODELS_LIST_BODY);
+    if (route.kind === 'get') {
+      const b = MODEL_BODIES.get(route.model);
+      return b ? sendBody(res, 200, b) : sendError(res, errModelNotFound(route.model, route.version, 'get'));
+    }
+
+    const action = route.action;
+    const needed = action === 'streamGenerateContent' ? 'generateContent' : action;
+    const info = MODELS_BY_NAME.get(route.model);
+    if (info === undefined || !info.methods.includes(needed)) {
+      return sendError(res, errModelNotFound(route.model, route.version, needed));
+    }
+    if (bodyInvalid || (body !== undefined && !isObj(body))) return sendError(res, ERR_INVALID_JSON);
+    const req0 = (body ?? EMPTY_OBJECT) as Record<string, unknown>;
+
+    switch (action) {
+      case 'generateContent':
+      case 'streamGenerateContent': {
+        if (!Array.isArray(req0.contents) || req0.contents.length === 0)
+          return sendError(res, ERR_NO_CONTENTS);
+        const prompt = countRequestTokens(req0);
+        if (!admit(res, entry.project, route.model, prompt.total, 'generate')) return;
+        const answer = buildAnswer(route.model, req0, action === 'streamGenerateContent' ? streamChunks : 1);
+        if (action === 'streamGenerateContent') {
+          return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, false);
+        }
+        const text = answer.textPieces.join('');
+        const parts: unknown[] = [];
+        if (answer.textPieces.length > 0) parts.push({ text });
+        if (answer.image !== null) parts.push({ inlineData: { mimeType: 'image/png', data: answer.image } });
+        const candidates = answer.image !== null ? IMAGE_OUTPUT_TOKENS : textTokens(text);
+        return sendBody(res, 200, responseJson(parts, true, prompt, candidates, route.model, responseId()));
+      }
+      case 'countTokens': {
+        const inner = isObj(req0.generateContentRequest) ? req0.generateContentRequest : req0;
+        const t = countRequestTokens(inner);
+        const details: unknown[] = [{ modality: 'TEXT', tokenCount: t.text }];
+        if (t.images > 0) details.push({ modality: 'IMAGE', tokenCount: t.images });
+        return sendBody(res, 200, JSON.stringify({ totalTokens: t.total, promptTokensDetails: details }));
+      }
+      case 'embedContent': {
+        if (!isObj(req0.content)) return sendError(res, ERR_EMPTY_EMBED);
+        const text = contentText(req0.content);
+        if (!admit(res, entry.project, route.model, textTokens(text), 'embed')) return;
+        const dims =
+          typeof req0.outputDimensionality === 'number'
+            ? req0.outputDimensionality
+            : DEFAULT_EMBEDDING_DIMENSIONS;
+        return sendBody(res, 200, JSON.stringify({ embedding: { values: embedText(text, dims) } }));
+      }
+      case 'batchEmbedContents': {
+        const requests = req0.requests;
+        if (!Array.isArray(requests) || requests.length === 0) {
+          return sendError(res, {
+            status: 400,
+            body: errorBody(
+              400,
+              'INVALID_ARGUMENT',
+              '* BatchEmbedContentsRequest.requests: requests is not specified\n',
+            ),
+          });
+        }
+        let tokens = 0;
+        const texts: string[] = [];
+        for (const r of requests) {
+          const text = isObj(r) ? contentText(r.content) : '';
+          texts.push(text);
+          tokens += textTokens(text);
+        }
+        if (!admit(res, entry.project, route.model, tokens, 'embed')) return;
+        const embeddings = texts.map((text, i) => {
+          const r = requests[i];
+          const dims =
+            isObj(r) && typeof r.outputDimensionality === 'number'
+              ? r.outputDimensionality
+              : DEFAULT_EMBEDDING_DIMENSIONS;
+          return { values: embedText(text, dims) };
+        });
+        return sendBody(res, 200, JSON.stringify({ embeddings }));
+      }
+    }
+  }
+
+  /** Applies options.limits; answers the 429 itself and returns false when refused. */
+  function admit(
+    res: ServerResponse,
+    project: string,
+    model: string,
+    tokens: number,
+    family: QuotaFamily,
+  ): boolean {
+    const refusal = limits.admit(project, model, tokens, family);
+    if (refusal === null) return true;
+    stats.rateLimited++;
+    sendError(res, err429(refusal.violations, refusal.retryDelayMs));
+    return false;
+  }
+
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      // No body expected: answer without waiting for chunks (the 'end' event still has to fire).
+      req.resume();
+      req.on('end', () => handle(req, res, null));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+  });
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 0;
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+  return {
+    url,
+    stats,
+    close(): Promise<void> {
+      if (closed) return Promise.resolve();
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+        for (const s of sockets) s.destroy();
+      });
+    },
+    addKey(apiKey: string, project?: string): void {
+      const e = keys.get(apiKey);
+      if (e) e.project = project ?? e.project;
+      else keys.set(apiKey, { project: project ?? apiKey, state: 'ok' });
+    },
+    setKeyState(apiKey: string, state: FakeKeyState): void {
+      const e = keys.get(apiKey);
+      if (e) e.state = state;
+      else keys.set(apiKey, { project: apiKey, state });
+    },
+    script(failure: FakeFailure, o?: { apiKey?: string; method?: string; times?: number }): void {
+      const times = o?.times ?? 1;
+      if (times <= 0) return;
+      scripts.push({ failure, apiKey: o?.apiKey, method: o?.method, remaining: times });
+    },
+    setLatency(ms: number): void {
+      latencyMs = Math.max(0, ms);
+    },
+    resetStats(): void {
+      stats.requests = 0;
+      stats.byKey.clear();
+      stats.byStatus.clear();
+      stats.rateLimited = 0;
+      log = [];
+    },
+  };
+}

@@ -1,0 +1,35 @@
+import { HttpProblem } from '../../../http/problem.ts';
+import { detectImageType } from '../../../media/image-type.ts';
+import type { GeneratedImage } from './types.ts';
+
+/** Provider HTTP calls: generation is slow, but not unbounded. */
+export const PROVIDER_TIMEOUT_MS = 120_000;
+
+export function providerFailure(provider: string, what: string): HttpProblem {
+  return new HttpProblem(502, `image provider ${provider} failed: ${what}`);
+}
+
+/** Checks that provider output really is an image, by magic bytes. */
+export function asGeneratedImage(provider: string, bytes: Buffer): GeneratedImage {
+  const type = detectImageType(bytes);
+  if (!type) throw providerFailure(provider, 'the answer is not an image');
+  return { bytes, mimeType: type.mimeType };
+}
+
+export function timeoutSignal(ms: number, outer?: AbortSignal): AbortSignal {
+  const t = AbortSignal.timeout(ms);
+  return outer ? AbortSignal.any([t, outer]) : t;
+}
+
+/** Network error or timeout of a provider call → 502 (never the error text: it may hold a URL with a key). */
+export function networkFailure(provider: string, err: unknown): HttpProblem {
+  const name = (err as Error)?.name;
+  if (name === 'TimeoutError') return providerFailure(provider, 'timed out');
+  if (name === 'AbortError') return providerFailure(provider, 'aborted');
+  return providerFailure(provider, 'network error');
+}
+
+export function fileName(mimeType: string, index: number): string {
+  const ext = mimeType.split('/')[1]?.replace('jpeg', 'jpg') ?? 'bin';
+  return `image-${index + 1}.${ext}`;
+}

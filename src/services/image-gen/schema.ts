@@ -1,0 +1,46 @@
+import { z } from 'zod';
+import { HttpProblem } from '../../http/problem.ts';
+import { MAX_EXTRA_PROMPT_CHARS } from './prompt.ts';
+
+/** Ids may come as strings or integers (Django primary keys); they are handled as strings. */
+const id = z
+  .union([z.string(), z.number().int().nonnegative()])
+  .transform((v) => String(v).trim())
+  .pipe(z.string().min(1).max(128));
+
+const imageUrl = z
+  .string()
+  .max(2048)
+  .pipe(z.url({ protocol: /^https?$/, error: 'must be an http or https URL' }));
+
+export const createImageBodySchema = z.object({
+  user_id: id,
+  api_key: z.string().min(1).max(512),
+  catalog_id: id,
+  user_image_url: imageUrl,
+  catalog_image_url: imageUrl,
+  prompt: z.string().max(MAX_EXTRA_PROMPT_CHARS).optional(),
+});
+
+export type CreateImageBody = z.infer<typeof createImageBodySchema>;
+
+/** Parses the body or throws a 422 whose detail names the fields (never their values). */
+export function parseCreateImageBody(body: unknown): CreateImageBody {
+  const result = createImageBodySchema.safeParse(body);
+  if (result.success) return result.data;
+  const errors = result.error.issues.map((i) => ({ field: i.path.join('.') || 'body', message: i.message }));
+  throw new HttpProblem(422, errors.map((e) => `${e.field}: ${e.message}`).join('; '), { extra: { errors } });
+}
+
+/** The user id to throttle on before the body is validated: a plausible user_id, else null. */
+export function throttleUserId(body: unknown): string | null {
+  if (!body || typeof body !== 'object') return null;
+  const raw = (body as Record<string, unknown>).user_id;
+  const s =
+    typeof raw === 'number' && Number.isInteger(raw)
+      ? String(raw)
+      : typeof raw === 'string'
+        ? raw.trim()
+        : '';
+  return s.length >= 1 && s.length <= 128 ? s : null;
+}

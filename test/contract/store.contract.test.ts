@@ -1,0 +1,216 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import type { AcquireRequest, AcquireResult, PoolKeyRecord, StateStore } from '../../src/store/types.ts';
+import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
+
+/** One behavioural contract, run against every StateStore implementation. */
+const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
+const DAY = '2026-11-25';
+const NEXT_DAY = Date.UTC(2026, 10, 26, 8, 0, 0);
+const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
+
+function key(id: string, over: Partial<PoolKeyRecord> = {}): PoolKeyRecord {
+  return { id, project: id, models: [], enabled: true, rpm: 1000, rpd: 100_000, tpm: 10_000_000, ...over };
+}
+function req(nowMs: number, over: Partial<AcquireRequest> = {}): AcquireRequest {
+  return { model: 'gemini-2.5-flash', estimatedTokens: 10, nowMs, day: DAY, nextDayMs: NEXT_DAY, exclude: [], circuitProbeLeaseMs: 5000, ...over };
+}
+function id(r: AcquireResult): string | null {
+  return r.ok ? r.reservation.keyId : null;
+}
+
+const redisUrl = redisTestUrl();
+const stores: Array<[string, (() => StateStore) | null]> = [
+  ['memory', () => new MemoryStore()],
+  ['redis', redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`) : null],
+];
+
+for (const [name, make] of stores) {
+  if (!make) {
+    warnSkipped(`store contract suite on ${name}`);
+    describe.skip(`StateStore contract: ${name} (SKIPPED: no redis-server)`, () => {
+      it('needs redis-server', () => {});
+    });
+    continue;
+  }
+  describe(`StateStore contract: ${name}`, () => {
+    let store: StateStore;
+    const opened: StateStore[] = [];
+    beforeEach(() => {
+      store = make();
+      opened.push(store);
+    });
+    afterAll(async () => {
+      await Promise.all(opened.map((s) => s.close()));
+    });
+
+    it('rotates round robin and spreads load evenly', async () => {
+      await store.syncKeys([key('a'), key('b'), key('c')]);
+      const seen: string[] = [];
+      for (let i = 0; i < 9; i++) seen.push(id(await store.acquire(req(T0 + i)))!);
+      const counts = Object.fromEntries(['a', 'b', 'c'].map((k) => [k, seen.filter((s) => s === k).length]));
+      expect(counts).toEqual({ a: 3, b: 3, c: 3 });
+      // consecutive picks differ: a true rotation, not a random spread
+      for (let i = 1; i < seen.length; i++) expect(seen[i]).not.toBe(seen[i - 1]);
+    });
+
+    it('never admits more than rpm in any rolling 60 s, and says when the next slot frees', async () => {
+      await store.syncKeys([key('a', { rpm: 2 })]);
+      expect(id(await store.acquire(req(T0)))).toBe('a');
+      expect(id(await store.acquire(req(T0 + 10_000)))).toBe('a');
+      const full = await store.acquire(req(T0 + 20_000));
+      expect(full).toEqual({ ok: false, retryAtMs: T0 + 60_000, globalBackoff: false });
+      expect((await store.acquire(req(T0 + 59_999))).ok).toBe(false);
+      expect(id(await store.acquire(req(T0 + 60_000)))).toBe('a');
+      // the window rolls: the request at +10 s still counts until +70 s
+      expect(await store.acquire(req(T0 + 60_001))).toMatchObject({ ok: false, retryAtMs: T0 + 70_000 });
+    });
+
+    it('counts requests per Pacific day and frees the project at the next midnight', async () => {
+      await store.syncKeys([key('a', { rpd: 2 })]);
+      await store.acquire(req(T0));
+      await store.acquire(req(T0 + 1));
+      expect(await store.acquire(req(T0 + 2))).toEqual({ ok: false, retryAtMs: NEXT_DAY, globalBackoff: false });
+      expect(id(await store.acquire(req(NEXT_DAY, { day: '2026-11-26', nextDayMs: NEXT_DAY + 86_400_000 })))).toBe('a');
+    });
+
+    it('reserves estimated tokens and settles them with the actual count', async () => {
+      await store.syncKeys([key('a', { tpm: 1000 })]);
+      const first = await store.acquire(req(T0, { estimatedTokens: 600 }));
+      expect(first.ok).toBe(true);
+      const second = await store.acquire(req(T0 + 500, { estimatedTokens: 600 }));
+      expect(second).toMatchObject({ ok: false, retryAtMs: T0 + 60_000 });
+      if (!first.ok) throw new Error('unreachable');
+      await store.report(first.reservation, { kind: 'success', actualTokens: 100 }, T0 + 600, CIRCUIT);
+      expect(id(await store.acquire(req(T0 + 700, { estimatedTokens: 600 })))).toBe('a');
+      const states = await store.keyStates(T0 + 800, DAY);
+      expect(states[0]!.tokensThisMinute).toBe(700);
+    });
+
+    it('lets a lone request larger than tpm through when the window is empty', async () => {
+      await store.syncKeys([key('a', { tpm: 100 })]);
+      expect((await store.acquire(req(T0, { estimatedTokens: 500 }))).ok).toBe(true);
+      expect((await store.acquire(req(T0 + 1, { estimatedTokens: 1 }))).ok).toBe(false);
+    });
+
+    it('keys of one project share one budget', async () => {
+      await store.syncKeys([key('a', { project: 'p', rpm: 2 }), key('b', { project: 'p', rpm: 2 }), key('c', { rpm: 2 })]);
+      const got: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await store.acquire(req(T0 + i));
+        if (r.ok) got.push(r.reservation.keyId);
+      }
+      expect(got.filter((k) => k === 'a' || k === 'b')).toHaveLength(2);
+      expect(got.filter((k) => k === 'c')).toHaveLength(2);
+    });
+
+    it('a rest benches the whole project until its time', async () => {
+      await store.syncKeys([key('a', { project: 'p' }), key('b', { project: 'p' })]);
+      const r = await store.acquire(req(T0));
+      if (!r.ok) throw new Error('expected a key');
+      await store.report(r.reservation, { kind: 'rest', untilMs: T0 + 23_000, reason: 'PerMinute' }, T0, CIRCUIT);
+      expect(await store.acquire(req(T0 + 1000))).toEqual({ ok: false, retryAtMs: T0 + 23_000, globalBackoff: false });
+      expect((await store.acquire(req(T0 + 23_000))).ok).toBe(true);
+      const s = await store.keyStates(T0 + 1000, DAY);
+      expect(s.map((k) => k.restReason)).toEqual(['PerMinute', 'PerMinute']);
+    });
+
+    it('a disabled key is never chosen until enabled again', async () => {
+      await store.syncKeys([key('a'), key('b')]);
+      const r = await store.acquire(req(T0, { exclude: ['b'] }));
+      if (!r.ok) throw new Error('expected a');
+      await store.report(r.reservation, { kind: 'disable', reason: 'API_KEY_INVALID' }, T0, CIRCUIT);
+      for (let i = 0; i < 4; i++) expect(id(await store.acquire(req(T0 + i)))).toBe('b');
+      expect(await store.acquire(req(T0, { exclude: ['b'] }))).toEqual({ ok: false, retryAtMs: null, globalBackoff: false });
+      const states = await store.keyStates(T0, DAY);
+      expect(states.find((s) => s.id === 'a')).toMatchObject({ enabled: false, disabledReason: 'API_KEY_INVALID', disabledAtMs: T0 });
+      await store.setKeyEnabled('a', true, null, T0);
+      expect(id(await store.acquire(req(T0, { exclude: ['b'] })))).toBe('a');
+    });
+
+    it('circuit breaker: opens after the threshold, probes once half-open, closes on success', async () => {
+      await store.syncKeys([key('a')]);
+      for (let i = 0; i < 2; i++) {
+        const r = await store.acquire(req(T0));
+        if (!r.ok) throw new Error('expected a');
+        await store.report(r.reservation, { kind: 'failure', reason: 'INTERNAL' }, T0, CIRCUIT);
+      }
+      expect(await store.acquire(req(T0 + 1))).toEqual({ ok: false, retryAtMs: T0 + 10_000, globalBackoff: false });
+      expect((await store.keyStates(T0 + 1, DAY))[0]!.circuit).toBe('open');
+      const probe = await store.acquire(req(T0 + 10_000));
+      expect(probe).toMatchObject({ ok: true, reservation: { probe: true } });
+      // only one probe at a time
+      expect(await store.acquire(req(T0 + 10_001))).toMatchObject({ ok: false, retryAtMs: T0 + 15_000 });
+      if (!probe.ok) throw new Error('unreachable');
+      await store.report(probe.reservation, { kind: 'failure', reason: 'INTERNAL' }, T0 + 10_002, CIRCUIT);
+      expect(await store.acquire(req(T0 + 10_003))).toMatchObject({ ok: false, retryAtMs: T0 + 20_002 });
+      const probe2 = await store.acquire(req(T0 + 20_002));
+      if (!probe2.ok) throw new Error('expected a probe');
+      await store.report(probe2.reservation, { kind: 'success' }, T0 + 20_003, CIRCUIT);
+      expect((await store.keyStates(T0 + 20_004, DAY))[0]).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
+      expect(await store.acquire(req(T0 + 20_005))).toMatchObject({ ok: true, reservation: { probe: false } });
+    });
+
+    it('neutral outcomes (503 overloaded) neither open the circuit nor disable', async () => {
+      await store.syncKeys([key('a')]);
+      for (let i = 0; i < 5; i++) {
+        const r = await store.acquire(req(T0 + i));
+        if (!r.ok) throw new Error('expected a');
+        await store.report(r.reservation, { kind: 'neutral', reason: 'UNAVAILABLE' }, T0 + i, CIRCUIT);
+      }
+      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({ enabled: true, circuit: 'closed', lastError: 'UNAVAILABLE' });
+    });
+
+    it('filters by allowed models; the empty model matches any key', async () => {
+      await store.syncKeys([key('flash', { models: ['gemini-2.5-flash'] }), key('lite', { models: ['gemini-2.5-flash-lite'] })]);
+      for (let i = 0; i < 3; i++) expect(id(await store.acquire(req(T0 + i, { model: 'gemini-2.5-flash-lite' })))).toBe('lite');
+      expect(await store.acquire(req(T0, { model: 'gemini-pro' }))).toEqual({ ok: false, retryAtMs: null, globalBackoff: false });
+      expect((await store.acquire(req(T0, { model: '' }))).ok).toBe(true);
+    });
+
+    it('skips excluded keys and honours a global backoff', async () => {
+      await store.syncKeys([key('a'), key('b')]);
+      for (let i = 0; i < 3; i++) expect(id(await store.acquire(req(T0 + i, { exclude: ['a'] })))).toBe('b');
+      await store.setGlobalBackoff(T0 + 5000, T0);
+      expect(await store.acquire(req(T0 + 1))).toEqual({ ok: false, retryAtMs: T0 + 5000, globalBackoff: true });
+    });
+
+    it('syncKeys keeps the runtime state of kept keys and drops removed ones', async () => {
+      await store.syncKeys([key('a'), key('b')]);
+      await store.setKeyEnabled('a', false, 'by admin', T0);
+      await store.syncKeys([key('a'), key('c')]);
+      const states = await store.keyStates(T0, DAY);
+      expect(states.map((s) => s.id)).toEqual(['a', 'c']);
+      expect(states[0]).toMatchObject({ enabled: false, disabledReason: 'by admin' });
+      await store.resetKey('a');
+      await store.setKeyEnabled('a', true, null, T0);
+      expect((await store.keyStates(T0, DAY))[0]!.enabled).toBe(true);
+    });
+
+    it('reports usage per key', async () => {
+      await store.syncKeys([key('a', { rpm: 10 })]);
+      for (let i = 0; i < 3; i++) await store.acquire(req(T0 + i, { estimatedTokens: 5 }));
+      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({
+        requestsThisMinute: 3,
+        requestsToday: 3,
+        tokensThisMinute: 15,
+        circuit: 'closed',
+      });
+    });
+
+    it('hit() counts in fixed windows', async () => {
+      const n = `c-${randomUUID()}`;
+      expect(await store.hit(n, 60_000, T0)).toEqual({ count: 1, resetAtMs: T0 + 60_000 });
+      expect((await store.hit(n, 60_000, T0 + 5)).count).toBe(2);
+      expect((await store.hit(n, 60_000, T0 + 60_000)).count).toBe(1);
+    });
+
+    it('is atomic under concurrent acquires: exactly rpm admitted', async () => {
+      await store.syncKeys([key('a', { rpm: 7 }), key('b', { rpm: 7 })]);
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => store.acquire(req(T0 + (i % 3)))));
+      expect(results.filter((r) => r.ok)).toHaveLength(14);
+    });
+  });
+}

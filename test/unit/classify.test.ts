@@ -1,0 +1,190 @@
+import { describe, expect, it } from 'vitest';
+import { BARE_429_REST_MS, classifyUpstream, parseRetryDelay } from '../../src/pool/classify.ts';
+import { nextPacificMidnight } from '../../src/util/pacific.ts';
+
+const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
+
+function body(code: number, status: string, message: string, details: unknown[] = []) {
+  return { error: { code, message, status, details } };
+}
+const quota = (quotaId: string) => ({
+  '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+  violations: [
+    {
+      quotaMetric: 'generativelanguage.googleapis.com/generate_content_free_tier_requests',
+      quotaId,
+      quotaDimensions: { location: 'global', model: 'gemini-2.5-flash-lite' },
+      quotaValue: '15',
+    },
+  ],
+});
+const retry = (d: string) => ({ '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: d });
+const help = {
+  '@type': 'type.googleapis.com/google.rpc.Help',
+  links: [{ description: 'Learn more', url: 'https://ai.google.dev' }],
+};
+
+describe('classifyUpstream', () => {
+  it('per-minute 429 rests the project exactly RetryInfo.retryDelay', () => {
+    const v = classifyUpstream(
+      429,
+      body(429, 'RESOURCE_EXHAUSTED', 'You exceeded your current quota...\nPlease retry in 23.4s.', [
+        help,
+        quota('GenerateRequestsPerMinutePerProjectPerModel-FreeTier'),
+        retry('23.4s'),
+      ]),
+      NOW,
+    );
+    expect(v).toEqual({
+      kind: 'rest',
+      untilMs: NOW + 23_400,
+      reason: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier',
+      daily: false,
+    });
+  });
+
+  it('per-day 429 rests until the next Pacific midnight whatever retryDelay says', () => {
+    const v = classifyUpstream(
+      429,
+      body(429, 'RESOURCE_EXHAUSTED', 'quota', [
+        quota('GenerateRequestsPerDayPerProjectPerModel-FreeTier'),
+        retry('31s'),
+      ]),
+      NOW,
+    );
+    expect(v).toMatchObject({ kind: 'rest', daily: true, untilMs: nextPacificMidnight(NOW) });
+  });
+
+  it('a body with several violations is daily when any violation is per day', () => {
+    const details = [
+      {
+        '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+        violations: [
+          { quotaId: 'GenerateContentInputTokensPerModelPerMinute-FreeTier' },
+          { quotaId: 'GenerateContentInputTokensPerModelPerDay-FreeTier' },
+        ],
+      },
+      retry('10s'),
+    ];
+    expect(classifyUpstream(429, body(429, 'RESOURCE_EXHAUSTED', 'q', details), NOW)).toMatchObject({
+      daily: true,
+    });
+  });
+
+  it('token-per-minute 429 rests for retryDelay', () => {
+    const v = classifyUpstream(
+      429,
+      body(429, 'RESOURCE_EXHAUSTED', 'q', [
+        quota('GenerateContentPaidTierInputTokensPerModelPerMinute'),
+        retry('7s'),
+      ]),
+      NOW,
+    );
+    expect(v).toMatchObject({ kind: 'rest', untilMs: NOW + 7000, daily: false });
+  });
+
+  it('a bare 429 is a suspected throttle with a short rest', () => {
+    const v = classifyUpstream(
+      429,
+      body(429, 'RESOURCE_EXHAUSTED', 'Resource has been exhausted (e.g. check quota).'),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'throttled', untilMs: NOW + BARE_429_REST_MS, reason: 'RESOURCE_EXHAUSTED' });
+  });
+
+  it('API_KEY_INVALID disables the key', () => {
+    const v = classifyUpstream(
+      400,
+      body(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.', [
+        {
+          '@type': 'type.googleapis.com/google.rpc.ErrorInfo',
+          reason: 'API_KEY_INVALID',
+          domain: 'googleapis.com',
+        },
+      ]),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'disable', reason: 'API_KEY_INVALID' });
+  });
+
+  it('403 leaked / suspended / service disabled disable the key with their reason', () => {
+    expect(
+      classifyUpstream(
+        403,
+        body(403, 'PERMISSION_DENIED', 'Your API key was reported as leaked. Please use another API key.'),
+        NOW,
+      ),
+    ).toEqual({ kind: 'disable', reason: 'LEAKED' });
+    expect(
+      classifyUpstream(403, body(403, 'PERMISSION_DENIED', "Consumer 'api_key:xx' has been suspended."), NOW),
+    ).toEqual({
+      kind: 'disable',
+      reason: 'SUSPENDED',
+    });
+    expect(
+      classifyUpstream(
+        403,
+        body(403, 'PERMISSION_DENIED', 'Generative Language API has not been used', [
+          { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'SERVICE_DISABLED' },
+        ]),
+        NOW,
+      ),
+    ).toEqual({ kind: 'disable', reason: 'SERVICE_DISABLED' });
+  });
+
+  it('other 400s and 404 are the request’s fault and pass through', () => {
+    expect(
+      classifyUpstream(400, body(400, 'INVALID_ARGUMENT', 'Invalid JSON payload received.'), NOW),
+    ).toEqual({
+      kind: 'client_error',
+    });
+    expect(
+      classifyUpstream(404, body(404, 'NOT_FOUND', 'models/x is not found for API version v1beta'), NOW),
+    ).toEqual({
+      kind: 'client_error',
+    });
+  });
+
+  it('503 overloaded is retried without counting against the key', () => {
+    expect(
+      classifyUpstream(
+        503,
+        body(503, 'UNAVAILABLE', 'The model is overloaded. Please try again later.'),
+        NOW,
+      ),
+    ).toEqual({
+      kind: 'retry',
+      reason: 'UNAVAILABLE',
+      circuit: false,
+    });
+  });
+
+  it('500 and 504 count toward the circuit breaker', () => {
+    expect(
+      classifyUpstream(500, body(500, 'INTERNAL', 'An internal error has occurred.'), NOW),
+    ).toMatchObject({
+      kind: 'retry',
+      circuit: true,
+    });
+    expect(classifyUpstream(504, body(504, 'DEADLINE_EXCEEDED', 'Deadline expired'), NOW)).toMatchObject({
+      kind: 'retry',
+      circuit: true,
+    });
+    expect(classifyUpstream(502, 'not json', NOW)).toMatchObject({ kind: 'retry', circuit: true });
+  });
+
+  it('reads the OpenAI-compat array wrapper', () => {
+    expect(classifyUpstream(403, [body(403, 'PERMISSION_DENIED', 'reported as leaked')], NOW)).toEqual({
+      kind: 'disable',
+      reason: 'LEAKED',
+    });
+  });
+
+  it('parses retryDelay forms', () => {
+    expect(parseRetryDelay('23s')).toBe(23_000);
+    expect(parseRetryDelay('54.05s')).toBe(54_050);
+    expect(parseRetryDelay('1.0001s')).toBe(1001);
+    expect(parseRetryDelay('soon')).toBeUndefined();
+    expect(parseRetryDelay(undefined)).toBeUndefined();
+  });
+});

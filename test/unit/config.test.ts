@@ -1,0 +1,87 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildGateway } from '../../src/app/build.ts';
+import { ConfigError, parseEnv } from '../../src/config/env.ts';
+import { envKeyId, loadKeys, parseKeysFile } from '../../src/config/keys.ts';
+
+describe('configuration', () => {
+  it('defaults', () => {
+    const env = parseEnv({});
+    expect(env).toMatchObject({
+      DEFAULT_RPM: 60,
+      DEFAULT_RPD: 1440,
+      DEFAULT_TPM: 32000,
+      GEMINI_MODEL: 'gemini-2.5-flash-lite',
+      GEMINI_BASE_URL: 'https://generativelanguage.googleapis.com',
+      ALLOW_ANONYMOUS: false,
+    });
+  });
+
+  it('a bad value names the variable', () => {
+    expect(() => parseEnv({ DEFAULT_RPM: 'many' })).toThrow(/DEFAULT_RPM/);
+    expect(() => parseEnv({ GEMINI_BASE_URL: 'not a url' })).toThrow(/GEMINI_BASE_URL/);
+    expect(() => parseEnv({ CLIENT_API_KEYS_MAP: 'tokenwithoutname' })).toThrow(/CLIENT_API_KEYS_MAP/);
+  });
+
+  it('parses client tokens, list forms and per-client limits', () => {
+    const env = parseEnv({
+      CLIENT_API_KEYS_MAP: 'tok-1:web, tok-2:mobile',
+      CORS_ORIGINS: '["https://a.example","https://b.example"]',
+      TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8',
+      CLIENT_RATE_LIMITS: 'web:100,mobile:10',
+    });
+    expect([...env.CLIENT_API_KEYS_MAP]).toEqual([
+      ['tok-1', 'web'],
+      ['tok-2', 'mobile'],
+    ]);
+    expect(env.CORS_ORIGINS).toEqual(['https://a.example', 'https://b.example']);
+    expect(env.TRUSTED_PROXIES).toEqual(['127.0.0.1', '10.0.0.0/8']);
+    expect(env.CLIENT_RATE_LIMITS.get('mobile')).toBe(10);
+  });
+
+  it('reads the keys file and GEMINI_API_KEYS together, with defaults and projects', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gg-keys-'));
+    const file = join(dir, 'keys.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        keys: [
+          { id: 'key_1', api_key: 'AIza-one', project: 'proj-a', limits: { requests_per_minute: 15 } },
+          { id: 'key_2', api_key: 'AIza-two', models: ['gemini-2.5-flash'], enabled: false },
+        ],
+      }),
+    );
+    const keys = await loadKeys(parseEnv({ API_KEYS_FILE: file, GEMINI_API_KEYS: 'AIza-three', DEFAULT_TPM: '1000' }));
+    expect(keys.map((k) => k.id)).toEqual(['key_1', 'key_2', envKeyId('AIza-three')]);
+    expect(keys[0]).toMatchObject({ project: 'proj-a', limits: { requestsPerMinute: 15, requestsPerDay: 1440, tokensPerMinute: 1000 } });
+    expect(keys[1]).toMatchObject({ project: 'key_2', enabled: false, models: ['gemini-2.5-flash'] });
+    expect(keys[2]!.id).not.toContain('three');
+  });
+
+  it('a broken keys file names the entry and field, never the key', () => {
+    const env = parseEnv({});
+    const text = JSON.stringify({ keys: [{ id: 'k', api_key: 'AIza-SECRET', limits: { requests_per_minute: -1 } }] });
+    let message = '';
+    try {
+      parseKeysFile(text, 'keys.json', env);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/keys\.0\.limits\.requests_per_minute/);
+    expect(message).not.toContain('AIza-SECRET');
+    expect(() => parseKeysFile('{not json', 'keys.json', env)).toThrow(ConfigError);
+  });
+
+  it('duplicate keys are refused', async () => {
+    await expect(loadKeys(parseEnv({ GEMINI_API_KEYS: 'a,a' }))).rejects.toThrow(/duplicate key id/);
+  });
+
+  it('refuses to start without client tokens unless ALLOW_ANONYMOUS=true', async () => {
+    await expect(buildGateway({ GEMINI_API_KEYS: 'AIza-x' })).rejects.toThrow(/ALLOW_ANONYMOUS/);
+    await expect(buildGateway({ CLIENT_API_KEYS_MAP: 't:n' })).rejects.toThrow(/no pool keys/);
+    const gw = await buildGateway({ GEMINI_API_KEYS: 'AIza-x', ALLOW_ANONYMOUS: 'true', LOG_LEVEL: 'silent' });
+    await gw.close();
+  });
+});

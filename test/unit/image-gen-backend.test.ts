@@ -1,0 +1,188 @@
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeAccountBackend, startFakeAccountBackend } from '../../src/fake/fake-account-backend.ts';
+import { HttpProblem } from '../../src/http/problem.ts';
+import {
+  createEmbeddedAccountBackend,
+  createRemoteAccountBackend,
+  type RemoteBackendOptions,
+  type UsageWebhook,
+} from '../../src/services/image-gen/backend.ts';
+
+const SERVICE_TOKEN = 'svc-token-SECRET';
+
+function collectingLogger() {
+  const lines: string[] = [];
+  const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) });
+  return { logger, lines };
+}
+
+const webhook = (over: Partial<UsageWebhook> = {}): UsageWebhook => ({
+  user_id: 'u1',
+  catalog_id: 'c1',
+  status: 'success',
+  image_url: '/media/x.png',
+  latency_ms: 12.5,
+  provider: 'gemini',
+  ...over,
+});
+
+describe('remote account backend (against the fake Django backend)', () => {
+  let fake: FakeAccountBackend;
+  beforeAll(async () => {
+    fake = await startFakeAccountBackend({
+      serviceToken: SERVICE_TOKEN,
+      users: { u1: { apiKey: 'user-key-1', credits: 5 }, broke: { apiKey: 'user-key-2', credits: 0 } },
+    });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  const backend = (over: Partial<RemoteBackendOptions> = {}) =>
+    createRemoteAccountBackend({
+      baseUrl: fake.url,
+      serviceToken: SERVICE_TOKEN,
+      logger: pino({ level: 'silent' }),
+      retryBaseMs: 5,
+      webhookRetryBaseMs: 5,
+      ...over,
+    });
+
+  it('verifies a user and sends the service token', async () => {
+    fake.calls.length = 0;
+    expect(await backend().verifyUser('u1', 'user-key-1')).toBe(true);
+    expect(fake.calls[0]).toEqual({
+      path: '/api/v1/auth/verify/',
+      body: { user_id: 'u1', api_key: 'user-key-1' },
+      authorization: `Bearer ${SERVICE_TOKEN}`,
+    });
+  });
+
+  it('refuses a wrong key or unknown user', async () => {
+    expect(await backend().verifyUser('u1', 'wrong')).toBe(false);
+    expect(await backend().verifyUser('nobody', 'user-key-1')).toBe(false);
+  });
+
+  it('checks credits', async () => {
+    expect(await backend().checkCredits('u1')).toEqual({ hasCredits: true, credits: 5 });
+    expect(await backend().checkCredits('broke')).toEqual({ hasCredits: false, credits: 0 });
+  });
+
+  it('a backend that is down is a 503 after retries, and the log has no secret', async () => {
+    const { logger, lines } = collectingLogger();
+    fake.setDown(true);
+    try {
+      const err = await backend({ logger })
+        .verifyUser('u1', 'user-key-1')
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HttpProblem);
+      expect((err as HttpProblem).status).toBe(503);
+      expect((err as HttpProblem).detail).toMatch(/account backend is unavailable/);
+    } finally {
+      fake.setDown(false);
+    }
+    expect(lines.join('\n')).not.toMatch(/SECRET|user-key-1/);
+  });
+
+  it('an unreachable backend is a 503', async () => {
+    const b = createRemoteAccountBackend({
+      baseUrl: 'http://127.0.0.1:1',
+      logger: pino({ level: 'silent' }),
+      retryBaseMs: 1,
+    });
+    const err = await b.checkCredits('u1').catch((e: unknown) => e);
+    expect((err as HttpProblem).status).toBe(503);
+  });
+
+  it('retries network errors with backoff, then succeeds', async () => {
+    let failures = 2;
+    let attempts = 0;
+    const flaky: typeof fetch = async (input, init) => {
+      attempts++;
+      if (failures-- > 0) throw new TypeError('fetch failed');
+      return fetch(input, init);
+    };
+    expect(await backend({ fetch: flaky }).verifyUser('u1', 'user-key-1')).toBe(true);
+    expect(attempts).toBe(3);
+  });
+
+  it('gives up after `attempts` tries', async () => {
+    let attempts = 0;
+    const dead: typeof fetch = async () => {
+      attempts++;
+      throw new TypeError('fetch failed');
+    };
+    const err = await backend({ fetch: dead, attempts: 4 })
+      .verifyUser('u1', 'k')
+      .catch((e: unknown) => e);
+    expect((err as HttpProblem).status).toBe(503);
+    expect(attempts).toBe(4);
+  });
+
+  it('a backend answering 503 is retried, then a 503 for the client', async () => {
+    let attempts = 0;
+    const busy: typeof fetch = async () => {
+      attempts++;
+      return new Response('{}', { status: 503 });
+    };
+    const err = await backend({ fetch: busy })
+      .checkCredits('u1')
+      .catch((e: unknown) => e);
+    expect((err as HttpProblem).status).toBe(503);
+    expect(attempts).toBe(3);
+  });
+
+  it('delivers the usage webhook in the background, retrying failures with backoff', async () => {
+    fake.webhooks.length = 0;
+    fake.failedWebhookAttempts = 0;
+    fake.failWebhooks(2);
+    const b = backend();
+    const t0 = Date.now();
+    b.reportUsage(webhook());
+    expect(Date.now() - t0).toBeLessThan(20); // returns at once
+    await b.drain(5000);
+    expect(fake.failedWebhookAttempts).toBe(2);
+    expect(fake.webhooks).toEqual([webhook()]);
+  });
+
+  it('gives up a webhook after webhookAttempts', async () => {
+    fake.webhooks.length = 0;
+    fake.failedWebhookAttempts = 0;
+    fake.failWebhooks(10);
+    const { logger, lines } = collectingLogger();
+    const b = backend({ webhookAttempts: 3, logger });
+    b.reportUsage(webhook());
+    await b.drain(5000);
+    expect(fake.failedWebhookAttempts).toBe(3);
+    expect(fake.webhooks).toEqual([]);
+    expect(lines.some((l) => l.includes('usage webhook given up'))).toBe(true);
+    fake.failWebhooks(0);
+  });
+
+  it('does not retry a webhook the backend refuses with a 4xx', async () => {
+    fake.failedWebhookAttempts = 0;
+    fake.failWebhooks(5, 400);
+    const b = backend();
+    b.reportUsage(webhook());
+    await b.drain(5000);
+    expect(fake.failedWebhookAttempts).toBe(1);
+    fake.failWebhooks(0);
+  });
+});
+
+describe('embedded account backend', () => {
+  const b = createEmbeddedAccountBackend(['client-token-a', 'client-token-b']);
+  it('accepts a gateway client token as api_key', async () => {
+    expect(await b.verifyUser('anyone', 'client-token-b')).toBe(true);
+    expect(await b.verifyUser('anyone', 'client-token-c')).toBe(false);
+    expect(await b.verifyUser('anyone', '')).toBe(false);
+    expect(await b.verifyUser('anyone', 'client-token-a ')).toBe(false);
+  });
+  it('has unlimited credits', async () => {
+    expect(await b.checkCredits('anyone')).toEqual({ hasCredits: true, credits: null });
+  });
+  it('refuses everything without client tokens', async () => {
+    expect(await createEmbeddedAccountBackend([]).verifyUser('u', 'x')).toBe(false);
+  });
+});

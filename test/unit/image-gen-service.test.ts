@@ -1,0 +1,285 @@
+import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseEnv } from '../../src/config/env.ts';
+import { type FakeImageHost, makePng, startFakeImageHost } from '../../src/fake/fake-image-providers.ts';
+import { HttpProblem } from '../../src/http/problem.ts';
+import type { AccountBackend, UsageWebhook } from '../../src/services/image-gen/backend.ts';
+import { createMediaStore, MEDIA_FILE_RE } from '../../src/services/image-gen/media-store.ts';
+import { TRY_ON_PROMPT } from '../../src/services/image-gen/prompt.ts';
+import type { ImageProvider, InputImage } from '../../src/services/image-gen/providers/types.ts';
+import { parseCreateImageBody, throttleUserId } from '../../src/services/image-gen/schema.ts';
+import { createImageGenService } from '../../src/services/image-gen/service.ts';
+import { enforceThrottle } from '../../src/services/image-gen/throttle.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
+
+let dir: string;
+let host: FakeImageHost;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'image-gen-unit-'));
+  host = await startFakeImageHost();
+});
+afterAll(async () => {
+  await host.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('media store', () => {
+  it('creates the directory, names files by random UUID and the detected type', async () => {
+    const store = createMediaStore(join(dir, 'nested', 'media'));
+    const png = makePng();
+    const a = await store.save(png);
+    const b = await store.save(png);
+    expect(a.file).toMatch(MEDIA_FILE_RE);
+    expect(a.file.endsWith('.png')).toBe(true);
+    expect(a.url).toBe(`/media/${a.file}`);
+    expect(a.file).not.toBe(b.file);
+    const read = await store.read(a.file);
+    expect(read?.contentType).toBe('image/png');
+    expect(read?.bytes.equals(png)).toBe(true);
+  });
+
+  it('stores JPEG output as .jpg', async () => {
+    const store = createMediaStore(dir);
+    const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(32)]);
+    const saved = await store.save(jpeg);
+    expect(saved.file.endsWith('.jpg')).toBe(true);
+    expect((await store.read(saved.file))?.contentType).toBe('image/jpeg');
+  });
+
+  it('refuses to store non-images', async () => {
+    const err = await createMediaStore(dir)
+      .save(Buffer.from('<svg onload=alert(1)>'))
+      .catch((e: unknown) => e);
+    expect((err as HttpProblem).status).toBe(502);
+  });
+
+  it('reads only names of its own shape: no traversal, no listing, no symlinks', async () => {
+    const store = createMediaStore(dir);
+    await writeFile(join(dir, 'notes.txt'), 'secret');
+    for (const name of [
+      '',
+      '.',
+      '..',
+      '../etc/passwd',
+      '..%2f..%2fetc%2fpasswd',
+      'notes.txt',
+      '/etc/passwd',
+      'x.png',
+    ]) {
+      expect(await store.read(name), name).toBeNull();
+    }
+    const linked = '00000000-0000-4000-8000-000000000000.png';
+    await symlink('/etc/passwd', join(dir, linked));
+    expect(await store.read(linked)).toBeNull();
+    expect(await store.read('11111111-1111-4111-8111-111111111111.png')).toBeNull();
+  });
+});
+
+describe('request schema', () => {
+  const good = {
+    user_id: 'u1',
+    api_key: 'k',
+    catalog_id: 'c1',
+    user_image_url: 'https://img.example.com/a.png',
+    catalog_image_url: 'http://img.example.com/b.jpg',
+  };
+  it('accepts a valid body, integer ids included', () => {
+    expect(parseCreateImageBody(good).user_id).toBe('u1');
+    expect(parseCreateImageBody({ ...good, user_id: 42, catalog_id: 7 })).toMatchObject({
+      user_id: '42',
+      catalog_id: '7',
+    });
+  });
+  it('refuses bad bodies with a 422 that names fields, never values', () => {
+    const cases: unknown[] = [
+      null,
+      [],
+      'x',
+      { ...good, user_id: '' },
+      { ...good, api_key: undefined },
+      { ...good, user_image_url: 'file:///etc/passwd' },
+      { ...good, catalog_image_url: 'not a url' },
+      { ...good, prompt: 'x'.repeat(5000) },
+      { ...good, user_id: { $ne: 1 } },
+    ];
+    for (const body of cases) {
+      let err: unknown;
+      try {
+        parseCreateImageBody(body);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(body)).toBeInstanceOf(HttpProblem);
+      expect((err as HttpProblem).status).toBe(422);
+    }
+    try {
+      parseCreateImageBody({ ...good, api_key: 12345678, user_image_url: 'ftp://secret-host/x' });
+    } catch (e) {
+      expect((e as HttpProblem).detail).toMatch(/api_key/);
+      expect((e as HttpProblem).detail).not.toMatch(/12345678|secret-host/);
+    }
+  });
+  it('finds a throttle subject in a body before validation', () => {
+    expect(throttleUserId({ user_id: ' u1 ' })).toBe('u1');
+    expect(throttleUserId({ user_id: 9 })).toBe('9');
+    expect(throttleUserId({ user_id: '' })).toBeNull();
+    expect(throttleUserId({ user_id: 'x'.repeat(500) })).toBeNull();
+    expect(throttleUserId(null)).toBeNull();
+  });
+});
+
+describe('throttle', () => {
+  it('allows rpm requests per minute, then 429 with Retry-After', async () => {
+    const store = new MemoryStore();
+    const t = 1_000_000_020_000;
+    for (let i = 0; i < 3; i++) await enforceThrottle(store, 3, 'u1', t);
+    const err = await enforceThrottle(store, 3, 'u1', t).catch((e: unknown) => e);
+    expect((err as HttpProblem).status).toBe(429);
+    expect(Number((err as HttpProblem).headers['retry-after'])).toBeGreaterThan(0);
+    await enforceThrottle(store, 3, 'u2', t); // another user is not affected
+    await enforceThrottle(store, 3, 'u1', t + 60_000); // next window
+  });
+  it('is off at 0', async () => {
+    const store = new MemoryStore();
+    for (let i = 0; i < 50; i++) await enforceThrottle(store, 0, 'u1');
+  });
+});
+
+describe('image generation service (stubs)', () => {
+  const noGemini: GeminiCaller = {
+    generateContent: async () => {
+      throw new Error('unused');
+    },
+  };
+
+  function stubBackend(opts: { valid?: boolean; credits?: boolean } = {}) {
+    const reported: UsageWebhook[] = [];
+    const backend: AccountBackend = {
+      mode: 'remote',
+      verifyUser: async () => opts.valid ?? true,
+      checkCredits: async () => ({ hasCredits: opts.credits ?? true, credits: 3 }),
+      reportUsage: (w) => void reported.push(w),
+      drain: async () => {},
+    };
+    return { backend, reported };
+  }
+
+  function stubProvider(fail?: HttpProblem) {
+    const seen: { images: InputImage[]; prompt: string }[] = [];
+    const provider: ImageProvider = {
+      name: 'stub',
+      model: 'stub-1',
+      async generateImage(images, prompt) {
+        seen.push({ images, prompt });
+        if (fail) throw fail;
+        return { bytes: makePng(6, 6, [1, 1, 1]), mimeType: 'image/png' };
+      },
+    };
+    return { provider, seen };
+  }
+
+  const makeService = (backend: AccountBackend, provider: ImageProvider) =>
+    createImageGenService({
+      env: parseEnv({ IMAGE_FETCH_ALLOW_HOSTS: `127.0.0.1:${host.port}`, MEDIA_DIR: dir }),
+      gemini: noGemini,
+      store: new MemoryStore(),
+      logger: pino({ level: 'silent' }),
+      backend,
+      provider,
+    });
+
+  const body = (over: Record<string, unknown> = {}) =>
+    parseCreateImageBody({
+      user_id: 'u1',
+      api_key: 'k',
+      catalog_id: 'c1',
+      user_image_url: `${host.url}/person.png`,
+      catalog_image_url: `${host.url}/garment.png`,
+      ...over,
+    });
+
+  it('generates, stores, and returns the success webhook', async () => {
+    const { backend } = stubBackend();
+    const { provider, seen } = stubProvider();
+    const r = await makeService(backend, provider).run(body({ prompt: 'studio light' }), { requestId: 'r' });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.imageUrl).toMatch(/^\/media\/[0-9a-f-]{36}\.png$/);
+    expect(r.latencyMs).toBeGreaterThan(0);
+    expect(r.webhook).toMatchObject({
+      user_id: 'u1',
+      catalog_id: 'c1',
+      status: 'success',
+      image_url: r.imageUrl,
+      provider: 'stub',
+    });
+    expect(seen[0]!.images[0]!.bytes.equals(host.person)).toBe(true);
+    expect(seen[0]!.images[1]!.bytes.equals(host.garment)).toBe(true);
+    expect(seen[0]!.prompt.startsWith(TRY_ON_PROMPT)).toBe(true);
+    expect(seen[0]!.prompt).toContain('studio light');
+    expect((await readdir(dir)).some((f) => r.imageUrl.endsWith(f))).toBe(true);
+  });
+
+  it('401 for a bad key, 403 without credits, no webhook for either', async () => {
+    const bad = await makeService(stubBackend({ valid: false }).backend, stubProvider().provider).run(
+      body(),
+      { requestId: 'r' },
+    );
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    expect(bad.error.status).toBe(401);
+    expect(bad.webhook).toBeUndefined();
+    const broke = await makeService(stubBackend({ credits: false }).backend, stubProvider().provider).run(
+      body(),
+      { requestId: 'r' },
+    );
+    expect(!broke.ok && broke.error.status).toBe(403);
+    expect(broke.webhook).toBeUndefined();
+  });
+
+  it('a provider failure after verification is a 502 with a failed webhook', async () => {
+    const { provider } = stubProvider(new HttpProblem(502, 'image provider stub failed: boom'));
+    const r = await makeService(stubBackend().backend, provider).run(body(), { requestId: 'r' });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.status).toBe(502);
+    expect(r.webhook).toMatchObject({
+      status: 'failed',
+      image_url: null,
+      error: 'image provider stub failed: boom',
+    });
+  });
+
+  it('a refused image URL names the field, keeps the address for the log only, and sends a failed webhook', async () => {
+    const { provider, seen } = stubProvider();
+    const r = await makeService(stubBackend().backend, provider).run(
+      body({ catalog_image_url: 'http://169.254.169.254/latest/meta-data/' }),
+      { requestId: 'r' },
+    );
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.error.status).toBe(400);
+    expect(r.error.detail).toMatch(/^catalog_image_url: /);
+    expect(r.error.detail).not.toMatch(/169\.254/);
+    expect(r.internal).toMatch(/169\.254\.169\.254/);
+    expect(r.webhook?.status).toBe('failed');
+    expect(seen).toHaveLength(0);
+  });
+
+  it('an unexpected error is a 500 that says nothing about it', async () => {
+    const provider: ImageProvider = {
+      name: 'stub',
+      model: 'x',
+      generateImage: async () => {
+        throw new Error('ENOSPC /secret/path');
+      },
+    };
+    const r = await makeService(stubBackend().backend, provider).run(body(), { requestId: 'r' });
+    expect(!r.ok && r.error.status).toBe(500);
+    expect(!r.ok && r.error.detail).not.toMatch(/secret/);
+  });
+});
