@@ -103,7 +103,17 @@ export class KeyPool {
 
   async report(lease: Lease, outcome: Outcome): Promise<void> {
     const now = this.now();
-    if (outcome.kind === 'success') this.globalBackoffMs = MIN_GLOBAL_BACKOFF_MS;
+    if (outcome.kind === 'success') {
+      this.globalBackoffMs = MIN_GLOBAL_BACKOFF_MS;
+      // The common case: nothing to reset, only the token estimate to correct.
+      if (lease.reservation.clean) {
+        const actual = outcome.actualTokens;
+        if (actual !== undefined && actual !== lease.reservation.tokens) {
+          await this.store.settleTokens(lease.reservation, actual);
+        }
+        return;
+      }
+    }
     await this.store.report(lease.reservation, outcome, now, this.options.circuit);
   }
 

@@ -121,20 +121,23 @@ export class MemoryStore implements StateStore {
           tokenSlot: nowSec,
           tokens: req.estimatedTokens,
           probe,
+          clean: !probe && rt.failures === 0,
         },
       };
     }
     return { ok: false, retryAtMs: Number.isFinite(earliest) ? earliest : null, globalBackoff: false };
   }
 
+  async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
+    const slots = this.project(res.project).tokenSlots;
+    const slot = slots.get(res.tokenSlot);
+    if (slot !== undefined) slots.set(res.tokenSlot, Math.max(0, slot + actualTokens - res.tokens));
+  }
+
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
     const rt = this.runtime.get(res.keyId);
     const p = this.project(res.project);
-    if ('actualTokens' in outcome && outcome.actualTokens !== undefined) {
-      const slot = p.tokenSlots.get(res.tokenSlot);
-      if (slot !== undefined)
-        p.tokenSlots.set(res.tokenSlot, Math.max(0, slot + outcome.actualTokens - res.tokens));
-    }
+    if ('actualTokens' in outcome && outcome.actualTokens !== undefined) await this.settleTokens(res, outcome.actualTokens);
     if (!rt) return; // removed meanwhile
     switch (outcome.kind) {
       case 'success':

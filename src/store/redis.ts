@@ -16,11 +16,15 @@ import type {
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const ACQUIRE_LUA = script('acquire');
 const REPORT_LUA = script('report');
+const SETTLE_LUA = script('settle');
+/** How long token settlements of clean successes are gathered before one script call applies them. */
+const SETTLE_BATCH_MS = 20;
 
 type ScriptedRedis = Redis & {
   ggAcquire(
     ...args: (string | number)[]
-  ): Promise<[number, string | number, string | number, number?, number?]>;
+  ): Promise<[number, string | number, string | number, number?, number?, number?]>;
+  ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
 };
 
@@ -34,11 +38,14 @@ export class RedisStore implements StateStore {
   readonly kind = 'redis' as const;
   readonly redis: ScriptedRedis;
   private readonly p: string;
+  private pendingSettle: (string | number)[] = [];
+  private settleTimer: NodeJS.Timeout | null = null;
 
   constructor(redis: Redis, prefix: string) {
     this.p = prefix;
     redis.defineCommand('ggAcquire', { numberOfKeys: 0, lua: ACQUIRE_LUA });
     redis.defineCommand('ggReport', { numberOfKeys: 0, lua: REPORT_LUA });
+    redis.defineCommand('ggSettle', { numberOfKeys: 0, lua: SETTLE_LUA });
     this.redis = redis as ScriptedRedis;
   }
 
@@ -90,11 +97,28 @@ export class RedisStore implements StateStore {
           tokenSlot: Number(r[3]),
           tokens: req.estimatedTokens,
           probe: r[4] === 1,
+          clean: r[4] !== 1 && Number(r[5] ?? 0) === 0,
         },
       };
     }
     const at = Number(r[1]);
     return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: Number(r[2]) === 1 };
+  }
+
+  async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
+    this.pendingSettle.push(res.project, res.tokenSlot, actualTokens - res.tokens);
+    this.settleTimer ??= setTimeout(() => void this.flushSettlements(), SETTLE_BATCH_MS);
+  }
+
+  private async flushSettlements(): Promise<void> {
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    if (this.pendingSettle.length === 0) return;
+    const batch = this.pendingSettle;
+    this.pendingSettle = [];
+    await this.redis.ggSettle(this.p, ...batch).catch(() => {
+      /* the reservation stands: budgets err on the safe side */
+    });
   }
 
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
@@ -195,6 +219,7 @@ export class RedisStore implements StateStore {
   }
 
   async close(): Promise<void> {
+    await this.flushSettlements();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 }

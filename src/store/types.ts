@@ -40,6 +40,8 @@ export interface Reservation {
   tokens: number;
   /** The key was half-open: this request is its circuit probe. */
   probe: boolean;
+  /** No failures on record and not a probe: a success needs no circuit bookkeeping. */
+  clean: boolean;
 }
 
 export type AcquireResult =
@@ -93,6 +95,11 @@ export interface StateStore {
   syncKeys(keys: readonly PoolKeyRecord[]): Promise<void>;
   /** Round-robin choice of a key with budget, and reservation of that budget: one atomic step. */
   acquire(req: AcquireRequest): Promise<AcquireResult>;
+  /**
+   * Settles the token reservation of a clean success (the common case). Redis batches these
+   * into one script call every few milliseconds, so the hot path stays at one round trip.
+   */
+  settleTokens(res: Reservation, actualTokens: number): Promise<void>;
   /** Settles a reservation with the upstream outcome (tokens, rests, disables, circuit). */
   report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void>;
   /** Every instance stops using all keys until untilMs (suspected per-IP throttling). */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import type { AcquireRequest, AcquireResult, PoolKeyRecord, StateStore } from '../../src/store/types.ts';
@@ -87,6 +87,17 @@ for (const [name, make] of stores) {
       expect(id(await store.acquire(req(T0 + 700, { estimatedTokens: 600 })))).toBe('a');
       const states = await store.keyStates(T0 + 800, DAY);
       expect(states[0]!.tokensThisMinute).toBe(700);
+    });
+
+    it('settleTokens corrects a clean reservation (batched on Redis); a key with failures is not clean', async () => {
+      await store.syncKeys([key('a', { tpm: 1000 })]);
+      const r = await store.acquire(req(T0, { estimatedTokens: 600 }));
+      if (!r.ok) throw new Error('expected a key');
+      expect(r.reservation.clean).toBe(true);
+      await store.settleTokens(r.reservation, 100);
+      await vi.waitFor(async () => expect((await store.keyStates(T0 + 1, DAY))[0]!.tokensThisMinute).toBe(100));
+      await store.report(r.reservation, { kind: 'failure', reason: 'INTERNAL' }, T0 + 2, CIRCUIT);
+      expect(await store.acquire(req(T0 + 3))).toMatchObject({ ok: true, reservation: { clean: false } });
     });
 
     it('lets a lone request larger than tpm through when the window is empty', async () => {

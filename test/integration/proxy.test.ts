@@ -108,7 +108,7 @@ describe('native Gemini proxy through @google/genai', () => {
     stack.fake.script({ kind: 'bad_request' });
     const err = await sdk(stack)
       .models.generateContent({ model: MODEL, contents: 'x' })
-      .catch((e: unknown) => e as { status: number; message: string });
+      .catch((e: unknown) => e as { status: number; message: string }) as { status: number; message: string };
     expect(err).toMatchObject({ status: 400 });
     expect(String(err.message)).toContain('INVALID_ARGUMENT');
     expect(await keyState(stack, 0)).toMatchObject({ enabled: true, circuit: 'closed' });
@@ -118,7 +118,7 @@ describe('native Gemini proxy through @google/genai', () => {
     stack = await startStack();
     const err = await sdk(stack)
       .models.generateContent({ model: 'gemini-nope', contents: 'x' })
-      .catch((e: unknown) => e as { status: number });
+      .catch((e: unknown) => e as { status: number }) as { status: number };
     expect(err.status).toBe(404);
   });
 
@@ -257,7 +257,7 @@ describe('native Gemini proxy through @google/genai', () => {
     stack.fake.script({ kind: 'overloaded' }, { times: 10 });
     const err = await sdk(stack)
       .models.generateContent({ model: MODEL, contents: 'o' })
-      .catch((e: unknown) => e as { status: number; message: string });
+      .catch((e: unknown) => e as { status: number; message: string }) as { status: number; message: string };
     expect(err.status).toBe(503);
     expect(err.message).toContain('overloaded');
     for (const i of [0, 1]) expect((await keyState(stack, i)).enabled).toBe(true);

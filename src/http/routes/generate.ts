@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
 import { generateInput, prepareGenerate, runGenerate } from '../../services/generate/generate.ts';
+import { parseInput } from '../../services/generate/input.ts';
 import type { AppDeps } from '../deps.ts';
-import { HttpProblem } from '../problem.ts';
 
 const generateBody = {
   type: 'object',
@@ -45,15 +45,7 @@ export async function generateRoutes(app: FastifyInstance, deps: AppDeps): Promi
       },
     },
     async (request, reply) => {
-      const parsed = generateInput.safeParse(request.body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new HttpProblem(
-          422,
-          `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid request'}`,
-        );
-      }
-      const prepared = prepareGenerate(parsed.data, deps.env);
+      const prepared = prepareGenerate(parseInput(generateInput, request.body), deps.env);
       const key = ResponseCache.key('generate', prepared.model, prepared.cacheKeyInput);
       const { value, status } = await cache.getOrCompute(
         key,

@@ -9,12 +9,29 @@ import { HttpProblem } from '../problem.ts';
 const FILE_FIELDS = new Set(['file', 'image']);
 const TEXT_FIELDS = new Set(['target_language', 'source_language', 'model', 'format']);
 
+/** For the OpenAPI document only: the form is read and validated by readUpload/prepareTranslate. */
+const translateForm = {
+  type: 'object',
+  properties: {
+    file: {
+      type: 'string',
+      format: 'binary',
+      description: 'The image (the field may also be named `image`).',
+    },
+    target_language: { type: 'string', default: 'Vietnamese' },
+    source_language: { type: 'string', description: 'Detected when absent.' },
+    model: { type: 'string', description: 'Default GEMINI_MODEL.' },
+    format: { type: 'string', enum: ['text', 'blocks'], default: 'text' },
+  },
+  required: ['file'],
+} as const;
+
 const translateResponse = {
   type: 'object',
   properties: {
     translated_text: { type: 'string' },
     target_language: { type: 'string' },
-    source_language: { type: ['string', 'null'] },
+    source_language: { type: 'string', nullable: true },
     model: { type: 'string' },
     format: { type: 'string', enum: ['text', 'blocks'] },
     blocks: {
@@ -95,8 +112,11 @@ export async function translateRoutes(app: FastifyInstance, deps: AppDeps): Prom
         ].join('\n'),
         tags: ['applications'],
         consumes: ['multipart/form-data'],
+        body: translateForm,
         response: { 200: translateResponse },
       },
+      // The body schema documents the form; multipart bodies are checked by readUpload, not by Ajv.
+      validatorCompiler: () => () => true,
     },
     async (request, reply) => {
       const upload = await readUpload(request, deps.env.MAX_UPLOAD_SIZE);

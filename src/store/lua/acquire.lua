@@ -1,7 +1,7 @@
 -- Round-robin choice of a key with budget and reservation of that budget, atomically.
 -- Mirrors MemoryStore.acquire; test/contract runs one suite against both.
 -- ARGV: prefix, now_ms, model, est_tokens, day, next_day_ms, probe_lease_ms, exclude (",id1,id2,")
--- Returns {1, id, project, token_slot, probe} or {0, retry_at_ms (-1 = never), global_backoff}
+-- Returns {1, id, project, token_slot, probe, failures} or {0, retry_at_ms (-1 = never), global_backoff}
 local P = ARGV[1]
 local now = tonumber(ARGV[2])
 local model = ARGV[3]
@@ -45,7 +45,7 @@ for i = 0, n - 1 do
   local id = redis.call('LINDEX', ring, (start + i) % n)
   if not string.find(exclude, ',' .. id .. ',', 1, true) then
     local k = P .. 'k:' .. id
-    local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until')
+    local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until', 'failures')
     local models = f[2] or ''
     if f[3] == '1' and (f[7] == false or f[7] == '') and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true))
       then
@@ -96,7 +96,7 @@ for i = 0, n - 1 do
         redis.call('HINCRBY', tok_key, now_sec, est)
         redis.call('PEXPIRE', tok_key, 120000)
         if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
-        return {1, id, f[1], now_sec, probe}
+        return {1, id, f[1], now_sec, probe, tonumber(f[10] or '0') or 0}
       end
     end
   end

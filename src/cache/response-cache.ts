@@ -1,0 +1,140 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { decodeValue, encodeValue } from './codec.ts';
+import type { CacheBackend, CacheStats, CacheStatus } from './types.ts';
+
+/** JSON with object keys sorted at every level, so equal requests hash equally whatever their key order. */
+export function stableStringify(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
+}
+
+export interface ResponseCacheOptions {
+  ttlSeconds: number;
+  compressionThreshold: number;
+  logger?: Logger;
+}
+
+/**
+ * Exact-match cache of successful application answers (translate, generate, text processing).
+ * Keys: `<endpoint>:<model>:<sha256 of endpoint, model, normalized request and binary inputs>`,
+ * so `invalidate('translate:')` drops one endpoint and `invalidate('translate:gemini-2.5-flash:')`
+ * one model of it. Values are JSON, brotli-compressed above the threshold.
+ * A backend failure never fails a request: a read error is a miss, a write error is dropped.
+ */
+export class ResponseCache {
+  readonly #backend: CacheBackend | null;
+  readonly #opts: ResponseCacheOptions;
+  #hits = 0;
+  #misses = 0;
+  #bypasses = 0;
+  #errors = 0;
+
+  /** backend null: caching disabled (every lookup computes, status OFF). */
+  constructor(backend: CacheBackend | null, opts: ResponseCacheOptions) {
+    this.#backend = backend;
+    this.#opts = opts;
+  }
+
+  get enabled(): boolean {
+    return this.#backend !== null;
+  }
+
+  get backend(): CacheBackend | null {
+    return this.#backend;
+  }
+
+  static key(
+    endpoint: string,
+    model: string,
+    request: unknown,
+    binaries: readonly Uint8Array[] = [],
+  ): string {
+    const hash = createHash('sha256');
+    hash.update(stableStringify({ endpoint, model, request }));
+    for (const bytes of binaries) {
+      // Length-prefixed, so two inputs can never run into each other.
+      hash.update(`\0${bytes.length}\0`);
+      hash.update(bytes);
+    }
+    return `${endpoint}:${model}:${hash.digest('hex')}`;
+  }
+
+  /** The cached value, or undefined (counted as a hit or a miss). */
+  async get<T>(key: string): Promise<T | undefined> {
+    if (!this.#backend) return undefined;
+    try {
+      const stored = await this.#backend.get(key);
+      if (stored) {
+        const value = (await decodeValue(stored)) as T;
+        this.#hits++;
+        return value;
+      }
+    } catch (err) {
+      this.#errors++;
+      this.#opts.logger?.warn({ err, cacheKey: key }, 'response cache read failed; treating as a miss');
+    }
+    this.#misses++;
+    return undefined;
+  }
+
+  async set(key: string, value: unknown): Promise<void> {
+    if (!this.#backend) return;
+    try {
+      const stored = await encodeValue(value, this.#opts.compressionThreshold);
+      await this.#backend.set(key, stored, this.#opts.ttlSeconds);
+    } catch (err) {
+      this.#errors++;
+      this.#opts.logger?.warn({ err, cacheKey: key }, 'response cache write failed; answer not cached');
+    }
+  }
+
+  /**
+   * The cached answer for key, or compute() stored under it. bypass (Cache-Control: no-cache)
+   * skips the lookup but stores the fresh answer. A throwing compute() stores nothing.
+   */
+  async getOrCompute<T>(
+    key: string,
+    compute: () => Promise<T>,
+    opts: { bypass?: boolean } = {},
+  ): Promise<{ value: T; status: CacheStatus }> {
+    if (!this.#backend) return { value: await compute(), status: 'OFF' };
+    if (opts.bypass) {
+      this.#bypasses++;
+    } else {
+      const hit = await this.get<T>(key);
+      if (hit !== undefined) return { value: hit, status: 'HIT' };
+    }
+    const value = await compute();
+    await this.set(key, value);
+    return { value, status: opts.bypass ? 'BYPASS' : 'MISS' };
+  }
+
+  /** Drops every entry whose key starts with prefix (everything without one); returns how many. */
+  async invalidate(prefix?: string): Promise<number> {
+    return this.#backend ? this.#backend.invalidate(prefix) : 0;
+  }
+
+  async stats(): Promise<CacheStats> {
+    const usage = this.#backend ? await this.#backend.usage() : { entries: 0, bytes: 0 };
+    const maxBytes =
+      this.#backend && 'maxBytes' in this.#backend && typeof this.#backend.maxBytes === 'number'
+        ? this.#backend.maxBytes
+        : null;
+    return {
+      enabled: this.enabled,
+      backend: this.#backend?.kind ?? 'none',
+      hits: this.#hits,
+      misses: this.#misses,
+      bypasses: this.#bypasses,
+      errors: this.#errors,
+      entries: usage.entries,
+      bytes: usage.bytes,
+      maxBytes,
+    };
+  }
+}

@@ -1,0 +1,12 @@
+-- Applies a batch of token settlements: ARGV = prefix, then (project, slot, delta) triples.
+-- A slot that already left the rolling minute is not brought back.
+local P = ARGV[1]
+for i = 2, #ARGV, 3 do
+  local tok_key = P .. 'p:' .. ARGV[i] .. ':tok'
+  local slot = ARGV[i + 1]
+  if redis.call('HEXISTS', tok_key, slot) == 1 then
+    local v = redis.call('HINCRBY', tok_key, slot, tonumber(ARGV[i + 2]))
+    if v < 0 then redis.call('HSET', tok_key, slot, 0) end
+  end
+end
+return 1

@@ -1,0 +1,189 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getResponseCache } from '../../src/cache/index.ts';
+import { JPEG, PNG } from '../fixtures/images.ts';
+import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
+import { type Stack, startStack } from '../helpers/stack.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON answers
+type Json = any;
+
+async function post(
+  stack: Stack,
+  path: string,
+  body: FormData | unknown,
+  headers: Record<string, string> = {},
+) {
+  const isForm = body instanceof FormData;
+  const res = await fetch(`${stack.url}${path}`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${stack.token}`,
+      ...(isForm ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
+    body: isForm ? body : JSON.stringify(body),
+  });
+  return { res, status: res.status, xcache: res.headers.get('x-cache'), json: (await res.json()) as Json };
+}
+
+function imageForm(bytes: Buffer, fields: Record<string, string> = {}) {
+  const fd = new FormData();
+  fd.append('file', new Blob([bytes]), 'shot.png');
+  for (const [k, v] of Object.entries(fields)) fd.append(k, v);
+  return fd;
+}
+
+/** The same scenarios against the memory backend and, when available, Redis. */
+function cacheSuite(name: string, env: () => Record<string, string> | undefined) {
+  describe(`response cache (${name})`, () => {
+    let stack: Stack;
+    beforeAll(async () => {
+      stack = await startStack({ env: env() });
+    });
+    afterAll(async () => {
+      await stack?.close();
+    });
+
+    it('/translate: a second identical call makes no upstream call and says HIT / cached', async () => {
+      const before = stack.fake.stats.requests;
+      const first = await post(stack, '/translate', imageForm(PNG, { target_language: 'Korean' }));
+      expect(first.status).toBe(200);
+      expect(first.xcache).toBe('MISS');
+      expect(first.json.cached).toBe(false);
+      const second = await post(stack, '/translate', imageForm(PNG, { target_language: 'Korean' }));
+      expect(second.status).toBe(200);
+      expect(second.xcache).toBe('HIT');
+      expect(second.json.cached).toBe(true);
+      expect(second.json.translated_text).toBe(first.json.translated_text);
+      expect(second.json.request_id).not.toBe(first.json.request_id);
+      expect(stack.fake.stats.requests).toBe(before + 1);
+      // other image bytes or another language: a different entry
+      expect((await post(stack, '/translate', imageForm(JPEG, { target_language: 'Korean' }))).xcache).toBe(
+        'MISS',
+      );
+      expect((await post(stack, '/translate', imageForm(PNG, { target_language: 'Thai' }))).xcache).toBe(
+        'MISS',
+      );
+      expect(stack.fake.stats.requests).toBe(before + 3);
+    });
+
+    it('/v1/generate: HIT on repeat; Cache-Control: no-cache bypasses, calls upstream and refreshes', async () => {
+      const body = { prompt: `cache probe ${name}` };
+      const before = stack.fake.stats.requests;
+      expect((await post(stack, '/v1/generate', body)).xcache).toBe('MISS');
+      const hit = await post(stack, '/v1/generate', body);
+      expect(hit.xcache).toBe('HIT');
+      expect(hit.json.cached).toBe(true);
+      expect(stack.fake.stats.requests).toBe(before + 1);
+      const bypass = await post(stack, '/v1/generate', body, { 'cache-control': 'no-cache' });
+      expect(bypass.status).toBe(200);
+      expect(bypass.xcache).toBe('BYPASS');
+      expect(bypass.json.cached).toBe(false);
+      expect(stack.fake.stats.requests).toBe(before + 2);
+      expect((await post(stack, '/v1/generate', body)).xcache).toBe('HIT');
+      expect(stack.fake.stats.requests).toBe(before + 2);
+    });
+
+    it('the key covers the normalized request: defaults applied, key order irrelevant', async () => {
+      const text = `Normalization probe for ${name}.`;
+      const before = stack.fake.stats.requests;
+      const a = await post(stack, '/v1/text_processing/process', { text, operation: 'summarize' });
+      expect(a.xcache).toBe('MISS');
+      const b = await post(stack, '/v1/text_processing/process', {
+        options: { max_length: 150 },
+        operation: 'summarize',
+        text,
+      });
+      expect(b.xcache).toBe('HIT');
+      expect(b.json.cached).toBe(true);
+      const c = await post(stack, '/v1/text_processing/process', {
+        text,
+        operation: 'summarize',
+        options: { max_length: 20 },
+      });
+      expect(c.xcache).toBe('MISS');
+      // batch items share the entries of single requests
+      const batch = await post(stack, '/v1/text_processing/batch_process', {
+        requests: [{ text, operation: 'summarize' }],
+      });
+      expect(batch.json.results[0]).toMatchObject({ success: true, cached: true });
+      expect(stack.fake.stats.requests).toBe(before + 2);
+    });
+
+    it('failures are not cached', async () => {
+      const body = { prompt: `failure probe ${name}` };
+      stack.fake.script({ kind: 'bad_request' }, { times: 1 });
+      const failed = await post(stack, '/v1/generate', body);
+      expect(failed.status).toBe(400);
+      expect(failed.xcache).toBeNull();
+      const before = stack.fake.stats.requests;
+      const retry = await post(stack, '/v1/generate', body);
+      expect(retry.status).toBe(200);
+      expect(retry.xcache).toBe('MISS');
+      expect(stack.fake.stats.requests).toBe(before + 1);
+    });
+
+    it('exposes stats and invalidate(prefix) for the internal endpoints', async () => {
+      const cache = getResponseCache(stack.gateway.deps);
+      const stats = await cache.stats();
+      expect(stats.enabled).toBe(true);
+      expect(stats.hits).toBeGreaterThan(0);
+      expect(stats.misses).toBeGreaterThan(0);
+      expect(stats.entries).toBeGreaterThan(0);
+      expect(stats.bytes).toBeGreaterThan(0);
+      const removed = await cache.invalidate('generate:');
+      expect(removed).toBeGreaterThan(0);
+      const before = stack.fake.stats.requests;
+      expect((await post(stack, '/v1/generate', { prompt: `cache probe ${name}` })).xcache).toBe('MISS');
+      expect(stack.fake.stats.requests).toBe(before + 1);
+    });
+  });
+}
+
+cacheSuite('memory', () => undefined);
+
+const redisUrl = redisTestUrl();
+const prefix = `cache-it-${process.pid}-${Date.now()}:`;
+if (redisUrl) {
+  cacheSuite('redis', () => ({ REDIS_URL: redisUrl, STATE_PREFIX: prefix, CACHE_DEFAULT_TTL: '120' }));
+  describe('response cache in Redis', () => {
+    it('stores entries under <STATE_PREFIX>cache: with the configured TTL', async () => {
+      const stack = await startStack({
+        env: { REDIS_URL: redisUrl, STATE_PREFIX: prefix, CACHE_DEFAULT_TTL: '77' },
+      });
+      const redis = new Redis(redisUrl);
+      try {
+        await post(stack, '/v1/generate', { prompt: 'ttl probe' });
+        const keys = await redis.keys(`${prefix}cache:generate:*`);
+        expect(keys.length).toBeGreaterThan(0);
+        const ttls = await Promise.all(keys.map((k) => redis.ttl(k)));
+        expect(ttls.some((t) => t > 70 && t <= 77)).toBe(true);
+      } finally {
+        const all = await redis.keys(`${prefix}*`);
+        if (all.length) await redis.del(...all);
+        redis.disconnect();
+        await stack.close();
+      }
+    });
+  });
+} else {
+  warnSkipped('test/integration/cache.test.ts > response cache (redis): 6 tests');
+}
+
+describe('response cache disabled', () => {
+  it('CACHE_ENABLED=false: every call goes upstream, no X-Cache header', async () => {
+    const stack = await startStack({ env: { CACHE_ENABLED: 'false' } });
+    try {
+      const before = stack.fake.stats.requests;
+      const a = await post(stack, '/v1/generate', { prompt: 'no cache' });
+      const b = await post(stack, '/v1/generate', { prompt: 'no cache' });
+      expect([a.status, b.status]).toEqual([200, 200]);
+      expect(a.xcache).toBeNull();
+      expect(b.json.cached).toBe(false);
+      expect(stack.fake.stats.requests).toBe(before + 2);
+    } finally {
+      await stack.close();
+    }
+  });
+});
