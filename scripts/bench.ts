@@ -132,6 +132,8 @@ async function drive(name: string, base: string, pids: number[], headers: Record
 
 async function main(): Promise<void> {
   const node = process.execPath;
+  // The gateways run what `npm start` runs: the compiled build.
+  if (spawnSync('npm', ['run', 'build'], { stdio: 'inherit' }).status !== 0) throw new Error('build failed');
   const fakePort = await freePort();
   const fake = start(node, ['scripts/fake-gemini.ts', '--port', String(fakePort)], {});
   const fakeUrl = `http://127.0.0.1:${fakePort}`;
@@ -173,7 +175,7 @@ async function main(): Promise<void> {
 
   const memPort = await freePort();
   const nodeArgs = process.env.GATEWAY_NODE_ARGS ? process.env.GATEWAY_NODE_ARGS.split(' ') : [];
-  const mem = start(node, [...nodeArgs, 'src/main.ts'], gatewayEnv(memPort, {}));
+  const mem = start(node, [...nodeArgs, 'dist/main.js'], gatewayEnv(memPort, {}));
   await waitFor(`http://127.0.0.1:${memPort}/health`);
   const memResult = await drive('(c) gateway, memory store', `http://127.0.0.1:${memPort}`, [mem.pid!], auth);
   memResult.rss = rssMb(mem.pid!);
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
     const redis = start('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], {});
     await new Promise((r) => setTimeout(r, 300));
     const rPort = await freePort();
-    const gw = start(node, ['src/main.ts'], gatewayEnv(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }));
+    const gw = start(node, [...nodeArgs, 'dist/main.js'], gatewayEnv(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }));
     await waitFor(`http://127.0.0.1:${rPort}/health`);
     const r = await drive('(d) gateway, Redis store', `http://127.0.0.1:${rPort}`, [gw.pid!], auth);
     r.rss = rssMb(gw.pid!);
