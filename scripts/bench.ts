@@ -19,7 +19,9 @@ const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1500);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const KEYS = 1000;
 const TOKEN = 'bench-client-token';
-const BODY = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: 'Benchmark prompt: say hello.' }] }] });
+const BODY = JSON.stringify({
+  contents: [{ role: 'user', parts: [{ text: 'Benchmark prompt: say hello.' }] }],
+});
 const PATH = '/v1beta/models/gemini-2.5-flash-lite:generateContent';
 const CLK_TCK = 100;
 
@@ -89,7 +91,12 @@ interface Result {
   rss?: number;
 }
 
-async function drive(name: string, base: string, pids: number[], headers: Record<string, string>): Promise<Result> {
+async function drive(
+  name: string,
+  base: string,
+  pids: number[],
+  headers: Record<string, string>,
+): Promise<Result> {
   const pool = new Pool(base, { connections: CONCURRENCY, pipelining: 1, keepAliveTimeout: 60_000 });
   const reqHeaders = { 'content-type': 'application/json', ...headers };
   const run = async (ms: number, latencies: number[] | null) => {
@@ -119,7 +126,8 @@ async function drive(name: string, base: string, pids: number[], headers: Record
   const cpuUsed = pids.map(cpuMs).reduce((s, v, i) => s + v - cpuBefore[i]!, 0);
   await pool.close();
   latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))]!;
   return {
     name,
     rps: (count / elapsed) * 1000,
@@ -146,7 +154,11 @@ async function main(): Promise<void> {
       keys: Array.from({ length: KEYS }, (_, i) => ({
         id: `key_${i}`,
         api_key: `AIzaBench${String(i).padStart(6, '0')}`,
-        limits: { requests_per_minute: 1_000_000, requests_per_day: 100_000_000, tokens_per_minute: 1_000_000_000 },
+        limits: {
+          requests_per_minute: 1_000_000,
+          requests_per_day: 100_000_000,
+          tokens_per_minute: 1_000_000_000,
+        },
       })),
     }),
   );
@@ -182,13 +194,22 @@ async function main(): Promise<void> {
   results.push(memResult);
   await stop(mem);
 
-  const hasRedis = process.env.BENCH_SKIP_REDIS !== '1' && spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+  const hasRedis =
+    process.env.BENCH_SKIP_REDIS !== '1' && spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
   if (hasRedis) {
     const redisPort = await freePort();
-    const redis = start('redis-server', ['--port', String(redisPort), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], {});
+    const redis = start(
+      'redis-server',
+      ['--port', String(redisPort), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'],
+      {},
+    );
     await new Promise((r) => setTimeout(r, 300));
     const rPort = await freePort();
-    const gw = start(node, [...nodeArgs, 'dist/main.js'], gatewayEnv(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }));
+    const gw = start(
+      node,
+      [...nodeArgs, 'dist/main.js'],
+      gatewayEnv(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }),
+    );
     await waitFor(`http://127.0.0.1:${rPort}/health`);
     const r = await drive('(d) gateway, Redis store', `http://127.0.0.1:${rPort}`, [gw.pid!], auth);
     r.rss = rssMb(gw.pid!);
@@ -200,8 +221,12 @@ async function main(): Promise<void> {
   }
 
   const floor = results[1]!.rps;
-  console.log(`\nnpm run bench — ${CONCURRENCY} connections, ${DURATION_MS / 1000}s per target, ${KEYS} keys configured, Node ${process.version}\n`);
-  console.log('target                        req/s   ratio vs (b)   p50 ms   p99 ms   CPU µs/req   RSS MB   errors');
+  console.log(
+    `\nnpm run bench — ${CONCURRENCY} connections, ${DURATION_MS / 1000}s per target, ${KEYS} keys configured, Node ${process.version}\n`,
+  );
+  console.log(
+    'target                        req/s   ratio vs (b)   p50 ms   p99 ms   CPU µs/req   RSS MB   errors',
+  );
   for (const r of results) {
     console.log(
       `${r.name.padEnd(28)} ${r.rps.toFixed(0).padStart(6)}   ${(r.rps / floor).toFixed(2).padStart(12)}   ${r.p50.toFixed(2).padStart(6)}   ${r.p99.toFixed(2).padStart(6)}   ${r.cpuPerReqUs.toFixed(0).padStart(10)}   ${(r.rss ? r.rss.toFixed(0) : '-').padStart(6)}   ${r.errors}`,
@@ -209,7 +234,9 @@ async function main(): Promise<void> {
   }
   const mem1 = results.find((r) => r.name.startsWith('(c)'))!;
   const red = results.find((r) => r.name.startsWith('(d)'));
-  console.log(`\ntargets: memory ratio ${(mem1.rps / floor).toFixed(2)} (≥ 0.70), redis ratio ${red ? (red.rps / floor).toFixed(2) : 'n/a'} (≥ 0.50), RSS ${mem1.rss?.toFixed(0)} MB (< 150)`);
+  console.log(
+    `\ntargets: memory ratio ${(mem1.rps / floor).toFixed(2)} (≥ 0.70), redis ratio ${red ? (red.rps / floor).toFixed(2) : 'n/a'} (≥ 0.50), RSS ${mem1.rss?.toFixed(0)} MB (< 150)`,
+  );
 }
 
 try {

@@ -1,10 +1,15 @@
 import 'dotenv/config';
-import { buildGateway } from './app/build.ts';
+import { buildGateway, type Gateway } from './app/build.ts';
 import { ConfigError } from './config/env.ts';
 
-/** `npm start`: the gateway in the foreground, configured by the environment and `.env`. */
+/**
+ * `npm start`: the gateway in the foreground, configured by the environment and `.env`.
+ * SIGTERM / SIGINT: stop accepting connections, let requests and streams in flight finish (up
+ * to SHUTDOWN_TIMEOUT_MS), close the store, exit 0 (1 when the deadline cut connections).
+ * SIGHUP: re-read API_KEYS_FILE and CONFIG_FILE.
+ */
 async function main(): Promise<void> {
-  let gateway: Awaited<ReturnType<typeof buildGateway>>;
+  let gateway: Gateway;
   try {
     gateway = await buildGateway(process.env);
   } catch (err) {
@@ -22,18 +27,33 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    app.log.info(
+      { signal, deadline_ms: env.SHUTDOWN_TIMEOUT_MS },
+      'shutting down: finishing in-flight requests',
+    );
+    let forced = false;
     const timer = setTimeout(() => {
-      app.log.warn('shutdown deadline reached; exiting with requests still open');
-      process.exit(1);
+      forced = true;
+      app.log.warn('shutdown deadline reached; closing the connections still open');
+      gateway.forceClose();
     }, env.SHUTDOWN_TIMEOUT_MS);
     timer.unref();
-    await gateway.close();
-    app.log.info('stopped');
-    process.exit(0);
+    // Last resort if closing itself hangs (a store that never answers).
+    const hard = setTimeout(() => process.exit(1), env.SHUTDOWN_TIMEOUT_MS + 5_000);
+    hard.unref();
+    try {
+      await gateway.close();
+    } catch (err) {
+      app.log.error({ err }, 'error while shutting down');
+      process.exit(1);
+    }
+    clearTimeout(timer);
+    app.log.info({ signal, forced }, 'stopped');
+    process.exit(forced ? 1 : 0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGHUP', () => void gateway.reloader.reloadAll('signal'));
 }
 
 void main();

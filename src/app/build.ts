@@ -1,12 +1,17 @@
 import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { getResponseCache } from '../cache/index.ts';
 import { ConfigError, type Env, parseEnv } from '../config/env.ts';
-import { loadKeys } from '../config/keys.ts';
+import type { KeyConfig } from '../config/keys.ts';
+import { KeyManager } from '../config/keys-store.ts';
+import { ConfigReloader, type EffectiveSettings } from '../config/reload.ts';
 import { buildHttpApp } from '../http/app.ts';
 import { ClientAuth } from '../http/auth.ts';
 import type { AppDeps } from '../http/deps.ts';
-import { createLogger } from '../observability/logger.ts';
+import { CallerRateLimiter, type RateLimitSettings } from '../http/rate-limit.ts';
+import { createLogger, flushLogger, SecretScrubber } from '../observability/logger.ts';
+import { GatewayMetrics } from '../observability/metrics.ts';
 import { KeyPool } from '../pool/key-pool.ts';
 import { MemoryStore } from '../store/memory.ts';
 import { RedisStore } from '../store/redis.ts';
@@ -21,8 +26,17 @@ export interface Gateway {
   pool: KeyPool;
   store: StateStore;
   deps: AppDeps;
-  /** Stops the HTTP server, the upstream agent and the store. */
+  logger: Logger;
+  metrics: GatewayMetrics;
+  keys: KeyManager;
+  reloader: ConfigReloader;
+  /**
+   * Graceful stop: no new connections, requests and streams in flight run to their end, then
+   * the upstream agent and the store are closed.
+   */
   close(): Promise<void>;
+  /** Cuts every open connection now (the shutdown deadline passed). */
+  forceClose(): void;
 }
 
 export function redisUrlOf(env: Env): string | undefined {
@@ -32,20 +46,53 @@ export function redisUrlOf(env: Env): string | undefined {
   return `redis://${auth}${env.REDIS_HOST}:${env.REDIS_PORT}/${env.REDIS_DB}`;
 }
 
+/** Every secret of the configuration other than pool keys: never to appear in a log line. */
+function configSecrets(env: Env): string[] {
+  const secrets = [...env.CLIENT_API_KEYS_MAP.keys()];
+  for (const s of [
+    env.ADMIN_TOKEN,
+    env.METRICS_TOKEN,
+    env.REDIS_PASSWORD,
+    env.BACKEND_SERVICE_TOKEN,
+    env.OPENAI_API_KEY,
+    env.STABILITY_API_KEY,
+  ])
+    if (s) secrets.push(s);
+  if (env.REDIS_URL) {
+    try {
+      const password = new URL(env.REDIS_URL).password;
+      if (password) secrets.push(decodeURIComponent(password));
+    } catch {
+      /* not a URL: ioredis will say so */
+    }
+  }
+  return secrets;
+}
+
+export function rateLimitSettings(s: EffectiveSettings): RateLimitSettings {
+  return {
+    ipPerMinute: s.GLOBAL_RATE_LIMIT,
+    ipBurst: s.BURST_RATE_LIMIT,
+    clientPerMinute: s.CLIENT_RATE_LIMIT,
+    perClient: s.CLIENT_RATE_LIMITS,
+  };
+}
+
 /** The composition root: configuration → state store → key pool → upstream → HTTP app. */
 export async function buildGateway(
   source: Record<string, string | undefined>,
   opts: { logger?: Logger } = {},
 ): Promise<Gateway> {
   const env = parseEnv(source);
-  const keys = await loadKeys(env);
-  if (keys.length === 0) throw new ConfigError('no pool keys: set API_KEYS_FILE or GEMINI_API_KEYS');
   if (env.CLIENT_API_KEYS_MAP.size === 0 && !env.ALLOW_ANONYMOUS) {
     throw new ConfigError(
       'CLIENT_API_KEYS_MAP is empty: set client tokens ("token:name,...") or ALLOW_ANONYMOUS=true to open the gateway to anyone',
     );
   }
-  const logger = opts.logger ?? createLogger(env);
+  const baseSecrets = configSecrets(env);
+  const scrubber = new SecretScrubber(baseSecrets);
+  const ownLogger = !opts.logger;
+  const logger = opts.logger ?? createLogger(env, scrubber);
 
   const redisUrl = redisUrlOf(env);
   let redis: Redis | undefined;
@@ -64,7 +111,30 @@ export async function buildGateway(
     queueMaxWaitMs: env.QUEUE_MAX_WAIT_MS,
     circuit: { failureThreshold: env.CIRCUIT_FAILURE_THRESHOLD, cooldownMs: env.CIRCUIT_COOLDOWN_MS },
   });
-  await pool.setKeys(keys);
+  const keys = new KeyManager({ env, pool, store, logger });
+  try {
+    const loaded = await keys.load();
+    if (loaded.length === 0) throw new ConfigError('no pool keys: set API_KEYS_FILE or GEMINI_API_KEYS');
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  // Every pool key ever configured in this process stays scrubbed, removed ones included.
+  const poolSecrets = new Set<string>();
+  keys.onChange = (configs: readonly KeyConfig[]) => {
+    for (const k of configs) poolSecrets.add(k.apiKey);
+    scrubber.set([...baseSecrets, ...poolSecrets]);
+  };
+  await keys.apply();
+
+  const metrics = new GatewayMetrics();
+  // Queue wait of every key reservation (native proxy and application services alike).
+  const acquire = pool.acquire.bind(pool);
+  pool.acquire = (model, tokens, exclude, signal) =>
+    acquire(model, tokens, exclude, signal).then((lease) => {
+      metrics.queueWait.observe(lease.queuedMs / 1000);
+      return lease;
+    });
 
   const agent = createUpstreamAgent(env.UPSTREAM_TIMEOUT_MS);
   const forwarder = new Forwarder({
@@ -73,21 +143,92 @@ export async function buildGateway(
     pool,
     maxAttempts: env.MAX_ATTEMPTS,
     attemptTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
+    observer: metrics,
   });
   const gemini = new PoolCaller(forwarder, env.REQUEST_TIMEOUT * 1000);
-  const deps: AppDeps = { env, gemini, store, redis, logger, forwarder, pool };
-  const app = await buildHttpApp(deps, new ClientAuth(env.CLIENT_API_KEYS_MAP, env.ALLOW_ANONYMOUS));
 
+  const rateLimiter = new CallerRateLimiter(
+    store,
+    { ipPerMinute: 0, ipBurst: 0, clientPerMinute: 0, perClient: new Map() },
+    { logger },
+  );
+  rateLimiter.onRefusal = (scope) => metrics.rateLimited.inc({ scope });
+  // The level is set only when CONFIG_FILE changes it (a logger handed in keeps its own).
+  let logLevel = env.LOG_LEVEL;
+  const reloader = new ConfigReloader({
+    env,
+    keys,
+    logger,
+    applyConfig: (settings) => {
+      rateLimiter.update(rateLimitSettings(settings));
+      if (settings.LOG_LEVEL !== logLevel) {
+        logger.level = settings.LOG_LEVEL;
+        logLevel = settings.LOG_LEVEL;
+      }
+    },
+    onResult: (source, result) => metrics.reloads.inc({ source, result }),
+  });
+  try {
+    await reloader.init();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+
+  const deps: AppDeps = {
+    env,
+    gemini,
+    store,
+    redis,
+    logger,
+    forwarder,
+    pool,
+    metrics,
+    keys,
+    reloader,
+    rateLimiter,
+  };
+  metrics.setKeySource(async () => {
+    const now = Date.now();
+    return { configs: pool.keys, states: await store.keyStates(now, pool.calendarAt(now).day) };
+  });
+  metrics.setQueueSource(() => pool.queueLength);
+  const cache = getResponseCache(deps);
+  metrics.setCacheSource(() => cache.stats());
+
+  const app = await buildHttpApp(deps, new ClientAuth(env.CLIENT_API_KEYS_MAP, env.ALLOW_ANONYMOUS));
+  reloader.start();
+
+  let closed: Promise<void> | null = null;
   return {
     app,
     env,
     pool,
     store,
     deps,
-    async close() {
-      await app.close();
-      await agent.close();
-      await store.close();
+    logger,
+    metrics,
+    keys,
+    reloader,
+    close() {
+      closed ??= (async () => {
+        reloader.stop();
+        // Connections whose last answer ended during the drain would otherwise idle until
+        // their keep-alive timeout before the server may close.
+        const sweep = setInterval(() => app.server.closeIdleConnections?.(), 100);
+        try {
+          await app.close();
+        } finally {
+          clearInterval(sweep);
+        }
+        await agent.close();
+        await store.close();
+        if (ownLogger) await flushLogger(logger);
+      })();
+      return closed;
+    },
+    forceClose() {
+      app.server.closeAllConnections?.();
     },
   };
 }

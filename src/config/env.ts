@@ -110,12 +110,18 @@ export const envSchema = z.object({
   TRUSTED_PROXIES: list.default([]),
   COMPRESSION_THRESHOLD: int(0).default(1024),
   SHUTDOWN_TIMEOUT_MS: int(0).default(25_000),
+  /** Longest wait for a request's headers (slow or half-open connections are closed with 408). */
+  HEADERS_TIMEOUT_MS: int(1).default(10_000),
+  /** Longest wait for a whole request (headers and body) to arrive; must be >= HEADERS_TIMEOUT_MS. */
+  REQUEST_READ_TIMEOUT_MS: int(1).default(60_000),
   CONFIG_FILE: z.string().optional(),
   // logging
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   LOG_DIR: z.string().optional(),
   LOG_ROTATION: z.enum(['daily', 'hourly', '00:00']).default('daily'),
   LOG_RETENTION_DAYS: int(1).default(7),
+  /** false: log only to files in LOG_DIR (not to stdout). */
+  LOG_STDOUT: bool.default(true),
   // cache
   CACHE_ENABLED: bool.default(true),
   CACHE_DEFAULT_TTL: int(1).default(3600),
@@ -150,7 +156,12 @@ export class ConfigError extends Error {}
 export function parseEnv(source: Record<string, string | undefined>): Env {
   const cleaned: Record<string, string> = {};
   for (const [k, v] of Object.entries(source)) if (v !== undefined && v !== '') cleaned[k] = v;
-  const result = envSchema.safeParse(cleaned);
+  const result = envSchema
+    .refine((e) => e.HEADERS_TIMEOUT_MS <= e.REQUEST_READ_TIMEOUT_MS, {
+      path: ['HEADERS_TIMEOUT_MS'],
+      message: 'must not exceed REQUEST_READ_TIMEOUT_MS',
+    })
+    .safeParse(cleaned);
   if (!result.success) {
     const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);

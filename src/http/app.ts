@@ -1,59 +1,209 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
-import { redactUrl } from '../observability/logger.ts';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
+import type { Logger } from 'pino';
+import { REQUEST_LOGGER, type RequestContext, redactUrl, requestContext } from '../observability/logger.ts';
 import { type ClientAuth, installClientAuth } from './auth.ts';
 import type { AppDeps } from './deps.ts';
-import { installErrorHandling } from './errors.ts';
+import {
+  frameworkErrorHandler,
+  installErrorHandling,
+  markTimedOut,
+  sendProblem,
+  timeoutProblem,
+} from './errors.ts';
+import { HttpProblem } from './problem.ts';
+import { installClientRateLimit, installIpRateLimit } from './rate-limit.ts';
 import { registerRoutes } from './routes/index.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Builds the HTTP layer: middleware stack, error handling, auth, and every route. */
+/** Per-request context (request id, upstream time gathered by the forwarder's observer). */
+const contexts = new WeakMap<FastifyRequest, RequestContext>();
+
+/** Tags for routes registered without a schema, so the OpenAPI document lists every public route. */
+function defaultDocs(url: string): { tags: string[]; summary: string } | null {
+  if (/^\/(v1beta|v1)\/models/.test(url))
+    return {
+      tags: ['gemini (native)'],
+      summary:
+        'Gemini API, proxied through the key pool (same paths and bodies as Google; errors in Google’s shape)',
+    };
+  if (url.startsWith('/docs')) return null;
+  return { tags: ['other'], summary: url };
+}
+
+/** After the deadline, how long the handler has to end on its own (its upstream call aborted) before we answer. */
+const DEADLINE_GRACE_MS = 100;
+
+/**
+ * REQUEST_TIMEOUT. request.abortSignal fires at the deadline or when the client goes away;
+ * services pass it on (ctx.signal) so the upstream call is aborted with the request. At the
+ * deadline the answer is a 504 (the handler's own error, if it ends within a short grace, is
+ * rendered as that 504). A stream whose headers are out by then is left to finish: its
+ * upstream has its own stall timeout. (Fastify's request.signal is not used: it fires as soon
+ * as a request body has been read.)
+ */
+function startDeadline(request: FastifyRequest, reply: FastifyReply, timeoutMs: number): void {
+  const controller = new AbortController();
+  request.abortSignal = controller.signal;
+  request.deadlineMs = Date.now() + timeoutMs;
+  const timer = setTimeout(() => {
+    if (reply.sent || reply.raw.headersSent) return;
+    markTimedOut(request);
+    controller.abort(timeoutProblem());
+    const grace = setTimeout(() => {
+      if (!reply.sent && !reply.raw.headersSent) sendProblem(request, reply, timeoutProblem());
+    }, DEADLINE_GRACE_MS);
+    grace.unref();
+  }, timeoutMs);
+  timer.unref();
+  reply.raw.once('close', () => {
+    clearTimeout(timer);
+    if (!reply.raw.writableFinished && !controller.signal.aborted)
+      controller.abort(new Error('client closed the connection'));
+  });
+}
+
+/** Builds the HTTP layer: middleware stack, error handling, auth, limits, and every route. */
 export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<FastifyInstance> {
   const { env } = deps;
+  const timeoutMs = Math.max(1, Math.round(env.REQUEST_TIMEOUT * 1000));
+  const checkEvery = Math.min(1000, Math.max(100, Math.floor(env.HEADERS_TIMEOUT_MS / 4)));
+  let closing = false;
+
   const app = Fastify({
     loggerInstance: deps.logger,
-    // Our own one-line-per-request log (onResponse below) replaces Fastify's two lines.
-    logController: new LogController({ disableRequestLogging: true }),
+    // Our own one line per request (onResponse below) replaces Fastify's two; every line
+    // written through request.log carries request_id.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    childLoggerFactory(logger, bindings, opts) {
+      const child = (logger as unknown as Logger).child(bindings, opts);
+      (child as unknown as Record<symbol, boolean>)[REQUEST_LOGGER] = true;
+      return child as unknown as typeof logger;
+    },
     bodyLimit: env.MAX_UPLOAD_SIZE,
-    requestTimeout: env.REQUEST_TIMEOUT * 1000 + 5_000,
+    // Slow or half-open connections: headers must arrive within HEADERS_TIMEOUT_MS, the whole
+    // request within REQUEST_READ_TIMEOUT_MS (Node answers 408 and closes the socket).
+    requestTimeout: env.REQUEST_READ_TIMEOUT_MS,
+    http: {
+      headersTimeout: env.HEADERS_TIMEOUT_MS,
+      requestTimeout: env.REQUEST_READ_TIMEOUT_MS,
+      connectionsCheckingInterval: checkEvery,
+    },
     connectionTimeout: 0,
     keepAliveTimeout: 65_000,
+    return503OnClosing: false,
     trustProxy: env.TRUSTED_PROXIES.length > 0 ? env.TRUSTED_PROXIES : false,
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
+    frameworkErrors: frameworkErrorHandler,
     routerOptions: { ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance; // pino's Logger vs Fastify's base logger type
+  // Node's headersTimeout starts with the first byte: a connection that sends nothing at all
+  // is closed after HEADERS_TIMEOUT_MS too (idle keep-alive connections: keepAliveTimeout).
+  app.server.on('connection', (socket: Socket) => {
+    const timer = setTimeout(() => socket.destroy(), env.HEADERS_TIMEOUT_MS);
+    timer.unref();
+    socket.once('data', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+  });
+  app.decorateRequest('abortSignal', null as unknown as AbortSignal);
+  app.decorateRequest('deadlineMs', 0);
 
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    if (closing) {
+      reply.header('connection', 'close');
+      done(
+        new HttpProblem(503, 'the gateway is shutting down; retry on another instance', {
+          headers: { 'retry-after': '1' },
+        }),
+      );
+      return;
+    }
+    startDeadline(request, reply, timeoutMs);
+    const ctx: RequestContext = { requestId: request.id, upstreamMs: 0, upstreamAttempts: 0, keyId: null };
+    contexts.set(request, ctx);
+    requestContext.run(ctx, done);
+  });
+  // Body parsing runs in the socket's async context: enter the request's again for the handler.
+  app.addHook('preValidation', (request, _reply, done) => {
+    const ctx = contexts.get(request);
+    if (ctx) requestContext.run(ctx, done);
+    else done();
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
   });
   app.addHook('onResponse', async (request, reply) => {
-    const up = request.upstream;
+    const ctx = contexts.get(request);
+    const up =
+      request.upstream ??
+      (ctx && ctx.upstreamAttempts > 0
+        ? { keyId: ctx.keyId, ms: ctx.upstreamMs, attempts: ctx.upstreamAttempts, queuedMs: 0 }
+        : undefined);
+    const route = request.routeOptions.url ?? 'not_found';
+    const durationMs = reply.elapsedTime;
     request.log.info(
       {
-        request_id: request.id,
         method: request.method,
-        route: request.routeOptions.url ?? 'not_found',
+        route,
         url: redactUrl(request.url),
         status: reply.statusCode,
-        duration_ms: Math.round(reply.elapsedTime * 10) / 10,
+        duration_ms: Math.round(durationMs * 10) / 10,
         upstream_ms: up ? Math.round(up.ms * 10) / 10 : undefined,
+        queued_ms: up?.queuedMs ? Math.round(up.queuedMs) : undefined,
         attempts: up?.attempts,
         key_id: up?.keyId ?? undefined,
         client: request.clientName,
+        ip: request.ip,
       },
       'request',
     );
+    const m = deps.metrics;
+    if (m) {
+      const labels = { method: request.method, route, status: String(reply.statusCode) };
+      m.httpRequests.inc(labels);
+      m.httpDuration.observe(labels, durationMs / 1000);
+      // Overhead only for answers sent whole: a stream's duration is the model's, not ours.
+      const streamed =
+        /streamGenerateContent/.test(request.url) ||
+        /event-stream/.test(String(reply.getHeader('content-type') ?? ''));
+      if (up && !streamed)
+        m.overhead.observe({ route }, Math.max(0, durationMs - up.ms - up.queuedMs) / 1000);
+    }
+  });
+  // Every route without a schema still gets a description in the OpenAPI document.
+  app.addHook('onRoute', (route) => {
+    if (route.url.startsWith('/docs')) {
+      route.config = { ...(route.config ?? {}), clientAuth: false, rateLimit: false };
+      return;
+    }
+    const docs = defaultDocs(route.url);
+    if (!docs) return;
+    const schema = (route.schema ?? {}) as Record<string, unknown>;
+    if (!schema.tags) schema.tags = docs.tags;
+    if (!schema.summary && !schema.description) schema.summary = docs.summary;
+    route.schema = schema;
   });
 
   installErrorHandling(app);
@@ -65,12 +215,16 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
         scriptSrc: ["'self'", "'unsafe-inline'"],
         styleSrc: ["'self'", "'unsafe-inline'"],
         imgSrc: ["'self'", 'data:'],
+        frameAncestors: ["'none'"],
       },
     },
     hsts: { maxAge: 31_536_000, includeSubDomains: true },
+    frameguard: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
   });
   await app.register(cors, {
-    origin: env.CORS_ORIGINS.length > 0 ? env.CORS_ORIGINS : false,
+    // Closed unless CORS_ORIGINS lists origins ("*" allows any).
+    origin: env.CORS_ORIGINS.length === 0 ? false : env.CORS_ORIGINS.includes('*') ? '*' : env.CORS_ORIGINS,
     credentials: env.CORS_ALLOW_CREDENTIALS,
     exposedHeaders: [
       'x-request-id',
@@ -84,28 +238,40 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   await app.register(compress, {
     threshold: env.COMPRESSION_THRESHOLD,
     encodings: ['br', 'gzip'],
+    // JSON and text answers; never text/event-stream (SSE must reach the client event by event).
     customTypes: /^(application\/(?:problem\+)?json|text\/(?:plain|html|css))/,
   });
-  await app.register(multipart, { limits: { fileSize: env.MAX_UPLOAD_SIZE, files: 1, fields: 20 } });
+  await app.register(multipart, {
+    limits: { fileSize: env.MAX_UPLOAD_SIZE, files: 1, fields: 20, fieldSize: env.MAX_UPLOAD_SIZE },
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
       info: {
         title: 'gemini-gateway',
         version: '0.1.0',
-        description: 'A pool of Gemini API keys behind one endpoint.',
+        description:
+          'A pool of Gemini API keys behind one endpoint. Gateway errors are RFC 7807 problem details; ' +
+          'the native Gemini routes (/v1beta/models, /v1/models) answer errors in Google’s shape.',
       },
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer' },
           googApiKey: { type: 'apiKey', in: 'header', name: 'x-goog-api-key' },
+          adminToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'ADMIN_TOKEN (or the X-Admin-Token header)',
+          },
         },
       },
       security: [{ bearer: [] }, { googApiKey: [] }],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  if (deps.rateLimiter) installIpRateLimit(app, deps.rateLimiter);
   installClientAuth(app, auth);
+  if (deps.rateLimiter) installClientRateLimit(app, deps.rateLimiter);
   await registerRoutes(app, deps);
   return app;
 }

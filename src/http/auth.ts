@@ -78,3 +78,38 @@ export function installClientAuth(app: FastifyInstance, auth: ClientAuth): void 
     request.clientName = auth.authenticate(request);
   });
 }
+
+/** The admin token as presented: `Authorization: Bearer <token>` or `X-Admin-Token: <token>`. */
+export function presentedAdminToken(request: FastifyRequest): string | undefined {
+  const header = request.headers['x-admin-token'];
+  if (typeof header === 'string' && header) return header;
+  const auth = request.headers.authorization;
+  if (typeof auth === 'string' && /^Bearer\s+/i.test(auth))
+    return auth.replace(/^Bearer\s+/i, '').trim() || undefined;
+  return undefined;
+}
+
+/**
+ * Guards every route of the plugin it is installed in with a shared secret (ADMIN_TOKEN,
+ * METRICS_TOKEN), compared in constant time. 401 without it or with a wrong one.
+ */
+export function installTokenGuard(
+  app: FastifyInstance,
+  expected: string,
+  realm: string,
+  present: (request: FastifyRequest) => string | undefined = presentedAdminToken,
+): void {
+  app.addHook('onRequest', async (request) => {
+    const token = present(request);
+    if (token === undefined) {
+      throw new HttpProblem(401, `missing ${realm} token`, {
+        headers: { 'www-authenticate': `Bearer realm="${realm}"` },
+      });
+    }
+    if (!secretEquals(token, expected)) {
+      throw new HttpProblem(401, `invalid ${realm} token`, {
+        headers: { 'www-authenticate': `Bearer realm="${realm}", error="invalid_token"` },
+      });
+    }
+  });
+}

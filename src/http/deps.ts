@@ -1,10 +1,14 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Env } from '../config/env.ts';
+import type { KeyManager } from '../config/keys-store.ts';
+import type { ConfigReloader } from '../config/reload.ts';
+import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
 import type { Forwarder } from '../upstream/forwarder.ts';
 import type { GeminiCaller } from '../upstream/gemini-caller.ts';
+import type { CallerRateLimiter } from './rate-limit.ts';
 
 /** What route plugins receive. Built once at start in src/app/build.ts. */
 export interface AppDeps {
@@ -19,10 +23,27 @@ export interface AppDeps {
   /** The native proxy's path to Google (key pool + retries). */
   forwarder: Forwarder;
   pool: KeyPool;
+  // Operations (set by src/app/build.ts; optional so a test can build AppDeps by hand).
+  /** Prometheus metrics of this gateway. */
+  metrics?: GatewayMetrics;
+  /** The key list and its persistence (admin API). */
+  keys?: KeyManager;
+  /** Hot reload of API_KEYS_FILE and CONFIG_FILE. */
+  reloader?: ConfigReloader;
+  /** Caller rate limits (per IP, per client). */
+  rateLimiter?: CallerRateLimiter;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
+    /**
+     * Fires at REQUEST_TIMEOUT or when the client goes away: services pass it on as ctx.signal
+     * so the upstream call is aborted with the request. (Not Fastify's request.signal, which
+     * fires as soon as a request body has been read.)
+     */
+    abortSignal: AbortSignal;
+    /** Epoch ms of the request's REQUEST_TIMEOUT deadline. */
+    deadlineMs: number;
     /** Name of the authenticated client (never its token); undefined on routes without client auth. */
     clientName?: string;
     /** Set when the request went upstream: for the request log line and the overhead metric. */
@@ -33,5 +54,7 @@ declare module 'fastify' {
     clientAuth?: boolean;
     /** true: errors are rendered in Google's error shape instead of problem+json. */
     googleErrors?: boolean;
+    /** false: exempt from the caller rate limits (health, metrics, docs). */
+    rateLimit?: boolean;
   }
 }

@@ -1,4 +1,6 @@
-import pino, { type Logger, type LoggerOptions } from 'pino';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { join } from 'node:path';
+import pino, { type Logger, type LoggerOptions, type TransportTargetOptions } from 'pino';
 import type { Env } from '../config/env.ts';
 
 /** Paths pino blanks in every log line, wherever a secret could travel. */
@@ -7,37 +9,166 @@ export const REDACT_PATHS = [
   'api_key',
   'token',
   'password',
+  'authorization',
   '*.apiKey',
   '*.api_key',
   '*.token',
   '*.password',
+  '*.authorization',
   'headers.authorization',
   'headers["x-goog-api-key"]',
   'headers["x-api-key"]',
+  'headers["x-admin-token"]',
   'headers.cookie',
   'req.headers.authorization',
   'req.headers["x-goog-api-key"]',
   'req.headers["x-api-key"]',
+  'req.headers["x-admin-token"]',
+  'req.headers.cookie',
 ];
 
 /** The URL with any `key=` query value masked (clients may send their token as ?key=). */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&](?:key|api_key|token)=)[^&#]*/gi, '$1[REDACTED]');
+  return url.replace(/([?&](?:key|api_key|apikey|token|access_token)=)[^&#]*/gi, '$1[REDACTED]');
 }
 
-export function loggerOptions(env: Pick<Env, 'LOG_LEVEL' | 'NODE_ENV'>): LoggerOptions {
+/**
+ * What is known about the request being served, for log lines written outside the request's own
+ * logger (services logging through deps.logger) and for attributing upstream time to a request.
+ */
+export interface RequestContext {
+  requestId: string;
+  /** Upstream attempts made for this request (from the forwarder's observer). */
+  upstreamMs: number;
+  upstreamAttempts: number;
+  keyId: string | null;
+}
+
+export const requestContext = new AsyncLocalStorage<RequestContext>();
+
+/** Marks Fastify's per-request child loggers (they carry request_id as a binding already). */
+export const REQUEST_LOGGER: unique symbol = Symbol.for('gemini-gateway.requestLogger');
+
+/**
+ * Last line of defence: every serialized log line is scanned for the known secrets (pool keys,
+ * client tokens, admin and metrics tokens) and any occurrence is replaced, whatever field or
+ * message carried it. The set is updated when keys change at runtime.
+ */
+export class SecretScrubber {
+  private pattern: RegExp | null = null;
+  /** Secrets shorter than this are not scrubbed (they would blank ordinary words). */
+  static readonly MIN_LENGTH = 8;
+
+  constructor(secrets: Iterable<string> = []) {
+    this.set(secrets);
+  }
+
+  set(secrets: Iterable<string>): void {
+    const variants = new Set<string>();
+    for (const s of secrets) {
+      if (typeof s !== 'string' || s.length < SecretScrubber.MIN_LENGTH) continue;
+      variants.add(s);
+      const escaped = JSON.stringify(s).slice(1, -1);
+      if (escaped !== s) variants.add(escaped);
+      const encoded = encodeURIComponent(s);
+      if (encoded !== s) variants.add(encoded);
+    }
+    // Longest first, so a secret that contains another is replaced whole.
+    const sorted = [...variants].sort((a, b) => b.length - a.length);
+    this.pattern = sorted.length
+      ? new RegExp(sorted.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g')
+      : null;
+  }
+
+  scrub(line: string): string {
+    return this.pattern ? line.replace(this.pattern, '[REDACTED]') : line;
+  }
+}
+
+export function loggerOptions(
+  env: Pick<Env, 'LOG_LEVEL' | 'NODE_ENV'>,
+  scrubber?: SecretScrubber,
+): LoggerOptions {
   return {
     level: env.LOG_LEVEL,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
     base: { service: 'gemini-gateway' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // Lines written during a request through a logger that is not the request's own (a service
+    // logging through deps.logger) still carry the request id.
+    mixin(_obj, _level, logger) {
+      if ((logger as unknown as Record<symbol, unknown>)[REQUEST_LOGGER]) return {};
+      const ctx = requestContext.getStore();
+      return ctx ? { request_id: ctx.requestId } : {};
+    },
+    ...(scrubber ? { hooks: { streamWrite: (line: string) => scrubber.scrub(line) } } : {}),
   };
 }
 
-export function createLogger(env: Pick<Env, 'LOG_LEVEL' | 'NODE_ENV'>): Logger {
-  const options = loggerOptions(env);
-  if (env.NODE_ENV === 'development') {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });
+type LogEnv = Pick<
+  Env,
+  'LOG_LEVEL' | 'NODE_ENV' | 'LOG_DIR' | 'LOG_ROTATION' | 'LOG_RETENTION_DAYS' | 'LOG_STDOUT'
+>;
+
+/** Where log lines go: stdout (JSON, or coloured pretty lines in development) and/or rotated files. */
+export function logTargets(env: LogEnv): TransportTargetOptions[] {
+  const targets: TransportTargetOptions[] = [];
+  if (env.LOG_STDOUT) {
+    targets.push(
+      env.NODE_ENV === 'development'
+        ? {
+            target: 'pino-pretty',
+            level: 'trace',
+            options: { colorize: true, destination: 1, translateTime: 'SYS:HH:MM:ss.l' },
+          }
+        : { target: 'pino/file', level: 'trace', options: { destination: 1 } },
+    );
   }
-  return pino(options);
+  if (env.LOG_DIR) {
+    const hourly = env.LOG_ROTATION === 'hourly';
+    targets.push({
+      target: 'pino-roll',
+      level: 'trace',
+      options: {
+        file: join(env.LOG_DIR, 'gateway'),
+        extension: '.log',
+        frequency: hourly ? 'hourly' : 'daily',
+        dateFormat: hourly ? 'yyyy-MM-dd-HH' : 'yyyy-MM-dd',
+        mkdir: true,
+        // Files kept besides the active one: LOG_RETENTION_DAYS worth of them.
+        limit: {
+          count: hourly ? env.LOG_RETENTION_DAYS * 24 : env.LOG_RETENTION_DAYS,
+          removeOtherLogFiles: true,
+        },
+      },
+    });
+  }
+  return targets;
+}
+
+/**
+ * The process logger. Production without LOG_DIR: JSON lines written synchronously to stdout
+ * (no worker thread). Development: coloured pretty lines. LOG_DIR: JSON files rotated per
+ * LOG_ROTATION, kept LOG_RETENTION_DAYS, written by a worker thread (pino transport).
+ * Redaction and scrubbing happen before a line leaves this thread, so files are clean too.
+ */
+export function createLogger(env: LogEnv, scrubber?: SecretScrubber): Logger {
+  const options = loggerOptions(env, scrubber);
+  if (!env.LOG_DIR && env.NODE_ENV !== 'development') {
+    return env.LOG_STDOUT ? pino(options) : pino({ ...options, level: 'silent' });
+  }
+  const targets = logTargets(env);
+  if (targets.length === 0) return pino({ ...options, level: 'silent' });
+  return pino(options, pino.transport({ targets }));
+}
+
+/** Waits until the logger's buffered lines are handed to their destination (transport workers included). */
+export function flushLogger(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }

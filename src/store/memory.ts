@@ -137,7 +137,8 @@ export class MemoryStore implements StateStore {
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
     const rt = this.runtime.get(res.keyId);
     const p = this.project(res.project);
-    if ('actualTokens' in outcome && outcome.actualTokens !== undefined) await this.settleTokens(res, outcome.actualTokens);
+    if ('actualTokens' in outcome && outcome.actualTokens !== undefined)
+      await this.settleTokens(res, outcome.actualTokens);
     if (!rt) return; // removed meanwhile
     switch (outcome.kind) {
       case 'success':

@@ -348,7 +348,12 @@ export class Forwarder {
   }
 }
 
-function exhausted(retryAtMs: number | null, globalBackoff: boolean, model: string, nowMs: number): HttpProblem {
+function exhausted(
+  retryAtMs: number | null,
+  globalBackoff: boolean,
+  model: string,
+  nowMs: number,
+): HttpProblem {
   if (retryAtMs === null) {
     return new HttpProblem(503, `no enabled key can serve model "${model || 'any'}"`, {
       googleStatus: 'UNAVAILABLE',

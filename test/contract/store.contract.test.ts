@@ -15,7 +15,16 @@ function key(id: string, over: Partial<PoolKeyRecord> = {}): PoolKeyRecord {
   return { id, project: id, models: [], enabled: true, rpm: 1000, rpd: 100_000, tpm: 10_000_000, ...over };
 }
 function req(nowMs: number, over: Partial<AcquireRequest> = {}): AcquireRequest {
-  return { model: 'gemini-2.5-flash', estimatedTokens: 10, nowMs, day: DAY, nextDayMs: NEXT_DAY, exclude: [], circuitProbeLeaseMs: 5000, ...over };
+  return {
+    model: 'gemini-2.5-flash',
+    estimatedTokens: 10,
+    nowMs,
+    day: DAY,
+    nextDayMs: NEXT_DAY,
+    exclude: [],
+    circuitProbeLeaseMs: 5000,
+    ...over,
+  };
 }
 function id(r: AcquireResult): string | null {
   return r.ok ? r.reservation.keyId : null;
@@ -72,8 +81,14 @@ for (const [name, make] of stores) {
       await store.syncKeys([key('a', { rpd: 2 })]);
       await store.acquire(req(T0));
       await store.acquire(req(T0 + 1));
-      expect(await store.acquire(req(T0 + 2))).toEqual({ ok: false, retryAtMs: NEXT_DAY, globalBackoff: false });
-      expect(id(await store.acquire(req(NEXT_DAY, { day: '2026-11-26', nextDayMs: NEXT_DAY + 86_400_000 })))).toBe('a');
+      expect(await store.acquire(req(T0 + 2))).toEqual({
+        ok: false,
+        retryAtMs: NEXT_DAY,
+        globalBackoff: false,
+      });
+      expect(
+        id(await store.acquire(req(NEXT_DAY, { day: '2026-11-26', nextDayMs: NEXT_DAY + 86_400_000 }))),
+      ).toBe('a');
     });
 
     it('reserves estimated tokens and settles them with the actual count', async () => {
@@ -95,7 +110,9 @@ for (const [name, make] of stores) {
       if (!r.ok) throw new Error('expected a key');
       expect(r.reservation.clean).toBe(true);
       await store.settleTokens(r.reservation, 100);
-      await vi.waitFor(async () => expect((await store.keyStates(T0 + 1, DAY))[0]!.tokensThisMinute).toBe(100));
+      await vi.waitFor(async () =>
+        expect((await store.keyStates(T0 + 1, DAY))[0]!.tokensThisMinute).toBe(100),
+      );
       await store.report(r.reservation, { kind: 'failure', reason: 'INTERNAL' }, T0 + 2, CIRCUIT);
       expect(await store.acquire(req(T0 + 3))).toMatchObject({ ok: true, reservation: { clean: false } });
     });
@@ -107,7 +124,11 @@ for (const [name, make] of stores) {
     });
 
     it('keys of one project share one budget', async () => {
-      await store.syncKeys([key('a', { project: 'p', rpm: 2 }), key('b', { project: 'p', rpm: 2 }), key('c', { rpm: 2 })]);
+      await store.syncKeys([
+        key('a', { project: 'p', rpm: 2 }),
+        key('b', { project: 'p', rpm: 2 }),
+        key('c', { rpm: 2 }),
+      ]);
       const got: string[] = [];
       for (let i = 0; i < 5; i++) {
         const r = await store.acquire(req(T0 + i));
@@ -121,8 +142,17 @@ for (const [name, make] of stores) {
       await store.syncKeys([key('a', { project: 'p' }), key('b', { project: 'p' })]);
       const r = await store.acquire(req(T0));
       if (!r.ok) throw new Error('expected a key');
-      await store.report(r.reservation, { kind: 'rest', untilMs: T0 + 23_000, reason: 'PerMinute' }, T0, CIRCUIT);
-      expect(await store.acquire(req(T0 + 1000))).toEqual({ ok: false, retryAtMs: T0 + 23_000, globalBackoff: false });
+      await store.report(
+        r.reservation,
+        { kind: 'rest', untilMs: T0 + 23_000, reason: 'PerMinute' },
+        T0,
+        CIRCUIT,
+      );
+      expect(await store.acquire(req(T0 + 1000))).toEqual({
+        ok: false,
+        retryAtMs: T0 + 23_000,
+        globalBackoff: false,
+      });
       expect((await store.acquire(req(T0 + 23_000))).ok).toBe(true);
       const s = await store.keyStates(T0 + 1000, DAY);
       expect(s.map((k) => k.restReason)).toEqual(['PerMinute', 'PerMinute']);
@@ -134,9 +164,17 @@ for (const [name, make] of stores) {
       if (!r.ok) throw new Error('expected a');
       await store.report(r.reservation, { kind: 'disable', reason: 'API_KEY_INVALID' }, T0, CIRCUIT);
       for (let i = 0; i < 4; i++) expect(id(await store.acquire(req(T0 + i)))).toBe('b');
-      expect(await store.acquire(req(T0, { exclude: ['b'] }))).toEqual({ ok: false, retryAtMs: null, globalBackoff: false });
+      expect(await store.acquire(req(T0, { exclude: ['b'] }))).toEqual({
+        ok: false,
+        retryAtMs: null,
+        globalBackoff: false,
+      });
       const states = await store.keyStates(T0, DAY);
-      expect(states.find((s) => s.id === 'a')).toMatchObject({ enabled: false, disabledReason: 'API_KEY_INVALID', disabledAtMs: T0 });
+      expect(states.find((s) => s.id === 'a')).toMatchObject({
+        enabled: false,
+        disabledReason: 'API_KEY_INVALID',
+        disabledAtMs: T0,
+      });
       await store.setKeyEnabled('a', true, null, T0);
       expect(id(await store.acquire(req(T0, { exclude: ['b'] })))).toBe('a');
     });
@@ -148,7 +186,11 @@ for (const [name, make] of stores) {
         if (!r.ok) throw new Error('expected a');
         await store.report(r.reservation, { kind: 'failure', reason: 'INTERNAL' }, T0, CIRCUIT);
       }
-      expect(await store.acquire(req(T0 + 1))).toEqual({ ok: false, retryAtMs: T0 + 10_000, globalBackoff: false });
+      expect(await store.acquire(req(T0 + 1))).toEqual({
+        ok: false,
+        retryAtMs: T0 + 10_000,
+        globalBackoff: false,
+      });
       expect((await store.keyStates(T0 + 1, DAY))[0]!.circuit).toBe('open');
       const probe = await store.acquire(req(T0 + 10_000));
       expect(probe).toMatchObject({ ok: true, reservation: { probe: true } });
@@ -160,8 +202,14 @@ for (const [name, make] of stores) {
       const probe2 = await store.acquire(req(T0 + 20_002));
       if (!probe2.ok) throw new Error('expected a probe');
       await store.report(probe2.reservation, { kind: 'success' }, T0 + 20_003, CIRCUIT);
-      expect((await store.keyStates(T0 + 20_004, DAY))[0]).toMatchObject({ circuit: 'closed', consecutiveFailures: 0 });
-      expect(await store.acquire(req(T0 + 20_005))).toMatchObject({ ok: true, reservation: { probe: false } });
+      expect((await store.keyStates(T0 + 20_004, DAY))[0]).toMatchObject({
+        circuit: 'closed',
+        consecutiveFailures: 0,
+      });
+      expect(await store.acquire(req(T0 + 20_005))).toMatchObject({
+        ok: true,
+        reservation: { probe: false },
+      });
     });
 
     it('neutral outcomes (503 overloaded) neither open the circuit nor disable', async () => {
@@ -171,13 +219,25 @@ for (const [name, make] of stores) {
         if (!r.ok) throw new Error('expected a');
         await store.report(r.reservation, { kind: 'neutral', reason: 'UNAVAILABLE' }, T0 + i, CIRCUIT);
       }
-      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({ enabled: true, circuit: 'closed', lastError: 'UNAVAILABLE' });
+      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({
+        enabled: true,
+        circuit: 'closed',
+        lastError: 'UNAVAILABLE',
+      });
     });
 
     it('filters by allowed models; the empty model matches any key', async () => {
-      await store.syncKeys([key('flash', { models: ['gemini-2.5-flash'] }), key('lite', { models: ['gemini-2.5-flash-lite'] })]);
-      for (let i = 0; i < 3; i++) expect(id(await store.acquire(req(T0 + i, { model: 'gemini-2.5-flash-lite' })))).toBe('lite');
-      expect(await store.acquire(req(T0, { model: 'gemini-pro' }))).toEqual({ ok: false, retryAtMs: null, globalBackoff: false });
+      await store.syncKeys([
+        key('flash', { models: ['gemini-2.5-flash'] }),
+        key('lite', { models: ['gemini-2.5-flash-lite'] }),
+      ]);
+      for (let i = 0; i < 3; i++)
+        expect(id(await store.acquire(req(T0 + i, { model: 'gemini-2.5-flash-lite' })))).toBe('lite');
+      expect(await store.acquire(req(T0, { model: 'gemini-pro' }))).toEqual({
+        ok: false,
+        retryAtMs: null,
+        globalBackoff: false,
+      });
       expect((await store.acquire(req(T0, { model: '' }))).ok).toBe(true);
     });
 
@@ -185,7 +245,11 @@ for (const [name, make] of stores) {
       await store.syncKeys([key('a'), key('b')]);
       for (let i = 0; i < 3; i++) expect(id(await store.acquire(req(T0 + i, { exclude: ['a'] })))).toBe('b');
       await store.setGlobalBackoff(T0 + 5000, T0);
-      expect(await store.acquire(req(T0 + 1))).toEqual({ ok: false, retryAtMs: T0 + 5000, globalBackoff: true });
+      expect(await store.acquire(req(T0 + 1))).toEqual({
+        ok: false,
+        retryAtMs: T0 + 5000,
+        globalBackoff: true,
+      });
     });
 
     it('syncKeys keeps the runtime state of kept keys and drops removed ones', async () => {
@@ -220,7 +284,9 @@ for (const [name, make] of stores) {
 
     it('is atomic under concurrent acquires: exactly rpm admitted', async () => {
       await store.syncKeys([key('a', { rpm: 7 }), key('b', { rpm: 7 })]);
-      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => store.acquire(req(T0 + (i % 3)))));
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => store.acquire(req(T0 + (i % 3)))),
+      );
       expect(results.filter((r) => r.ok)).toHaveLength(14);
     });
   });

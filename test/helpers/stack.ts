@@ -47,6 +47,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     GEMINI_API_KEYS: values.join(','),
     CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
     QUEUE_MAX_WAIT_MS: '2000',
+    // Caller rate limits off unless a test sets them: tests fire bursts from one IP.
+    GLOBAL_RATE_LIMIT: '0',
+    BURST_RATE_LIMIT: '0',
     ...opts.env,
   };
   const logger = opts.logLines

@@ -7,8 +7,11 @@ import { type Stack, startStack } from '../helpers/stack.ts';
 /** The shipped nginx configuration in front of the gateway, with a real nginx. */
 const available = hasNginx();
 if (!available) {
-  if (process.env.REQUIRE_REAL_SERVERS === '1') throw new Error('REQUIRE_REAL_SERVERS=1 but nginx is not installed');
-  console.warn('\n!!! SKIPPED (no nginx): nginx integration tests. Install it with: apt-get install -y nginx\n');
+  if (process.env.REQUIRE_REAL_SERVERS === '1')
+    throw new Error('REQUIRE_REAL_SERVERS=1 but nginx is not installed');
+  console.warn(
+    '\n!!! SKIPPED (no nginx): nginx integration tests. Install it with: apt-get install -y nginx\n',
+  );
 }
 
 describe.skipIf(!available)('behind nginx (deploy/nginx/gateway.conf)', () => {
@@ -35,11 +38,14 @@ describe.skipIf(!available)('behind nginx (deploy/nginx/gateway.conf)', () => {
   });
 
   it('streams pass through unbuffered: the first chunk arrives while the stream is still open', async () => {
-    const res = await fetch(`${nginx.url}/v1beta/models/gemini-2.5-flash-lite:streamGenerateContent?alt=sse`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
-      body: JSON.stringify({ contents: [{ parts: [{ text: 'chunked' }] }] }),
-    });
+    const res = await fetch(
+      `${nginx.url}/v1beta/models/gemini-2.5-flash-lite:streamGenerateContent?alt=sse`,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'chunked' }] }] }),
+      },
+    );
     const reader = res.body!.getReader();
     const first = await reader.read();
     const firstText = new TextDecoder().decode(first.value);
@@ -47,7 +53,8 @@ describe.skipIf(!available)('behind nginx (deploy/nginx/gateway.conf)', () => {
     expect(firstText).toMatch(/^data: \{/);
     expect(firstText.split('data: ').length - 1).toBe(1);
     let rest = '';
-    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += new TextDecoder().decode(r.value);
+    for (let r = await reader.read(); !r.done; r = await reader.read())
+      rest += new TextDecoder().decode(r.value);
     expect(rest.split('data: ').length - 1).toBe(2);
   });
 

@@ -44,7 +44,10 @@ describe('native Gemini proxy through @google/genai', () => {
   it('streams with SSE chunk by chunk, and the JSON-array stream without alt=sse', async () => {
     stack = await startStack({ fake: { streamChunks: 4 } });
     const chunks: string[] = [];
-    for await (const c of await sdk(stack).models.generateContentStream({ model: MODEL, contents: 'stream please' })) {
+    for await (const c of await sdk(stack).models.generateContentStream({
+      model: MODEL,
+      contents: 'stream please',
+    })) {
       chunks.push(c.text ?? '');
     }
     expect(chunks.length).toBe(4);
@@ -52,7 +55,11 @@ describe('native Gemini proxy through @google/genai', () => {
 
     const res = await fetch(`${stack.url}/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token, 'accept-encoding': 'gzip, br' },
+      headers: {
+        'content-type': 'application/json',
+        'x-goog-api-key': stack.token,
+        'accept-encoding': 'gzip, br',
+      },
       body: JSON.stringify({ contents: [{ parts: [{ text: 'raw' }] }] }),
     });
     expect(res.headers.get('content-type')).toContain('text/event-stream');
@@ -106,9 +113,12 @@ describe('native Gemini proxy through @google/genai', () => {
   it('passes a malformed-request 400 through as Google sent it, without touching the key', async () => {
     stack = await startStack({ keys: 1 });
     stack.fake.script({ kind: 'bad_request' });
-    const err = await sdk(stack)
+    const err = (await sdk(stack)
       .models.generateContent({ model: MODEL, contents: 'x' })
-      .catch((e: unknown) => e as { status: number; message: string }) as { status: number; message: string };
+      .catch((e: unknown) => e as { status: number; message: string })) as {
+      status: number;
+      message: string;
+    };
     expect(err).toMatchObject({ status: 400 });
     expect(String(err.message)).toContain('INVALID_ARGUMENT');
     expect(await keyState(stack, 0)).toMatchObject({ enabled: true, circuit: 'closed' });
@@ -116,9 +126,9 @@ describe('native Gemini proxy through @google/genai', () => {
 
   it('an unknown model is Google’s 404, passed through', async () => {
     stack = await startStack();
-    const err = await sdk(stack)
+    const err = (await sdk(stack)
       .models.generateContent({ model: 'gemini-nope', contents: 'x' })
-      .catch((e: unknown) => e as { status: number }) as { status: number };
+      .catch((e: unknown) => e as { status: number })) as { status: number };
     expect(err.status).toBe(404);
   });
 
@@ -240,7 +250,12 @@ describe('native Gemini proxy through @google/genai', () => {
       }),
     );
     expect(order).toEqual([0, 1, 2, 3]);
-    expect(stack.fake.stats.log.map((r) => JSON.stringify(r.body).match(/q\d/)?.[0])).toEqual(['q0', 'q1', 'q2', 'q3']);
+    expect(stack.fake.stats.log.map((r) => JSON.stringify(r.body).match(/q\d/)?.[0])).toEqual([
+      'q0',
+      'q1',
+      'q2',
+      'q3',
+    ]);
   });
 
   it('503 overloaded is retried on another key and never disables one', async () => {
@@ -249,22 +264,29 @@ describe('native Gemini proxy through @google/genai', () => {
     const r = await sdk(stack).models.generateContent({ model: MODEL, contents: 'o' });
     expect(r.text).toContain('o');
     expect(stack.fake.stats.byStatus.get(503)).toBe(1);
-    for (const i of [0, 1]) expect(await keyState(stack, i)).toMatchObject({ enabled: true, circuit: 'closed' });
+    for (const i of [0, 1])
+      expect(await keyState(stack, i)).toMatchObject({ enabled: true, circuit: 'closed' });
   });
 
   it('when every attempt is overloaded the client gets Google’s 503, and keys stay enabled', async () => {
     stack = await startStack({ keys: 2, env: { MAX_ATTEMPTS: '2' } });
     stack.fake.script({ kind: 'overloaded' }, { times: 10 });
-    const err = await sdk(stack)
+    const err = (await sdk(stack)
       .models.generateContent({ model: MODEL, contents: 'o' })
-      .catch((e: unknown) => e as { status: number; message: string }) as { status: number; message: string };
+      .catch((e: unknown) => e as { status: number; message: string })) as {
+      status: number;
+      message: string;
+    };
     expect(err.status).toBe(503);
     expect(err.message).toContain('overloaded');
     for (const i of [0, 1]) expect((await keyState(stack, i)).enabled).toBe(true);
   });
 
   it('5xx failures open a key’s circuit; the pool routes around it', async () => {
-    stack = await startStack({ keys: 2, env: { CIRCUIT_FAILURE_THRESHOLD: '2', CIRCUIT_COOLDOWN_MS: '60000' } });
+    stack = await startStack({
+      keys: 2,
+      env: { CIRCUIT_FAILURE_THRESHOLD: '2', CIRCUIT_COOLDOWN_MS: '60000' },
+    });
     const [flaky] = poolKeyValues(2);
     stack.fake.script({ kind: 'internal' }, { apiKey: flaky, times: 2 });
     for (let i = 0; i < 6; i++) await sdk(stack).models.generateContent({ model: MODEL, contents: `c${i}` });
@@ -281,11 +303,45 @@ describe('native Gemini proxy through @google/genai', () => {
     expect(states.map((s) => s.lastError)).toContain('TIMEOUT');
   });
 
+  it('retries stop at the request deadline: hanging upstreams give a 504, not a hang', async () => {
+    stack = await startStack({
+      keys: 3,
+      env: { REQUEST_TIMEOUT: '0.6', UPSTREAM_TIMEOUT_MS: '250', MAX_ATTEMPTS: '10' },
+    });
+    stack.fake.script({ kind: 'hang' }, { times: 20 });
+    const res = await fetch(`${stack.url}/v1beta/models/${MODEL}:generateContent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'h' }] }] }),
+    });
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ error: { code: 504, status: 'DEADLINE_EXCEEDED' } });
+    // bounded by the deadline: at most ceil(600 / 250) attempts, not MAX_ATTEMPTS
+    expect(stack.fake.stats.requests).toBeLessThanOrEqual(3);
+  });
+
+  it('serves the same methods under /v1', async () => {
+    stack = await startStack();
+    const res = await fetch(`${stack.url}/v1/models/${MODEL}:generateContent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'v1 path' }] }] }),
+    });
+    expect(res.status).toBe(200);
+    expect(JSON.stringify(await res.json())).toContain('v1 path');
+    expect(stack.fake.stats.log.at(-1)!.path).toBe(`/v1/models/${MODEL}:generateContent`);
+    const list = await fetch(`${stack.url}/v1/models`, { headers: { 'x-goog-api-key': stack.token } });
+    expect(list.status).toBe(200);
+  });
+
   it('a stream that fails before its first byte is retried on another key', async () => {
     stack = await startStack({ keys: 2 });
     stack.fake.script({ kind: 'reset' }, { method: 'streamGenerateContent', times: 1 });
     const parts: string[] = [];
-    for await (const c of await sdk(stack).models.generateContentStream({ model: MODEL, contents: 'retry me' })) {
+    for await (const c of await sdk(stack).models.generateContentStream({
+      model: MODEL,
+      contents: 'retry me',
+    })) {
       parts.push(c.text ?? '');
     }
     expect(parts.join('')).toBe('Fake answer to: retry me');
@@ -297,7 +353,10 @@ describe('native Gemini proxy through @google/genai', () => {
     stack.fake.script({ kind: 'midstream_error' }, { method: 'streamGenerateContent', times: 1 });
     const got: string[] = [];
     const err = await (async () => {
-      for await (const c of await sdk(stack!).models.generateContentStream({ model: MODEL, contents: 'broken' })) {
+      for await (const c of await sdk(stack!).models.generateContentStream({
+        model: MODEL,
+        contents: 'broken',
+      })) {
         got.push(c.text ?? '');
       }
     })().catch((e: unknown) => e as Error);

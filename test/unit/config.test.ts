@@ -53,16 +53,23 @@ describe('configuration', () => {
         ],
       }),
     );
-    const keys = await loadKeys(parseEnv({ API_KEYS_FILE: file, GEMINI_API_KEYS: 'AIza-three', DEFAULT_TPM: '1000' }));
+    const keys = await loadKeys(
+      parseEnv({ API_KEYS_FILE: file, GEMINI_API_KEYS: 'AIza-three', DEFAULT_TPM: '1000' }),
+    );
     expect(keys.map((k) => k.id)).toEqual(['key_1', 'key_2', envKeyId('AIza-three')]);
-    expect(keys[0]).toMatchObject({ project: 'proj-a', limits: { requestsPerMinute: 15, requestsPerDay: 1440, tokensPerMinute: 1000 } });
+    expect(keys[0]).toMatchObject({
+      project: 'proj-a',
+      limits: { requestsPerMinute: 15, requestsPerDay: 1440, tokensPerMinute: 1000 },
+    });
     expect(keys[1]).toMatchObject({ project: 'key_2', enabled: false, models: ['gemini-2.5-flash'] });
     expect(keys[2]!.id).not.toContain('three');
   });
 
   it('a broken keys file names the entry and field, never the key', () => {
     const env = parseEnv({});
-    const text = JSON.stringify({ keys: [{ id: 'k', api_key: 'AIza-SECRET', limits: { requests_per_minute: -1 } }] });
+    const text = JSON.stringify({
+      keys: [{ id: 'k', api_key: 'AIza-SECRET', limits: { requests_per_minute: -1 } }],
+    });
     let message = '';
     try {
       parseKeysFile(text, 'keys.json', env);
@@ -81,7 +88,11 @@ describe('configuration', () => {
   it('refuses to start without client tokens unless ALLOW_ANONYMOUS=true', async () => {
     await expect(buildGateway({ GEMINI_API_KEYS: 'AIza-x' })).rejects.toThrow(/ALLOW_ANONYMOUS/);
     await expect(buildGateway({ CLIENT_API_KEYS_MAP: 't:n' })).rejects.toThrow(/no pool keys/);
-    const gw = await buildGateway({ GEMINI_API_KEYS: 'AIza-x', ALLOW_ANONYMOUS: 'true', LOG_LEVEL: 'silent' });
+    const gw = await buildGateway({
+      GEMINI_API_KEYS: 'AIza-x',
+      ALLOW_ANONYMOUS: 'true',
+      LOG_LEVEL: 'silent',
+    });
     await gw.close();
   });
 });

@@ -1,33 +1,91 @@
 import type { FastifyInstance } from 'fastify';
+import { stateOf } from '../../observability/metrics.ts';
+import type { KeyState } from '../../store/types.ts';
 import type { AppDeps } from '../deps.ts';
 
-/** Liveness (no I/O) and readiness (store reachable, usable keys). */
-export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const config = { clientAuth: false };
-  app.get('/health', { config, schema: { hide: false } }, async () => ({ status: 'ok' }));
+export interface Readiness {
+  ready: boolean;
+  body: {
+    status: 'ready' | 'not_ready';
+    store: { kind: 'memory' | 'redis'; reachable: boolean; latency_ms: number | null };
+    keys: { configured: number; usable: number; resting: number; disabled: number; circuit_open: number };
+    circuits: { closed: number; open: number; half_open: number };
+    queue_length: number;
+  };
+  states: KeyState[];
+}
 
-  app.get('/health/detailed', { config }, async (_request, reply) => {
-    const now = Date.now();
-    let storeOk = true;
-    try {
-      await deps.store.ping();
-    } catch {
-      storeOk = false;
-    }
-    const states = storeOk
-      ? await deps.store.keyStates(now, deps.pool.calendarAt(now).day).catch(() => [])
-      : [];
-    const usable = states.filter((s) => s.enabled && s.circuit !== 'open' && s.restUntilMs === null).length;
-    const circuits = { closed: 0, open: 0, half_open: 0 };
-    for (const s of states) circuits[s.circuit] += 1;
-    const ready = storeOk && usable > 0;
-    reply.code(ready ? 200 : 503);
-    return {
+/** Readiness: the store answers and at least one key can serve now. Shared with /internal/health. */
+export async function readiness(deps: AppDeps): Promise<Readiness> {
+  const now = Date.now();
+  let storeOk = true;
+  const started = performance.now();
+  try {
+    await deps.store.ping();
+  } catch {
+    storeOk = false;
+  }
+  const latency = storeOk ? Math.round((performance.now() - started) * 10) / 10 : null;
+  const states = storeOk
+    ? await deps.store.keyStates(now, deps.pool.calendarAt(now).day).catch(() => [] as KeyState[])
+    : [];
+  const counts = { available: 0, resting: 0, disabled: 0, circuit_open: 0 };
+  for (const s of states) counts[stateOf(s, now)] += 1;
+  const circuits = { closed: 0, open: 0, half_open: 0 };
+  for (const s of states) circuits[s.circuit] += 1;
+  const ready = storeOk && counts.available > 0;
+  return {
+    ready,
+    states,
+    body: {
       status: ready ? 'ready' : 'not_ready',
-      store: { kind: deps.store.kind, reachable: storeOk },
-      keys: { configured: deps.pool.keys.length, usable, disabled: states.filter((s) => !s.enabled).length },
+      store: { kind: deps.store.kind, reachable: storeOk, latency_ms: latency },
+      keys: {
+        configured: deps.pool.keys.length,
+        usable: counts.available,
+        resting: counts.resting,
+        disabled: counts.disabled,
+        circuit_open: counts.circuit_open,
+      },
       circuits,
       queue_length: deps.pool.queueLength,
-    };
-  });
+    },
+  };
+}
+
+/** Liveness (no I/O) and readiness (store reachable, usable keys). Exempt from auth and rate limits. */
+export async function healthRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const config = { clientAuth: false, rateLimit: false };
+  app.get(
+    '/health',
+    {
+      config,
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness: the process answers (no I/O)',
+        security: [],
+        response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } } },
+      },
+    },
+    async () => ({ status: 'ok' }),
+  );
+
+  app.get(
+    '/health/detailed',
+    {
+      config,
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: state store reachable and at least one usable key (503 otherwise)',
+        description:
+          'A key is usable when it is enabled, not resting after a rate limit and its circuit is not open.',
+        security: [],
+      },
+    },
+    async (_request, reply) => {
+      const r = await readiness(deps);
+      reply.code(r.ready ? 200 : 503);
+      return r.body;
+    },
+  );
 }

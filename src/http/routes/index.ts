@@ -3,6 +3,18 @@ import type { AppDeps } from '../deps.ts';
 
 /** Every route plugin, registered in one place. A new surface is one file plus one line here. */
 export async function registerRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  const { healthRoutes } = await import('./health.ts');
+  await app.register(healthRoutes, deps);
+  await app.register((await import('./metrics.ts')).metricsRoutes, deps);
+  await app.register((await import('./admin.ts')).adminRoutes, deps);
+  await app.register((await import('./internal.ts')).internalRoutes, deps);
   const { nativeRoutes } = await import('./native.ts');
   await app.register(nativeRoutes, deps);
+  const { translateRoutes } = await import('./translate.ts');
+  await app.register(translateRoutes, deps);
+  const { generateRoutes } = await import('./generate.ts');
+  await app.register(generateRoutes, deps);
+  const { textProcessingRoutes } = await import('./text-processing.ts');
+  await app.register(textProcessingRoutes, deps);
+  await app.register((await import('./create-image.ts')).createImageRoutes, deps);
 }

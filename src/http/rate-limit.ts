@@ -1,0 +1,190 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { StateStore } from '../store/types.ts';
+import { HttpProblem } from './problem.ts';
+
+/**
+ * Caller rate limits (not the pool keys' budgets). Counters are fixed windows in the state
+ * store (store.hit), so every instance sharing a Redis counts together.
+ *
+ * Per client IP, two windows must both admit a request:
+ *  - a 1-second window of BURST_RATE_LIMIT requests (how many may arrive at once), and
+ *  - a 60-second window of GLOBAL_RATE_LIMIT requests (the sustained rate).
+ * The short window also keeps a caller from spending a whole minute's allowance in the last
+ * second of one window and the first of the next. Per client (token), a 60-second window of
+ * CLIENT_RATE_LIMITS[name] or CLIENT_RATE_LIMIT requests. 0 switches a limit off.
+ */
+export interface RateLimitSettings {
+  /** Requests per minute per IP (GLOBAL_RATE_LIMIT); 0 = off. */
+  ipPerMinute: number;
+  /** Requests per second per IP (BURST_RATE_LIMIT); 0 = off. */
+  ipBurst: number;
+  /** Requests per minute per client without its own limit (CLIENT_RATE_LIMIT); 0 = off. */
+  clientPerMinute: number;
+  /** Per-client requests per minute by client name (CLIENT_RATE_LIMITS). */
+  perClient: ReadonlyMap<string, number>;
+}
+
+export type RateLimitScope = 'ip_burst' | 'ip_minute' | 'client';
+
+interface WindowResult {
+  scope: RateLimitScope;
+  limit: number;
+  windowMs: number;
+  count: number;
+  resetAtMs: number;
+}
+
+export interface RateLimitDecision {
+  allowed: boolean;
+  /** The window that refused the request, or else the one with the least room left. */
+  binding: WindowResult | null;
+}
+
+const MINUTE_MS = 60_000;
+const SECOND_MS = 1_000;
+const STORE_WARN_INTERVAL_MS = 10_000;
+
+export class CallerRateLimiter {
+  private settings: RateLimitSettings;
+  private readonly store: StateStore;
+  private readonly logger?: Logger;
+  private lastStoreWarn = 0;
+  private readonly now: () => number;
+  onRefusal?: (scope: RateLimitScope) => void;
+
+  constructor(
+    store: StateStore,
+    settings: RateLimitSettings,
+    opts: { logger?: Logger; now?: () => number } = {},
+  ) {
+    this.store = store;
+    this.settings = settings;
+    this.logger = opts.logger;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Applies new limits (configuration reload); counters already running are kept. */
+  update(settings: RateLimitSettings): void {
+    this.settings = settings;
+  }
+
+  get current(): RateLimitSettings {
+    return this.settings;
+  }
+
+  clientLimit(name: string): number {
+    return this.settings.perClient.get(name) ?? this.settings.clientPerMinute;
+  }
+
+  checkIp(ip: string): Promise<RateLimitDecision> {
+    const s = this.settings;
+    const windows: Array<[RateLimitScope, number, number, string]> = [];
+    if (s.ipBurst > 0) windows.push(['ip_burst', s.ipBurst, SECOND_MS, `rl:ip:s:${ip}`]);
+    if (s.ipPerMinute > 0) windows.push(['ip_minute', s.ipPerMinute, MINUTE_MS, `rl:ip:m:${ip}`]);
+    return this.check(windows);
+  }
+
+  checkClient(name: string): Promise<RateLimitDecision> {
+    const limit = this.clientLimit(name);
+    return this.check(limit > 0 ? [['client', limit, MINUTE_MS, `rl:client:${name}`]] : []);
+  }
+
+  private async check(windows: Array<[RateLimitScope, number, number, string]>): Promise<RateLimitDecision> {
+    if (windows.length === 0) return { allowed: true, binding: null };
+    const now = this.now();
+    let results: WindowResult[];
+    try {
+      results = await Promise.all(
+        windows.map(async ([scope, limit, windowMs, name]) => {
+          const hit = await this.store.hit(name, windowMs, now);
+          return { scope, limit, windowMs, count: hit.count, resetAtMs: hit.resetAtMs };
+        }),
+      );
+    } catch (err) {
+      // The store being down must not take the gateway down with it: fail open, say so.
+      if (now - this.lastStoreWarn > STORE_WARN_INTERVAL_MS) {
+        this.lastStoreWarn = now;
+        this.logger?.warn(
+          { err: String(err) },
+          'rate limit counters unavailable; requests admitted unchecked',
+        );
+      }
+      return { allowed: true, binding: null };
+    }
+    const refused = results.find((r) => r.count > r.limit);
+    if (refused) {
+      this.onRefusal?.(refused.scope);
+      return { allowed: false, binding: refused };
+    }
+    let tightest = results[0]!;
+    for (const r of results) if (r.limit - r.count < tightest.limit - tightest.count) tightest = r;
+    return { allowed: true, binding: tightest };
+  }
+}
+
+function exempt(request: FastifyRequest): boolean {
+  if (request.routeOptions.config?.rateLimit === false) return true;
+  const url = request.routeOptions.url;
+  return url !== undefined && (url === '/docs' || url.startsWith('/docs/'));
+}
+
+function secondsUntil(ms: number, now: number): number {
+  return Math.max(1, Math.ceil((ms - now) / 1000));
+}
+
+function setHeaders(reply: FastifyReply, d: RateLimitDecision, now: number): void {
+  const b = d.binding;
+  if (!b) return;
+  reply.header('ratelimit-limit', String(b.limit));
+  reply.header('ratelimit-remaining', String(Math.max(0, b.limit - b.count)));
+  reply.header('ratelimit-reset', String(secondsUntil(b.resetAtMs, now)));
+}
+
+function refuse(d: RateLimitDecision, now: number, what: string): HttpProblem {
+  const b = d.binding!;
+  const reset = secondsUntil(b.resetAtMs, now);
+  const per = b.windowMs === SECOND_MS ? 'second' : 'minute';
+  return new HttpProblem(
+    429,
+    `${what} rate limit exceeded (${b.limit} requests per ${per}); retry in ${reset} s`,
+    {
+      title: 'Too Many Requests',
+      googleStatus: 'RESOURCE_EXHAUSTED',
+      headers: {
+        'retry-after': String(reset),
+        'ratelimit-limit': String(b.limit),
+        'ratelimit-remaining': '0',
+        'ratelimit-reset': String(reset),
+      },
+    },
+  );
+}
+
+/**
+ * The per-IP check runs before client authentication (floods of bad tokens are limited too);
+ * call installClientRateLimit after the auth hook so the client's name is known.
+ */
+export function installIpRateLimit(app: FastifyInstance, limiter: CallerRateLimiter): void {
+  app.addHook('onRequest', async (request, reply) => {
+    if (exempt(request)) return;
+    const d = await limiter.checkIp(request.ip ?? 'unknown');
+    const now = Date.now();
+    if (!d.allowed) throw refuse(d, now, 'per-IP');
+    setHeaders(reply, d, now);
+  });
+}
+
+export function installClientRateLimit(app: FastifyInstance, limiter: CallerRateLimiter): void {
+  app.addHook('onRequest', async (request, reply) => {
+    if (exempt(request) || request.clientName === undefined) return;
+    const d = await limiter.checkClient(request.clientName);
+    const now = Date.now();
+    if (!d.allowed) throw refuse(d, now, 'client');
+    if (d.binding) {
+      // Report whichever limit (IP or client) has less room left.
+      const shown = Number(reply.getHeader('ratelimit-remaining') ?? Number.POSITIVE_INFINITY);
+      if (d.binding.limit - d.binding.count < shown) setHeaders(reply, d, now);
+    }
+  });
+}

@@ -1,0 +1,296 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { KeyConfig } from '../config/keys.ts';
+import type { KeyState } from '../store/types.ts';
+import type { AttemptObserver } from '../upstream/forwarder.ts';
+import { requestContext } from './logger.ts';
+
+/** Cache counters as the response cache reports them (src/cache ResponseCache.stats()). */
+export interface CacheCounters {
+  hits: number;
+  misses: number;
+  bypasses?: number;
+  errors?: number;
+  entries?: number;
+  bytes?: number;
+}
+
+export interface KeySnapshot {
+  configs: readonly KeyConfig[];
+  states: readonly KeyState[];
+}
+
+/** Per-key latency seen by this process (for the admin key list). */
+export interface KeyLatency {
+  lastMs: number;
+  avgMs: number;
+  samples: number;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+/** Distinct model label values kept before further ones are counted as "other" (models come from clients). */
+const MAX_MODELS = 100;
+const KEY_STATES = ['available', 'resting', 'disabled', 'circuit_open'] as const;
+/** Gauges of one scrape share one read of the store and the cache. */
+const SNAPSHOT_TTL_MS = 250;
+
+/**
+ * Every metric of one gateway, in its own registry (two gateways in one process do not mix).
+ * Gauges about keys and the cache are computed when Prometheus scrapes, from the sources set
+ * in the composition root.
+ */
+export class GatewayMetrics implements AttemptObserver {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly upstreamRequests: Counter<'key_id' | 'model' | 'outcome'>;
+  readonly upstreamDuration: Histogram<'model' | 'outcome'>;
+  readonly rateLimited: Counter<'scope'>;
+  readonly queueWait: Histogram;
+  readonly overhead: Histogram<'route'>;
+  readonly reloads: Counter<'source' | 'result'>;
+  private readonly models = new Set<string>();
+  private readonly latency = new Map<string, KeyLatency>();
+  private keySource: (() => Promise<KeySnapshot>) | null = null;
+  private queueSource: (() => number) | null = null;
+  private cacheSource: (() => Promise<CacheCounters>) | null = null;
+  private keyRead: { at: number; value: Promise<KeySnapshot | null> } | null = null;
+  private cacheRead: { at: number; value: Promise<CacheCounters | null> } | null = null;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.httpRequests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern and status code.',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Time from request start to the last byte of the response, by method, route and status.',
+      labelNames: ['method', 'route', 'status'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.upstreamRequests = new Counter({
+      name: 'gateway_upstream_requests_total',
+      help: 'Attempts sent to the Gemini API, by pool key id, model and outcome.',
+      labelNames: ['key_id', 'model', 'outcome'],
+      registers,
+    });
+    this.upstreamDuration = new Histogram({
+      name: 'gateway_upstream_request_duration_seconds',
+      help: 'Duration of upstream attempts (whole stream for streams), by model and outcome.',
+      labelNames: ['model', 'outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'gateway_rate_limit_refusals_total',
+      help: 'Requests refused by the caller rate limits (429), by scope: ip_burst, ip_minute, client.',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'gateway_queue_wait_seconds',
+      help: 'Time a request waited in line for a pool key (per key reservation).',
+      buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'gateway_overhead_seconds',
+      help: 'Gateway time of a request: total duration minus time spent waiting on the upstream (unary answers).',
+      labelNames: ['route'],
+      buckets: OVERHEAD_BUCKETS,
+      registers,
+    });
+    this.reloads = new Counter({
+      name: 'gateway_config_reloads_total',
+      help: 'Configuration reloads, by source (keys_file, config_file, admin) and result (applied, rejected).',
+      labelNames: ['source', 'result'],
+      registers,
+    });
+
+    const self = this;
+    new Gauge({
+      name: 'gateway_queue_length',
+      help: 'Requests waiting in line for a pool key in this process.',
+      registers,
+      collect() {
+        this.set(self.queueSource?.() ?? 0);
+      },
+    });
+    // Gauges collected on scrape. Prometheus' registry collects metrics concurrently, so each
+    // gauge awaits one shared read of the store (memoized briefly) instead of another's collect.
+    new Gauge({
+      name: 'gateway_key_state',
+      help: 'State of each pool key: 1 for its current state (available, resting, disabled, circuit_open), 0 otherwise.',
+      labelNames: ['key_id', 'state'],
+      registers,
+      async collect() {
+        this.reset();
+        const snap = await self.keySnapshot();
+        if (!snap) return;
+        const now = Date.now();
+        for (const s of snap.states) {
+          const current = stateOf(s, now);
+          for (const state of KEY_STATES) this.set({ key_id: s.id, state }, state === current ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'gateway_key_remaining',
+      help: 'Budget left per pool key (shared by the keys of one project), by window: requests_minute, requests_day, tokens_minute.',
+      labelNames: ['key_id', 'window'],
+      registers,
+      async collect() {
+        this.reset();
+        const snap = await self.keySnapshot();
+        if (!snap) return;
+        const limits = new Map(snap.configs.map((k) => [k.id, k.limits]));
+        for (const s of snap.states) {
+          const l = limits.get(s.id);
+          if (!l) continue;
+          this.set(
+            { key_id: s.id, window: 'requests_minute' },
+            Math.max(0, l.requestsPerMinute - s.requestsThisMinute),
+          );
+          this.set({ key_id: s.id, window: 'requests_day' }, Math.max(0, l.requestsPerDay - s.requestsToday));
+          this.set(
+            { key_id: s.id, window: 'tokens_minute' },
+            Math.max(0, l.tokensPerMinute - s.tokensThisMinute),
+          );
+        }
+      },
+    });
+    new Gauge({
+      name: 'gateway_key_states_up',
+      help: '1 when the key states could be read from the state store at this scrape, else 0.',
+      registers,
+      async collect() {
+        this.set((await self.keySnapshot()) ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'gateway_cache_lookups_total',
+      help: 'Response cache lookups of this process, by result: hit, miss, bypass, error.',
+      labelNames: ['result'],
+      registers,
+      async collect() {
+        this.reset();
+        const c = await self.cacheCounters();
+        if (!c) return;
+        this.inc({ result: 'hit' }, c.hits);
+        this.inc({ result: 'miss' }, c.misses);
+        this.inc({ result: 'bypass' }, c.bypasses ?? 0);
+        this.inc({ result: 'error' }, c.errors ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gateway_cache_entries',
+      help: 'Entries in the response cache backend.',
+      registers,
+      async collect() {
+        this.set((await self.cacheCounters())?.entries ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'gateway_cache_bytes',
+      help: 'Bytes held by the response cache backend.',
+      registers,
+      async collect() {
+        this.set((await self.cacheCounters())?.bytes ?? 0);
+      },
+    });
+  }
+
+  /** Key configuration and runtime states, read on every scrape. */
+  setKeySource(source: () => Promise<KeySnapshot>): void {
+    this.keySource = source;
+  }
+
+  setQueueSource(source: () => number): void {
+    this.queueSource = source;
+  }
+
+  /** Hook for the response cache (src/cache): hits, misses and size, read on every scrape. */
+  setCacheSource(source: () => Promise<CacheCounters>): void {
+    this.cacheSource = source;
+  }
+
+  /** AttemptObserver: one event per upstream attempt, from the forwarder. */
+  attempt(keyId: string, model: string, outcome: string, durationMs: number): void {
+    const m = this.modelLabel(model);
+    this.upstreamRequests.inc({ key_id: keyId, model: m, outcome });
+    this.upstreamDuration.observe({ model: m, outcome }, durationMs / 1000);
+    if (outcome !== 'client_gone') this.noteLatency(keyId, durationMs);
+    // Attribute the upstream time to the request being served (application routes).
+    const ctx = requestContext.getStore();
+    if (ctx) {
+      ctx.upstreamMs += durationMs;
+      ctx.upstreamAttempts += 1;
+      ctx.keyId = keyId;
+    }
+  }
+
+  /** One read of the key states shared by the gauges of a scrape; null when the store fails. */
+  private keySnapshot(): Promise<KeySnapshot | null> {
+    const now = Date.now();
+    if (this.keyRead && now - this.keyRead.at < SNAPSHOT_TTL_MS) return this.keyRead.value;
+    const source = this.keySource;
+    const value = source ? source().catch(() => null) : Promise.resolve(null);
+    this.keyRead = { at: now, value };
+    return value;
+  }
+
+  private cacheCounters(): Promise<CacheCounters | null> {
+    const now = Date.now();
+    if (this.cacheRead && now - this.cacheRead.at < SNAPSHOT_TTL_MS) return this.cacheRead.value;
+    const source = this.cacheSource;
+    const value = source ? source().catch(() => null) : Promise.resolve(null);
+    this.cacheRead = { at: now, value };
+    return value;
+  }
+
+  keyLatency(keyId: string): KeyLatency | undefined {
+    return this.latency.get(keyId);
+  }
+
+  async render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private noteLatency(keyId: string, ms: number): void {
+    const l = this.latency.get(keyId);
+    if (!l) {
+      this.latency.set(keyId, { lastMs: ms, avgMs: ms, samples: 1 });
+      return;
+    }
+    l.lastMs = ms;
+    l.samples += 1;
+    // Exponential moving average: recent attempts weigh most.
+    l.avgMs = l.avgMs + (ms - l.avgMs) * 0.2;
+  }
+
+  private modelLabel(model: string): string {
+    if (model === '') return 'none';
+    if (this.models.has(model)) return model;
+    if (this.models.size >= MAX_MODELS) return 'other';
+    this.models.add(model);
+    return model;
+  }
+}
+
+export type KeyStateName = 'available' | 'resting' | 'disabled' | 'circuit_open';
+
+export function stateOf(s: KeyState, nowMs = Date.now()): KeyStateName {
+  if (!s.enabled) return 'disabled';
+  if (s.circuit === 'open') return 'circuit_open';
+  if (s.restUntilMs !== null && s.restUntilMs > nowMs) return 'resting';
+  return 'available';
+}

@@ -1,0 +1,278 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
+import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
+
+/** The admin API (/admin) and the monitoring endpoints (/internal), behind ADMIN_TOKEN. */
+
+// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
+type Json = any;
+
+const ADMIN = 'admin-token-for-tests-0123456789';
+const MODEL = 'gemini-2.5-flash-lite';
+const redisUrl = redisTestUrl();
+const stacks: Stack[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(stacks.splice(0).map((s) => s.close()));
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function stack(opts: StackOptions = {}): Promise<Stack> {
+  const s = await startStack({
+    ...opts,
+    env: { ADMIN_TOKEN: ADMIN, GLOBAL_RATE_LIMIT: '0', BURST_RATE_LIMIT: '0', ...opts.env },
+  });
+  stacks.push(s);
+  return s;
+}
+
+function admin(s: Stack, method: string, path: string, body?: unknown, token = ADMIN) {
+  return fetch(s.url + path, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
+}
+
+async function listKeys(s: Stack): Promise<Json[]> {
+  const res = await admin(s, 'GET', '/admin/keys');
+  expect(res.status).toBe(200);
+  return ((await res.json()) as Json).keys;
+}
+
+function generate(s: Stack, text = 'hi') {
+  return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
+    method: 'POST',
+    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
+  });
+}
+
+function keysFile(entries: Array<{ id: string; api_key: string; enabled?: boolean }>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gg-admin-'));
+  dirs.push(dir);
+  const file = join(dir, 'keys.json');
+  writeFileSync(file, JSON.stringify({ keys: entries }), { mode: 0o600 });
+  return file;
+}
+
+describe('access', () => {
+  it('without ADMIN_TOKEN the admin and internal routes do not exist', async () => {
+    const s = await stack({ env: { ADMIN_TOKEN: '' } });
+    for (const path of ['/admin/keys', '/internal/health', '/internal/cache', '/internal/circuits']) {
+      const res = await admin(s, 'GET', path, undefined, 'anything');
+      expect(res.status, path).toBe(404);
+    }
+  });
+
+  it('requires the admin token (Bearer or X-Admin-Token); a client token is not enough', async () => {
+    const s = await stack();
+    expect((await fetch(`${s.url}/admin/keys`)).status).toBe(401);
+    expect((await admin(s, 'GET', '/admin/keys', undefined, 'wrong-token')).status).toBe(401);
+    expect((await admin(s, 'GET', '/admin/keys', undefined, TEST_TOKEN)).status).toBe(401);
+    const noAuth = await fetch(`${s.url}/internal/health`);
+    expect(noAuth.status).toBe(401);
+    expect(noAuth.headers.get('content-type')).toContain('application/problem+json');
+    expect(noAuth.headers.get('www-authenticate')).toContain('Bearer');
+    expect((await fetch(`${s.url}/admin/keys`, { headers: { 'x-admin-token': ADMIN } })).status).toBe(200);
+    expect((await admin(s, 'GET', '/admin/keys')).status).toBe(200);
+  });
+});
+
+describe('keys', () => {
+  it('lists keys masked, with state, usage, limits and latency, never a key value', async () => {
+    const s = await stack();
+    for (let i = 0; i < 3; i++) expect((await generate(s, `q${i}`)).status).toBe(200);
+    const res = await admin(s, 'GET', '/admin/keys');
+    const text = await res.text();
+    for (const v of poolKeyValues(3)) expect(text).not.toContain(v);
+    const keys = JSON.parse(text).keys as Json[];
+    expect(keys).toHaveLength(3);
+    for (const k of keys) {
+      expect(k.api_key).toMatch(/^AIza….{4}$/);
+      expect(k).toMatchObject({ state: 'available', enabled: true, origin: 'env', circuit: 'closed' });
+      expect(k.limits.requests_per_minute).toBe(60);
+    }
+    const used = keys.filter((k) => k.usage.requests_this_minute > 0);
+    expect(used.reduce((n, k) => n + k.usage.requests_today, 0)).toBe(3);
+    expect(used[0].latency_ms).toMatchObject({ last: expect.any(Number), avg: expect.any(Number) });
+  });
+
+  it('disable takes a key out of rotation, enable puts it back', async () => {
+    const s = await stack({ keys: 2 });
+    const [k1] = await listKeys(s);
+    const disabled = await admin(s, 'POST', `/admin/keys/${k1.id}/disable`, { reason: 'rotating it' });
+    expect(disabled.status).toBe(200);
+    expect((await disabled.json()) as Json).toMatchObject({
+      state: 'disabled',
+      enabled: false,
+      reason: 'disabled by admin: rotating it',
+    });
+    s.fake.resetStats();
+    for (let i = 0; i < 6; i++) expect((await generate(s, `d${i}`)).status).toBe(200);
+    const value = poolKeyValues(2)[0]!;
+    expect(s.fake.stats.byKey.get(value) ?? 0).toBe(0);
+
+    const enabled = await admin(s, 'POST', `/admin/keys/${k1.id}/enable`);
+    expect(((await enabled.json()) as Json).state).toBe('available');
+    s.fake.resetStats();
+    for (let i = 0; i < 6; i++) await generate(s, `e${i}`);
+    expect(s.fake.stats.byKey.get(value) ?? 0).toBeGreaterThan(0);
+  });
+
+  it('adds and removes keys; with API_KEYS_FILE the file is rewritten', async () => {
+    const values = poolKeyValues(3);
+    const file = keysFile([
+      { id: 'first', api_key: values[0]! },
+      { id: 'second', api_key: values[1]! },
+    ]);
+    const s = await stack({ keys: 3, env: { GEMINI_API_KEYS: '', API_KEYS_FILE: file } });
+    const add = await admin(s, 'POST', '/admin/keys', { id: 'third', api_key: values[2]!, project: 'p3' });
+    expect(add.status).toBe(201);
+    const added = (await add.json()) as Json;
+    expect(added).toMatchObject({ id: 'third', origin: 'file', project: 'p3', state: 'available' });
+    expect(JSON.stringify(added)).not.toContain(values[2]!);
+    const onDisk = JSON.parse(readFileSync(file, 'utf8'));
+    expect(onDisk.keys.map((k: Json) => k.id)).toEqual(['first', 'second', 'third']);
+
+    expect(
+      (await admin(s, 'POST', '/admin/keys', { id: 'third', api_key: 'AIzaAnotherOne000000000000' })).status,
+    ).toBe(409);
+    expect((await admin(s, 'POST', '/admin/keys', { id: 'x', api_key: values[0]! })).status).toBe(409);
+    const invalid = await admin(s, 'POST', '/admin/keys', {
+      id: 'bad id',
+      api_key: 'AIzaAnotherOne000000000000',
+    });
+    expect([400, 422]).toContain(invalid.status);
+
+    s.fake.resetStats();
+    for (let i = 0; i < 6; i++) expect((await generate(s, `a${i}`)).status).toBe(200);
+    expect(s.fake.stats.byKey.get(values[2]!) ?? 0).toBeGreaterThan(0);
+
+    const del = await admin(s, 'DELETE', '/admin/keys/first');
+    expect(del.status).toBe(200);
+    expect(JSON.parse(readFileSync(file, 'utf8')).keys.map((k: Json) => k.id)).toEqual(['second', 'third']);
+    s.fake.resetStats();
+    for (let i = 0; i < 6; i++) await generate(s, `r${i}`);
+    expect(s.fake.stats.byKey.get(values[0]!) ?? 0).toBe(0);
+    expect((await admin(s, 'DELETE', '/admin/keys/first')).status).toBe(404);
+    expect((await listKeys(s)).map((k) => k.id)).toEqual(['second', 'third']);
+  });
+
+  it('reset ends a rest', async () => {
+    const s = await stack({ keys: 1 });
+    s.fake.script({ kind: 'rate_limit', retryDelay: '3600s' }, { times: 1 });
+    const limited = await generate(s);
+    expect(limited.status).toBe(429);
+    const [k] = await listKeys(s);
+    expect(k.state).toBe('resting');
+    expect(k.rest_until).toEqual(expect.any(String));
+    const reset = await admin(s, 'POST', `/admin/keys/${k.id}/reset`);
+    expect(((await reset.json()) as Json).state).toBe('available');
+    expect((await generate(s)).status).toBe(200);
+  });
+
+  it('reload re-reads the keys file; an invalid one is refused with 422 and changes nothing', async () => {
+    const values = poolKeyValues(2);
+    const file = keysFile([{ id: 'one', api_key: values[0]! }]);
+    const s = await stack({ keys: 2, env: { GEMINI_API_KEYS: '', API_KEYS_FILE: file } });
+    s.gateway.reloader.stop(); // this test drives reloads by hand
+    writeFileSync(file, '{"keys": [ broken');
+    const bad = await admin(s, 'POST', '/admin/reload');
+    expect(bad.status).toBe(422);
+    expect(((await bad.json()) as Json).detail).toContain('API_KEYS_FILE');
+    expect((await listKeys(s)).map((k) => k.id)).toEqual(['one']);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        keys: [
+          { id: 'one', api_key: values[0] },
+          { id: 'two', api_key: values[1] },
+        ],
+      }),
+    );
+    const ok = await admin(s, 'POST', '/admin/reload');
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as Json).keys).toMatchObject({ added: ['two'], removed: [] });
+    expect((await listKeys(s)).map((k) => k.id)).toEqual(['one', 'two']);
+  });
+});
+
+describe('internal monitoring', () => {
+  it('health, cache status and invalidation, circuit breakers', async () => {
+    const s = await stack();
+    const health = await admin(s, 'GET', '/internal/health');
+    expect(health.status).toBe(200);
+    expect((await health.json()) as Json).toMatchObject({
+      status: 'ready',
+      store: { kind: 'memory', reachable: true },
+      keys: { configured: 3, usable: 3 },
+      rate_limits: { ip_per_minute: 0 },
+    });
+
+    // Fill the cache through an application route, then drop it.
+    const gen = () =>
+      fetch(`${s.url}/v1/generate`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'cache me' }),
+      });
+    expect((await gen()).status).toBe(200);
+    expect((await gen()).headers.get('x-cache')).toBe('HIT');
+    const stats = (await (await admin(s, 'GET', '/internal/cache')).json()) as Json;
+    expect(stats).toMatchObject({ enabled: true, hits: 1, misses: 1, entries: 1 });
+    const dropped = await admin(s, 'DELETE', '/internal/cache?prefix=generate:');
+    expect(((await dropped.json()) as Json).removed).toBe(1);
+    expect((await gen()).headers.get('x-cache')).toBe('MISS');
+
+    s.fake.script({ kind: 'internal' }, { times: 20 });
+    await generate(s);
+    const circuits = (await (await admin(s, 'GET', '/internal/circuits')).json()) as Json;
+    expect(circuits.circuits).toHaveLength(3);
+    const failing = circuits.circuits.find((c: Json) => c.consecutive_failures > 0);
+    expect(failing).toMatchObject({ state: 'closed', last_error: expect.any(String) });
+    const reset = await admin(s, 'POST', `/internal/circuits/${failing.key_id}/reset`);
+    expect(reset.status).toBe(200);
+    const after = (await (await admin(s, 'GET', '/internal/circuits')).json()) as Json;
+    expect(after.circuits.find((c: Json) => c.key_id === failing.key_id).consecutive_failures).toBe(0);
+  });
+});
+
+if (!redisUrl) warnSkipped('admin changes seen by every instance');
+
+describe.skipIf(!redisUrl)('admin changes on a shared Redis', () => {
+  it('a key disabled through instance A is skipped by instance B; enabling it on B brings it back', async () => {
+    const env = { REDIS_URL: redisUrl!, STATE_PREFIX: `adm:${randomUUID()}:` };
+    const a = await stack({ keys: 2, env });
+    const b = await stack({ keys: 2, env, fakeInstance: a.fake });
+    const [k1] = await listKeys(a);
+    expect((await admin(a, 'POST', `/admin/keys/${k1.id}/disable`)).status).toBe(200);
+    expect((await listKeys(b)).find((k) => k.id === k1.id).state).toBe('disabled');
+    a.fake.resetStats();
+    for (let i = 0; i < 8; i++) expect((await generate(b, `b${i}`)).status).toBe(200);
+    expect(a.fake.stats.byKey.get(poolKeyValues(2)[0]!) ?? 0).toBe(0);
+
+    expect((await admin(b, 'POST', `/admin/keys/${k1.id}/enable`)).status).toBe(200);
+    a.fake.resetStats();
+    for (let i = 0; i < 8; i++) await generate(a, `a${i}`);
+    expect(a.fake.stats.byKey.get(poolKeyValues(2)[0]!) ?? 0).toBeGreaterThan(0);
+  });
+
+  it('a key removed through A is no longer used by B', async () => {
+    const env = { REDIS_URL: redisUrl!, STATE_PREFIX: `adm:${randomUUID()}:` };
+    const a = await stack({ keys: 3, env });
+    const b = await stack({ keys: 3, env, fakeInstance: a.fake });
+    const [k1] = await listKeys(a);
+    expect((await admin(a, 'DELETE', `/admin/keys/${k1.id}`)).status).toBe(200);
+    a.fake.resetStats();
+    for (let i = 0; i < 9; i++) expect((await generate(b, `b${i}`)).status).toBe(200);
+    expect(a.fake.stats.byKey.get(poolKeyValues(3)[0]!) ?? 0).toBe(0);
+  });
+});

@@ -1,0 +1,144 @@
+import { spawnSync } from 'node:child_process';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import {
+  loggerOptions,
+  logTargets,
+  REQUEST_LOGGER,
+  redactUrl,
+  requestContext,
+  SecretScrubber,
+} from '../../src/observability/logger.ts';
+
+function capture(opts: ReturnType<typeof loggerOptions>) {
+  const lines: string[] = [];
+  const logger = pino(opts, { write: (l: string) => void lines.push(l) });
+  return { logger, lines, parsed: () => lines.map((l) => JSON.parse(l)) };
+}
+
+describe('redaction', () => {
+  it('masks tokens in query strings', () => {
+    expect(redactUrl('/v1beta/models?key=abc123&pageSize=2')).toBe(
+      '/v1beta/models?key=[REDACTED]&pageSize=2',
+    );
+    expect(redactUrl('/x?a=1&api_key=zz&token=tt&apikey=qq')).toBe(
+      '/x?a=1&api_key=[REDACTED]&token=[REDACTED]&apikey=[REDACTED]',
+    );
+  });
+
+  it('blanks secret-bearing fields', () => {
+    const { logger, lines } = capture(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }));
+    logger.info({
+      headers: { authorization: 'Bearer s3cret', 'x-goog-api-key': 'AIzaXYZ', 'x-admin-token': 'adm' },
+    });
+    logger.info({ req: { headers: { 'x-api-key': 'k-123' } }, apiKey: 'AIzaTOP', cfg: { password: 'pw' } });
+    const text = lines.join('');
+    for (const s of ['s3cret', 'AIzaXYZ', 'adm"', 'k-123', 'AIzaTOP', '"pw"']) expect(text).not.toContain(s);
+  });
+
+  it('the scrubber replaces known secrets wherever they appear in a line', () => {
+    const scrubber = new SecretScrubber(['AIzaSecretPoolKey000001', 'client-token-abcdef', 'short']);
+    const { logger, lines } = capture(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }, scrubber));
+    logger.info({ note: 'used AIzaSecretPoolKey000001 for it' }, 'token client-token-abcdef in a message');
+    logger.info({ err: new Error('failed with AIzaSecretPoolKey000001') });
+    logger.info({ url: '/x?k=client-token-abcdef' }, 'short words stay');
+    const text = lines.join('');
+    expect(text).not.toContain('AIzaSecretPoolKey000001');
+    expect(text).not.toContain('client-token-abcdef');
+    expect(text).toContain('[REDACTED]');
+    expect(text).toContain('short words stay'); // too short to be scrubbed
+    scrubber.set(['AIzaSecretPoolKey000002']);
+    logger.info('now AIzaSecretPoolKey000002 and AIzaSecretPoolKey000001');
+    const last = lines.at(-1)!;
+    expect(last).not.toContain('AIzaSecretPoolKey000002');
+    expect(last).toContain('AIzaSecretPoolKey000001');
+  });
+});
+
+describe('request id in every line', () => {
+  it('lines written inside a request context carry its request_id, whatever logger writes them', () => {
+    const { logger, parsed } = capture(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }));
+    logger.info('outside');
+    requestContext.run({ requestId: 'req-42', upstreamMs: 0, upstreamAttempts: 0, keyId: null }, () => {
+      logger.info('inside');
+      logger.child({ component: 'cache' }).warn('inside child');
+    });
+    const lines = parsed();
+    expect(lines[0].request_id).toBeUndefined();
+    expect(lines[1].request_id).toBe('req-42');
+    expect(lines[2]).toMatchObject({ request_id: 'req-42', component: 'cache' });
+  });
+
+  it('a request logger (which binds request_id itself) does not get it twice', () => {
+    const { logger, lines } = capture(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }));
+    const child = logger.child({ request_id: 'req-7' });
+    (child as unknown as Record<symbol, boolean>)[REQUEST_LOGGER] = true;
+    requestContext.run({ requestId: 'req-7', upstreamMs: 0, upstreamAttempts: 0, keyId: null }, () => {
+      child.info('once');
+      child.child({ x: 1 }).info('grandchild once');
+    });
+    for (const l of lines) expect(l.match(/"request_id"/g)).toHaveLength(1);
+  });
+});
+
+describe('destinations', () => {
+  const base = {
+    LOG_LEVEL: 'info' as const,
+    LOG_ROTATION: 'daily' as const,
+    LOG_RETENTION_DAYS: 7,
+    LOG_STDOUT: true,
+  };
+
+  it('LOG_DIR adds a daily-rotated file kept LOG_RETENTION_DAYS (hourly: 24 per day)', () => {
+    const daily = logTargets({ ...base, NODE_ENV: 'production', LOG_DIR: '/var/log/gg' });
+    expect(daily.map((t) => t.target)).toEqual(['pino/file', 'pino-roll']);
+    expect(daily[1]!.options).toMatchObject({
+      file: '/var/log/gg/gateway',
+      frequency: 'daily',
+      limit: { count: 7 },
+      mkdir: true,
+    });
+    const hourly = logTargets({
+      ...base,
+      NODE_ENV: 'production',
+      LOG_DIR: '/l',
+      LOG_ROTATION: 'hourly',
+      LOG_STDOUT: false,
+    });
+    expect(hourly.map((t) => t.target)).toEqual(['pino-roll']);
+    expect(hourly[0]!.options).toMatchObject({ frequency: 'hourly', limit: { count: 168 } });
+  });
+
+  const run = (nodeEnv: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createLogger } from './src/observability/logger.ts';
+         const l = createLogger({ LOG_LEVEL: 'info', NODE_ENV: '${nodeEnv}', LOG_ROTATION: 'daily', LOG_RETENTION_DAYS: 1, LOG_STDOUT: true });
+         l.info({ answer: 42 }, 'hello from the logger');`,
+      ],
+      { cwd: process.cwd(), encoding: 'utf8', env: { ...process.env, FORCE_COLOR: '1' }, timeout: 20_000 },
+    );
+
+  it('production writes JSON lines to stdout', () => {
+    const out = run('production');
+    expect(out.status).toBe(0);
+    const line = JSON.parse(out.stdout.trim().split('\n')[0]!);
+    expect(line).toMatchObject({
+      msg: 'hello from the logger',
+      answer: 42,
+      level: 30,
+      service: 'gemini-gateway',
+    });
+  });
+
+  it('development writes coloured, human-readable lines', () => {
+    const out = run('development');
+    expect(out.status).toBe(0);
+    expect(out.stdout).toContain('hello from the logger');
+    expect(out.stdout).toContain('\u001b['); // ANSI colours
+    expect(() => JSON.parse(out.stdout.trim().split('\n')[0]!)).toThrow();
+  });
+});

@@ -1,0 +1,190 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, parseEnv } from '../../src/config/env.ts';
+import { KeyManager, maskKey, writeFileAtomic } from '../../src/config/keys-store.ts';
+import { effectiveSettings, parseRuntimeConfig } from '../../src/config/reload.ts';
+import { KeyPool } from '../../src/pool/key-pool.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'gg-reload-'));
+  dirs.push(d);
+  return d;
+}
+
+const KEY_A = 'AIzaUnitTestKeyAAAAAAAAAAAAAAAAAAAAAA1';
+const KEY_B = 'AIzaUnitTestKeyBBBBBBBBBBBBBBBBBBBBBB2';
+const KEY_C = 'AIzaUnitTestKeyCCCCCCCCCCCCCCCCCCCCCC3';
+const KEY_ENV = 'AIzaUnitTestKeyEEEEEEEEEEEEEEEEEEEEEE4';
+
+function setup(fileKeys: unknown, extraEnv: Record<string, string> = {}) {
+  const dir = tempDir();
+  const file = join(dir, 'keys.json');
+  writeFileSync(file, JSON.stringify(fileKeys), { mode: 0o600 });
+  const env = parseEnv({ API_KEYS_FILE: file, ...extraEnv });
+  const store = new MemoryStore();
+  const pool = new KeyPool(store, { queueMaxWaitMs: 0, circuit: { failureThreshold: 5, cooldownMs: 1000 } });
+  const keys = new KeyManager({ env, pool, store });
+  return { dir, file, env, store, pool, keys };
+}
+
+const readKeys = (file: string) =>
+  JSON.parse(readFileSync(file, 'utf8')).keys as Array<Record<string, unknown>>;
+
+describe('CONFIG_FILE', () => {
+  it('accepts the runtime subset and overrides the environment with it', () => {
+    const env = parseEnv({ GLOBAL_RATE_LIMIT: '100', CLIENT_RATE_LIMITS: 'a:5' });
+    const cfg = parseRuntimeConfig(
+      '{"GLOBAL_RATE_LIMIT": 7, "CLIENT_RATE_LIMITS": {"b": 9}, "LOG_LEVEL": "debug"}',
+    );
+    const s = effectiveSettings(env, cfg);
+    expect(s.GLOBAL_RATE_LIMIT).toBe(7);
+    expect(s.BURST_RATE_LIMIT).toBe(env.BURST_RATE_LIMIT);
+    expect([...s.CLIENT_RATE_LIMITS]).toEqual([['b', 9]]);
+    expect(s.LOG_LEVEL).toBe('debug');
+    expect(effectiveSettings(env, {}).CLIENT_RATE_LIMITS.get('a')).toBe(5);
+  });
+
+  it('rejects bad JSON, unknown settings and bad values, naming them', () => {
+    expect(() => parseRuntimeConfig('{')).toThrow(ConfigError);
+    expect(() => parseRuntimeConfig('{"PORT": 1}')).toThrow(/PORT|unrecognized/i);
+    expect(() => parseRuntimeConfig('{"GLOBAL_RATE_LIMIT": -1}')).toThrow(/GLOBAL_RATE_LIMIT/);
+    expect(() => parseRuntimeConfig('{"LOG_LEVEL": "loud"}')).toThrow(/LOG_LEVEL/);
+  });
+});
+
+describe('writeFileAtomic', () => {
+  it('replaces the file whole, keeps its mode and leaves no temporary file', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'f.json');
+    writeFileSync(file, 'old', { mode: 0o640 });
+    await writeFileAtomic(file, 'new content');
+    expect(readFileSync(file, 'utf8')).toBe('new content');
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+    expect(readdirSync(dir)).toEqual(['f.json']);
+    const fresh = join(dir, 'new.json');
+    await writeFileAtomic(fresh, '{}');
+    expect(statSync(fresh).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('KeyManager', () => {
+  it('loads file and environment keys, and persists admin changes of file keys to the file', async () => {
+    const { file, keys, pool } = setup(
+      {
+        keys: [
+          { id: 'a', api_key: KEY_A },
+          { id: 'b', api_key: KEY_B, limits: { requests_per_minute: 5 } },
+        ],
+      },
+      { GEMINI_API_KEYS: KEY_ENV },
+    );
+    await keys.load();
+    await keys.apply();
+    expect(pool.keys.map((k) => k.id)).toEqual(['a', 'b', expect.stringMatching(/^env_/)]);
+    expect(keys.list().map((k) => k.origin)).toEqual(['file', 'file', 'env']);
+
+    await keys.add({ id: 'c', api_key: KEY_C, project: 'p1' });
+    expect(pool.keys.map((k) => k.id)).toContain('c');
+    let onDisk = readKeys(file);
+    expect(onDisk.map((k) => k.id)).toEqual(['a', 'b', 'c']);
+    expect(onDisk[1]!.limits).toMatchObject({ requests_per_minute: 5 });
+    expect(JSON.stringify(onDisk)).not.toContain(KEY_ENV); // environment keys stay in the environment
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+
+    await keys.setEnabled('b', false, 'disabled by admin');
+    expect(readKeys(file).find((k) => k.id === 'b')!.enabled).toBe(false);
+    await keys.setEnabled('b', true, null);
+    expect(readKeys(file).find((k) => k.id === 'b')!.enabled).toBe(true);
+
+    await keys.remove('a');
+    onDisk = readKeys(file);
+    expect(onDisk.map((k) => k.id)).toEqual(['b', 'c']);
+    expect(pool.keys.map((k) => k.id)).not.toContain('a');
+  });
+
+  it('refuses duplicates, invalid entries and removing the last key', async () => {
+    const { keys } = setup({ keys: [{ id: 'a', api_key: KEY_A }] });
+    await keys.load();
+    await keys.apply();
+    await expect(keys.add({ id: 'a', api_key: KEY_B })).rejects.toMatchObject({ status: 409 });
+    await expect(keys.add({ id: 'z', api_key: KEY_A })).rejects.toMatchObject({ status: 409 });
+    await expect(keys.add({ id: 'bad id!', api_key: KEY_B })).rejects.toMatchObject({ status: 422 });
+    await expect(keys.add({ api_key: KEY_B, surprise: 1 })).rejects.toMatchObject({ status: 422 });
+    await expect(keys.remove('nope')).rejects.toMatchObject({ status: 404 });
+    await expect(keys.remove('a')).rejects.toMatchObject({ status: 409 });
+    const added = await keys.add({ api_key: KEY_B });
+    expect(added.config.id).toMatch(/^key_[0-9a-f]{10}$/);
+  });
+
+  it('a reload applies a valid file and keeps the current keys when the file is invalid', async () => {
+    const { file, keys, pool } = setup({ keys: [{ id: 'a', api_key: KEY_A }] });
+    await keys.load();
+    await keys.apply();
+    writeFileSync(
+      file,
+      JSON.stringify({
+        keys: [
+          { id: 'a', api_key: KEY_A },
+          { id: 'b', api_key: KEY_B },
+        ],
+      }),
+    );
+    expect(await keys.reloadFile()).toMatchObject({ changed: true, added: ['b'], removed: [], total: 2 });
+    expect(await keys.reloadFile()).toMatchObject({ changed: false });
+
+    for (const broken of [
+      '{"keys": [',
+      JSON.stringify({ keys: [{ id: 'a' }] }),
+      JSON.stringify({
+        keys: [
+          { id: 'a', api_key: KEY_A },
+          { id: 'a', api_key: KEY_B },
+        ],
+      }),
+    ]) {
+      writeFileSync(file, broken);
+      const err = await keys.reloadFile().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(String((err as Error).message)).not.toContain(KEY_A);
+      expect(pool.keys.map((k) => k.id)).toEqual(['a', 'b']);
+    }
+  });
+
+  it('an operator enabling a key in the file also lifts a runtime disable', async () => {
+    const { file, keys, store } = setup({
+      keys: [
+        { id: 'a', api_key: KEY_A, enabled: false },
+        { id: 'b', api_key: KEY_B },
+      ],
+    });
+    await keys.load();
+    await keys.apply();
+    await store.setKeyEnabled('a', false, 'disabled by admin', Date.now());
+    writeFileSync(
+      file,
+      JSON.stringify({
+        keys: [
+          { id: 'a', api_key: KEY_A, enabled: true },
+          { id: 'b', api_key: KEY_B },
+        ],
+      }),
+    );
+    await keys.reloadFile();
+    const a = (await store.keyStates(Date.now(), '2026-01-01')).find((s) => s.id === 'a')!;
+    expect(a.enabled).toBe(true);
+  });
+});
+
+describe('maskKey', () => {
+  it('shows four characters at each end, nothing of short values', () => {
+    expect(maskKey('AIzaSyABCDEFGHIJKLMNOPxyz1')).toBe('AIza…xyz1');
+    expect(maskKey('short')).toBe('…');
+  });
+});
