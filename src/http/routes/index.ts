@@ -10,6 +10,7 @@ export async function registerRoutes(app: FastifyInstance, deps: AppDeps): Promi
   await app.register((await import('./internal.ts')).internalRoutes, deps);
   const { nativeRoutes } = await import('./native.ts');
   await app.register(nativeRoutes, deps);
+  await app.register((await import('./openai.ts')).openAiRoutes, deps);
   const { translateRoutes } = await import('./translate.ts');
   await app.register(translateRoutes, deps);
   const { generateRoutes } = await import('./generate.ts');
