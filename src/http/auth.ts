@@ -72,10 +72,16 @@ export function secretEquals(presented: string | undefined, expected: string): b
 }
 
 export function installClientAuth(app: FastifyInstance, auth: ClientAuth): void {
-  app.addHook('onRequest', async (request) => {
+  // A callback hook: authentication is synchronous, no promise per request.
+  app.addHook('onRequest', (request, _reply, done) => {
     const config = request.routeOptions.config;
-    if (request.routeOptions.url === undefined || config?.clientAuth === false) return;
-    request.clientName = auth.authenticate(request);
+    if (request.routeOptions.url === undefined || config?.clientAuth === false) return done();
+    try {
+      request.clientName = auth.authenticate(request);
+    } catch (err) {
+      return done(err as Error);
+    }
+    done();
   });
 }
 

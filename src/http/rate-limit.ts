@@ -77,6 +77,11 @@ export class CallerRateLimiter {
     return this.settings.perClient.get(name) ?? this.settings.clientPerMinute;
   }
 
+  /** Whether any per-IP window is on (checked before doing any work per request). */
+  get ipLimited(): boolean {
+    return this.settings.ipBurst > 0 || this.settings.ipPerMinute > 0;
+  }
+
   checkIp(ip: string): Promise<RateLimitDecision> {
     const s = this.settings;
     const windows: Array<[RateLimitScope, number, number, string]> = [];
@@ -166,25 +171,30 @@ function refuse(d: RateLimitDecision, now: number, what: string): HttpProblem {
  * call installClientRateLimit after the auth hook so the client's name is known.
  */
 export function installIpRateLimit(app: FastifyInstance, limiter: CallerRateLimiter): void {
-  app.addHook('onRequest', async (request, reply) => {
-    if (exempt(request)) return;
-    const d = await limiter.checkIp(request.ip ?? 'unknown');
-    const now = Date.now();
-    if (!d.allowed) throw refuse(d, now, 'per-IP');
-    setHeaders(reply, d, now);
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!limiter.ipLimited || exempt(request)) return done();
+    limiter.checkIp(request.ip ?? 'unknown').then((d) => {
+      const now = Date.now();
+      if (!d.allowed) return done(refuse(d, now, 'per-IP'));
+      setHeaders(reply, d, now);
+      done();
+    }, done);
   });
 }
 
 export function installClientRateLimit(app: FastifyInstance, limiter: CallerRateLimiter): void {
-  app.addHook('onRequest', async (request, reply) => {
-    if (exempt(request) || request.clientName === undefined) return;
-    const d = await limiter.checkClient(request.clientName);
-    const now = Date.now();
-    if (!d.allowed) throw refuse(d, now, 'client');
-    if (d.binding) {
-      // Report whichever limit (IP or client) has less room left.
-      const shown = Number(reply.getHeader('ratelimit-remaining') ?? Number.POSITIVE_INFINITY);
-      if (d.binding.limit - d.binding.count < shown) setHeaders(reply, d, now);
-    }
+  app.addHook('onRequest', (request, reply, done) => {
+    const name = request.clientName;
+    if (name === undefined || limiter.clientLimit(name) === 0 || exempt(request)) return done();
+    limiter.checkClient(name).then((d) => {
+      const now = Date.now();
+      if (!d.allowed) return done(refuse(d, now, 'client'));
+      if (d.binding) {
+        // Report whichever limit (IP or client) has less room left.
+        const shown = Number(reply.getHeader('ratelimit-remaining') ?? Number.POSITIVE_INFINITY);
+        if (d.binding.limit - d.binding.count < shown) setHeaders(reply, d, now);
+      }
+      done();
+    }, done);
   });
 }

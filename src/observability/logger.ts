@@ -74,15 +74,47 @@ export class SecretScrubber {
       if (encoded !== s) variants.add(encoded);
     }
     // Longest first, so a secret that contains another is replaced whole.
-    const sorted = [...variants].sort((a, b) => b.length - a.length);
-    this.pattern = sorted.length
-      ? new RegExp(sorted.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g')
-      : null;
+    this.pattern = variants.size ? new RegExp(trieRegex([...variants]), 'g') : null;
   }
 
   scrub(line: string): string {
     return this.pattern ? line.replace(this.pattern, '[REDACTED]') : line;
   }
+}
+
+interface TrieNode {
+  children: Map<string, TrieNode>;
+  end: boolean;
+}
+
+/**
+ * One regex source matching any of `words`, longest first, factored as a prefix trie:
+ * a flat alternation of 1,000 keys makes the engine try every key at every position of every
+ * log line; the trie tries only the branches whose first characters match.
+ */
+export function trieRegex(words: string[]): string {
+  const root: TrieNode = { children: new Map(), end: false };
+  for (const w of words) {
+    let node = root;
+    for (const ch of w) {
+      let next = node.children.get(ch);
+      if (!next) {
+        next = { children: new Map(), end: false };
+        node.children.set(ch, next);
+      }
+      node = next;
+    }
+    node.end = true;
+  }
+  const escapeChar = (ch: string) => ch.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  const emit = (node: TrieNode): string => {
+    const branches = [...node.children].map(([ch, child]) => escapeChar(ch) + emit(child));
+    if (branches.length === 0) return '';
+    const group = branches.length === 1 ? branches[0]! : `(?:${branches.join('|')})`;
+    // A word that ends here may also continue: try the longer match first.
+    return node.end ? `(?:${group})?` : group;
+  };
+  return emit(root);
 }
 
 export function loggerOptions(

@@ -56,7 +56,7 @@ export type Outcome =
   /** The key itself is dead (invalid, leaked, suspended, service disabled). */
   | { kind: 'disable'; reason: string }
   /** 5xx / timeout / network: counts toward the circuit breaker. */
-  | { kind: 'failure'; reason: string }
+  | { kind: 'failure'; reason: string; actualTokens?: number }
   /** Neither the key's fault nor a success (503 overloaded, client error): releases a probe only. */
   | { kind: 'neutral'; reason?: string };
 

@@ -3,6 +3,7 @@ import { HttpProblem } from '../http/problem.ts';
 import { classifyUpstream, type Verdict } from '../pool/classify.ts';
 import { lastPromptTokenCount } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError } from '../pool/key-pool.ts';
+import type { Outcome } from '../store/types.ts';
 
 export interface UpstreamCall {
   method: 'GET' | 'POST';
@@ -39,12 +40,16 @@ export interface StreamAnswer extends Answer {
   /** The first chunk, already received: once it goes out, the call is no longer retried. */
   first: Buffer;
   rest: AsyncIterator<Buffer>;
-  /** Must be called exactly once when the stream ended (ok) or broke (not ok). */
-  finish(ok: boolean): void;
+  /**
+   * Must be called exactly once: the stream completed, broke upstream (counts against the key),
+   * or the client went away (neither the key's fault nor a success).
+   */
+  finish(end: StreamEnd): void;
   /** Stops the upstream transfer (client went away). */
   abort(): void;
 }
 export type UpstreamAnswer = UnaryAnswer | StreamAnswer;
+export type StreamEnd = 'complete' | 'broken' | 'client_gone';
 
 /** Receives one event per upstream attempt (metrics, logs). */
 export interface AttemptObserver {
@@ -62,6 +67,8 @@ export interface ForwarderOptions {
 }
 
 const JSON_TYPE = 'application/json; charset=UTF-8';
+/** An error event in a stream: `"error": {` as a key (inside model text the quotes are escaped). */
+const IN_BAND_ERROR = /"error"\s*:\s*\{/;
 
 /**
  * Sends a call upstream through the key pool: reserve a key, send with that key in the
@@ -117,14 +124,11 @@ export class Forwarder {
         a.queuedMs = queuedMs;
         if (a.kind === 'stream') {
           const inner = a.finish;
-          a.finish = (ok) => {
-            inner(ok);
-            this.o.observer?.attempt(
-              lease.keyId,
-              call.model,
-              ok ? 'success' : 'stream_broken',
-              this.now() - started,
-            );
+          a.finish = (end) => {
+            inner(end);
+            const outcome =
+              end === 'complete' ? 'success' : end === 'broken' ? 'stream_broken' : 'client_gone';
+            this.o.observer?.attempt(lease.keyId, call.model, outcome, this.now() - started);
           };
         } else {
           this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
@@ -315,12 +319,19 @@ export class Forwarder {
     // From here on the stream belongs to the client: the attempt deadline no longer applies
     // (the agent's bodyTimeout still ends a stalled stream).
     cleanup();
-    let promptTokens = lastPromptTokenCount(first.value.toString('utf8'));
+    const firstText = first.value.toString('utf8');
+    let promptTokens = lastPromptTokenCount(firstText);
+    // Google reports a failure inside a started stream as an {"error": ...} event.
+    let errorEvent = IN_BAND_ERROR.test(firstText);
     let finished = false;
     const rest: AsyncIterator<Buffer> = {
       next: async () => {
         const r = await iterator.next();
-        if (!r.done) promptTokens = lastPromptTokenCount(r.value.toString('utf8')) ?? promptTokens;
+        if (!r.done) {
+          const text = r.value.toString('utf8');
+          promptTokens = lastPromptTokenCount(text) ?? promptTokens;
+          if (!errorEvent && IN_BAND_ERROR.test(text)) errorEvent = true;
+        }
         return r;
       },
     };
@@ -334,18 +345,23 @@ export class Forwarder {
       attempts: 0,
       upstreamMs: 0,
       queuedMs: 0,
-      finish: (ok) => {
+      finish: (end) => {
         if (finished) return;
         finished = true;
-        void pool.report(
-          lease,
-          ok ? { kind: 'success', actualTokens: promptTokens } : { kind: 'failure', reason: 'STREAM_BROKEN' },
-        );
+        void pool.report(lease, streamOutcome(end, errorEvent, promptTokens));
       },
       abort: () => controller.abort(),
     };
     return { kind: 'answer', answer, outcome: 'success' };
   }
+}
+
+/** How a stream's end settles its key. */
+function streamOutcome(end: StreamEnd, errorEvent: boolean, promptTokens: number | undefined): Outcome {
+  if (end === 'client_gone') return { kind: 'neutral' };
+  if (end === 'broken') return { kind: 'failure', reason: 'STREAM_BROKEN', actualTokens: promptTokens };
+  if (errorEvent) return { kind: 'failure', reason: 'STREAM_ERROR_EVENT', actualTokens: promptTokens };
+  return { kind: 'success', actualTokens: promptTokens };
 }
 
 function exhausted(

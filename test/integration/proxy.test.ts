@@ -365,6 +365,36 @@ describe('native Gemini proxy through @google/genai', () => {
     expect(stack.fake.stats.requests).toBe(1); // not retried once bytes went out
   });
 
+  it('a client leaving mid-stream is not held against the key; an upstream error event is', async () => {
+    stack = await startStack({ keys: 1, fake: { streamChunks: 5, chunkDelayMs: 200 } });
+    const controller = new AbortController();
+    const res = await fetch(`${stack.url}/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'leave early' }] }] }),
+      signal: controller.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await keyState(stack, 0)).toMatchObject({ consecutiveFailures: 0, circuit: 'closed' });
+    expect((await keyState(stack, 0)).lastError).not.toBe('STREAM_BROKEN');
+
+    stack.fake.script({ kind: 'midstream_error' }, { method: 'streamGenerateContent' });
+    const broken = await fetch(`${stack.url}/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'broken' }] }] }),
+    });
+    await broken.text();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await keyState(stack, 0)).toMatchObject({
+      consecutiveFailures: 1,
+      lastError: 'STREAM_ERROR_EVENT',
+    });
+  });
+
   it('settles the token reservation with usageMetadata (streams too)', async () => {
     stack = await startStack({ keys: 1 });
     const text = 'y'.repeat(400); // 100 tokens by the fake's count

@@ -142,3 +142,12 @@ describe('destinations', () => {
     expect(() => JSON.parse(out.stdout.trim().split('\n')[0]!)).toThrow();
   });
 });
+
+describe('trieRegex (the scrubber’s matcher)', () => {
+  it('matches every word, prefers the longest, escapes regex characters', async () => {
+    const { trieRegex } = await import('../../src/observability/logger.ts');
+    const words = ['abc', 'abcdef', 'a.b*c', 'x(y)', 'zz-top', 'abd'];
+    const re = new RegExp(trieRegex(words), 'g');
+    expect('abcdef abc abd a.b*c axbxc x(y) zz-top'.replace(re, '#')).toBe('# # # # axbxc # #');
+  });
+});

@@ -43,7 +43,6 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
     }
   });
 
-  const requestTimeoutMs = deps.env.REQUEST_TIMEOUT * 1000;
   const config = { googleErrors: true };
 
   for (const version of ['v1beta', 'v1']) {
@@ -72,8 +71,8 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         model,
         estimatedTokens: estimateInputTokens(body.json),
         stream: spec.stream,
-        signal: clientGone(reply),
-        deadlineMs: Date.now() + requestTimeoutMs,
+        signal: request.abortSignal,
+        deadlineMs: request.deadlineMs,
       });
       return sendAnswer(request, reply, answer);
     });
@@ -90,8 +89,8 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         model: '',
         estimatedTokens: 0,
         stream: false,
-        signal: clientGone(reply),
-        deadlineMs: Date.now() + requestTimeoutMs,
+        signal: request.abortSignal,
+        deadlineMs: request.deadlineMs,
       });
       return sendAnswer(request, reply, answer);
     };
@@ -108,15 +107,6 @@ function forwardedQuery(request: FastifyRequest): string {
   params.delete('key');
   const s = params.toString();
   return s ? `?${s}` : '';
-}
-
-/** Aborts when the client goes away before its answer was written in full. */
-function clientGone(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
-  });
-  return controller.signal;
 }
 
 function sendAnswer(request: FastifyRequest, reply: FastifyReply, answer: UpstreamAnswer): FastifyReply {
@@ -151,7 +141,7 @@ async function* relay(answer: StreamAnswer, reply: FastifyReply): AsyncGenerator
     if (!reply.raw.destroyed) yield Buffer.from(streamError(sse));
   } finally {
     reply.raw.off('close', onClose);
-    answer.finish(ok);
+    answer.finish(ok ? 'complete' : reply.raw.destroyed ? 'client_gone' : 'broken');
   }
 }
 

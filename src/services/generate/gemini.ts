@@ -56,12 +56,9 @@ export function resolveModel(requested: string | undefined, fallback: string): s
 }
 
 /** Call context for the key pool; aborts the upstream call when the client goes away. */
-export function callContext(request: FastifyRequest, reply: FastifyReply): CallContext {
-  const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort(new Error('client closed the connection'));
-  });
-  return { requestId: String(request.id), clientName: request.clientName, signal: controller.signal };
+export function callContext(request: FastifyRequest, _reply?: FastifyReply): CallContext {
+  // request.abortSignal fires at REQUEST_TIMEOUT and when the client goes away (src/http/app.ts).
+  return { requestId: String(request.id), clientName: request.clientName, signal: request.abortSignal };
 }
 
 /** Reasons after which a candidate's (possibly empty) text is not an answer. */
