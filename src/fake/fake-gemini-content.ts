@@ -1,5 +1,5 @@
 /** Deterministic content for the fake Gemini: token counts, answers, JSON from schemas, PNG, embeddings. */
-import { crc32, deflateSync } from 'node:zlib';
+import { encodePng } from '../media/png.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -381,39 +381,9 @@ export function sampleFromSchema(schema: Obj): unknown {
 
 let pngCache: string | null = null;
 
-function pngChunk(type: string, data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const typeAndData = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(typeAndData));
-  return Buffer.concat([len, typeAndData, crc]);
-}
-
+/** An 8×8 RGB gradient. */
 export function fakePng(): Buffer {
-  const w = 8;
-  const h = 8;
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0);
-  ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // colour type RGB
-  const raw = Buffer.alloc(h * (1 + w * 3));
-  for (let y = 0; y < h; y++) {
-    const row = y * (1 + w * 3);
-    raw[row] = 0; // filter: none
-    for (let x = 0; x < w; x++) {
-      raw[row + 1 + x * 3] = x * 32;
-      raw[row + 2 + x * 3] = y * 32;
-      raw[row + 3 + x * 3] = 160;
-    }
-  }
-  return Buffer.concat([
-    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', deflateSync(raw)),
-    pngChunk('IEND', Buffer.alloc(0)),
-  ]);
+  return encodePng(8, 8, (x, y) => [x * 32, y * 32, 160]);
 }
 
 export function fakePngBase64(): string {

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { freePort } from '../../src/util/free-port.ts';
 import { poolKeyValues, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** Graceful shutdown of the real process (`node src/main.ts`) on SIGTERM and SIGINT. */
@@ -13,17 +13,6 @@ afterEach(async () => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await Promise.all(fakes.splice(0).map((f) => f.close()));
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 async function startGateway(
   fake: FakeGemini,

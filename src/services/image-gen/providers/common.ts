@@ -33,3 +33,34 @@ export function fileName(mimeType: string, index: number): string {
   const ext = mimeType.split('/')[1]?.replace('jpeg', 'jpg') ?? 'bin';
   return `image-${index + 1}.${ext}`;
 }
+
+/**
+ * POSTs a multipart form to a provider with its key as a Bearer token. A network failure or a
+ * non-2xx answer is a 502; the answer's body is never echoed (providers' 401s quote the key).
+ */
+export async function postForm(
+  provider: string,
+  fetchImpl: typeof fetch,
+  endpoint: string,
+  apiKey: string,
+  accept: string,
+  form: FormData,
+  signal?: AbortSignal,
+): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetchImpl(endpoint, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, accept },
+      body: form,
+      signal: timeoutSignal(PROVIDER_TIMEOUT_MS, signal),
+    });
+  } catch (err) {
+    throw networkFailure(provider, err);
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => {});
+    throw providerFailure(provider, `answered HTTP ${res.status}`);
+  }
+  return res;
+}

@@ -1,11 +1,4 @@
-import {
-  asGeneratedImage,
-  fileName,
-  networkFailure,
-  PROVIDER_TIMEOUT_MS,
-  providerFailure,
-  timeoutSignal,
-} from './common.ts';
+import { asGeneratedImage, fileName, postForm, providerFailure } from './common.ts';
 import type { ImageProvider, ProviderFactory } from './types.ts';
 
 /**
@@ -33,22 +26,7 @@ export const createOpenAIProvider: ProviderFactory = ({ env, fetch: fetchImpl = 
           fileName(img.mimeType, i),
         );
       });
-      let res: Response;
-      try {
-        res = await fetchImpl(endpoint, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${apiKey}`, accept: 'application/json' },
-          body: form,
-          signal: timeoutSignal(PROVIDER_TIMEOUT_MS, ctx.signal),
-        });
-      } catch (err) {
-        throw networkFailure('openai', err);
-      }
-      if (!res.ok) {
-        await res.body?.cancel().catch(() => {});
-        // The error body is not echoed: OpenAI's 401 message quotes part of the key.
-        throw providerFailure('openai', `answered HTTP ${res.status}`);
-      }
+      const res = await postForm('openai', fetchImpl, endpoint, apiKey, 'application/json', form, ctx.signal);
       let body: { data?: { b64_json?: string }[] };
       try {
         body = (await res.json()) as typeof body;

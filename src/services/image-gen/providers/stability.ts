@@ -1,11 +1,4 @@
-import {
-  asGeneratedImage,
-  fileName,
-  networkFailure,
-  PROVIDER_TIMEOUT_MS,
-  providerFailure,
-  timeoutSignal,
-} from './common.ts';
+import { asGeneratedImage, fileName, networkFailure, postForm, providerFailure } from './common.ts';
 import type { ImageProvider, ProviderFactory } from './types.ts';
 
 export const STABILITY_PATH = '/v2beta/stable-image/control/style-transfer';
@@ -42,21 +35,7 @@ export const createStabilityProvider: ProviderFactory = ({
       );
       form.append('prompt', prompt);
       form.append('output_format', 'png');
-      let res: Response;
-      try {
-        res = await fetchImpl(endpoint, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${apiKey}`, accept: 'image/*' },
-          body: form,
-          signal: timeoutSignal(PROVIDER_TIMEOUT_MS, ctx.signal),
-        });
-      } catch (err) {
-        throw networkFailure('stability', err);
-      }
-      if (!res.ok) {
-        await res.body?.cancel().catch(() => {});
-        throw providerFailure('stability', `answered HTTP ${res.status}`);
-      }
+      const res = await postForm('stability', fetchImpl, endpoint, apiKey, 'image/*', form, ctx.signal);
       if (res.headers.get('finish-reason') === 'CONTENT_FILTERED') {
         await res.body?.cancel().catch(() => {});
         throw providerFailure('stability', 'the result was content-filtered');
