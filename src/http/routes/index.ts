@@ -8,6 +8,7 @@ export async function registerRoutes(app: FastifyInstance, deps: AppDeps): Promi
   await app.register((await import('./metrics.ts')).metricsRoutes, deps);
   await app.register((await import('./admin.ts')).adminRoutes, deps);
   await app.register((await import('./internal.ts')).internalRoutes, deps);
+  await app.register((await import('./dashboard.ts')).dashboardRoutes, deps);
   const { nativeRoutes } = await import('./native.ts');
   await app.register(nativeRoutes, deps);
   await app.register((await import('./openai.ts')).openAiRoutes, deps);
