@@ -3,12 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminFetch, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
 
 /** The admin dashboard (GET /admin/dashboard) in a real browser (Debian's Chromium), against a real stack. */
-
-// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
-type Json = any;
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN = 'dashboard-admin-token-0123456789';
@@ -22,21 +20,10 @@ if (!available) {
 }
 
 function admin(s: Stack, method: string, path: string, body?: unknown) {
-  return fetch(s.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${ADMIN}`,
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
+  return adminFetch(s, ADMIN, method, path, body);
 }
 
-async function listKeys(s: Stack): Promise<Json[]> {
-  const res = await admin(s, 'GET', '/admin/keys');
-  expect(res.status).toBe(200);
-  return ((await res.json()) as Json).keys;
-}
+const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 
 async function storeEnabled(s: Stack, id: string): Promise<boolean | undefined> {
   const now = Date.now();

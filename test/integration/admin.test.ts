@@ -3,13 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** The admin API (/admin) and the monitoring endpoints (/internal), behind ADMIN_TOKEN. */
-
-// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
-type Json = any;
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const MODEL = 'gemini-2.5-flash-lite';
@@ -24,28 +22,17 @@ afterEach(async () => {
 async function stack(opts: StackOptions = {}): Promise<Stack> {
   const s = await startStack({
     ...opts,
-    env: { ADMIN_TOKEN: ADMIN, GLOBAL_RATE_LIMIT: '0', BURST_RATE_LIMIT: '0', ...opts.env },
+    env: { ADMIN_TOKEN: ADMIN, ...opts.env },
   });
   stacks.push(s);
   return s;
 }
 
 function admin(s: Stack, method: string, path: string, body?: unknown, token = ADMIN) {
-  return fetch(s.url + path, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-    },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
-  });
+  return adminFetch(s, token, method, path, body);
 }
 
-async function listKeys(s: Stack): Promise<Json[]> {
-  const res = await admin(s, 'GET', '/admin/keys');
-  expect(res.status).toBe(200);
-  return ((await res.json()) as Json).keys;
-}
+const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 
 function generate(s: Stack, text = 'hi') {
   return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {

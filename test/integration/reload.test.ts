@@ -20,7 +20,7 @@ afterEach(async () => {
 async function stack(opts: StackOptions = {}): Promise<Stack> {
   const s = await startStack({
     ...opts,
-    env: { GLOBAL_RATE_LIMIT: '0', BURST_RATE_LIMIT: '0', ...opts.env },
+    env: { ...opts.env },
   });
   stacks.push(s);
   return s;
