@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import type {} from '@fastify/compress';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
 import type { StreamAnswer, UpstreamAnswer } from '../../upstream/forwarder.ts';
 import type { AppDeps } from '../deps.ts';
@@ -15,6 +16,12 @@ const METHODS: Record<string, { stream: boolean }> = {
   batchEmbedContents: { stream: false },
 };
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A native answer as the response cache keeps it. */
+interface CachedAnswer {
+  contentType: string;
+  body: string;
+}
 
 interface JsonBody {
   raw: Buffer;
@@ -44,6 +51,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
   });
 
   const config = { googleErrors: true };
+  const cache = getResponseCache(deps);
 
   for (const version of ['v1beta', 'v1']) {
     app.post(`/${version}/models/*`, { config, compress: false }, async (request, reply) => {
@@ -63,17 +71,35 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
           googleStatus: 'INVALID_ARGUMENT',
         });
       }
-      const answer = await deps.forwarder.forward({
-        method: 'POST',
-        path: `/${version}/models/${model}:${method}`,
-        search: forwardedQuery(request),
-        body: body.raw,
-        model,
-        estimatedTokens: estimateInputTokens(body.json),
-        stream: spec.stream,
-        signal: request.abortSignal,
-        deadlineMs: request.deadlineMs,
-      });
+      const search = forwardedQuery(request);
+      const forward = () =>
+        deps.forwarder.forward({
+          method: 'POST',
+          path: `/${version}/models/${model}:${method}`,
+          search,
+          body: body.raw,
+          model,
+          estimatedTokens: estimateInputTokens(body.json),
+          stream: spec.stream,
+          signal: request.abortSignal,
+          deadlineMs: request.deadlineMs,
+        });
+      // Off unless CACHE_NATIVE_PROXY=true or the request asks (X-Gateway-Cache: on); never streams.
+      const cacheWanted = deps.env.CACHE_NATIVE_PROXY || request.headers['x-gateway-cache'] === 'on';
+      if (spec.stream || !cacheWanted || !cache.enabled) return sendAnswer(request, reply, await forward());
+
+      const key = ResponseCache.key('native', model, { version, method, search }, [body.raw]);
+      const bypass = wantsBypass(request);
+      const hit = bypass ? undefined : await cache.get<CachedAnswer>(key);
+      if (hit) {
+        setCacheHeader(reply, 'HIT');
+        return reply.code(200).header('content-type', hit.contentType).send(hit.body);
+      }
+      const answer = await forward();
+      if (answer.kind === 'unary' && answer.status === 200) {
+        await cache.set(key, { contentType: answer.contentType, body: answer.body.toString('utf8') });
+      }
+      setCacheHeader(reply, bypass ? 'BYPASS' : 'MISS');
       return sendAnswer(request, reply, answer);
     });
 
