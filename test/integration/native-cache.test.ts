@@ -42,7 +42,9 @@ describe('native proxy cache', () => {
     expect(used).toBe(1);
     // another body, or Cache-Control: no-cache, goes upstream
     expect((await generate(stack, 'other')).headers.get('x-cache')).toBe('MISS');
-    expect((await generate(stack, 'cache me', { 'cache-control': 'no-cache' })).headers.get('x-cache')).toBe('BYPASS');
+    expect((await generate(stack, 'cache me', { 'cache-control': 'no-cache' })).headers.get('x-cache')).toBe(
+      'BYPASS',
+    );
     expect(stack.fake.stats.requests).toBe(3);
   });
 
