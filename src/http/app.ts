@@ -18,6 +18,7 @@ import { REQUEST_LOGGER, type RequestContext, redactUrl, requestContext } from '
 import { type ClientAuth, installClientAuth } from './auth.ts';
 import type { AppDeps } from './deps.ts';
 import {
+  clientErrorHandler,
   frameworkErrorHandler,
   installErrorHandling,
   markTimedOut,
@@ -144,6 +145,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
     routerOptions: { ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance; // pino's Logger vs Fastify's base logger type
   // Node's headersTimeout starts with the first byte: a connection that sends nothing at all

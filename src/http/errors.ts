@@ -1,5 +1,6 @@
+import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { googleStatusFor, HttpProblem } from './problem.ts';
+import { defaultTitle, googleStatusFor, HttpProblem } from './problem.ts';
 
 /**
  * The one error handler. Gateway-made errors are RFC 7807 problem+json; on the native Gemini
@@ -69,6 +70,31 @@ export function frameworkErrorHandler(
   // The onRequest hooks did not run for this request.
   reply.header('x-request-id', request.id);
   return sendProblem(request, reply, new HttpProblem(status, 'malformed request URL'), false);
+}
+
+/**
+ * Errors Node's HTTP parser raises before Fastify sees a request (oversized headers, a request
+ * that took too long to arrive, garbage on the socket): answered as problem+json, then closed.
+ */
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const status =
+    err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const title = status === 431 ? 'Request Header Fields Too Large' : defaultTitle(status);
+  const detail =
+    status === 431
+      ? 'request headers are larger than the server accepts'
+      : status === 408
+        ? 'the request did not arrive in time'
+        : 'malformed HTTP request';
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail });
+  socket.end(
+    `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 const GOOGLE_PATH = /^\/(v1beta|v1)\/(models|openai)(\/|$)/;

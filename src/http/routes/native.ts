@@ -66,7 +66,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         });
       }
       const body = request.body as JsonBody | undefined;
-      if (!body || typeof body.json !== 'object' || body.json === null) {
+      if (!body || typeof body.json !== 'object' || body.json === null || Array.isArray(body.json)) {
         throw new HttpProblem(400, 'request body must be a JSON object', {
           googleStatus: 'INVALID_ARGUMENT',
         });
