@@ -158,30 +158,28 @@ export class KeyPool {
   ): Promise<{ lease: Lease } | { error: PoolExhaustedError }> {
     const now = this.now();
     const { day, nextDayMs } = this.calendar.at(now);
-    const result = await this.store.acquire({
-      model,
-      estimatedTokens: tokens,
-      nowMs: now,
-      day,
-      nextDayMs,
-      exclude,
-      circuitProbeLeaseMs: this.probeLeaseMs,
-    });
-    if (!result.ok) return { error: new PoolExhaustedError(result.retryAtMs, result.globalBackoff) };
-    const apiKey = this.secrets.get(result.reservation.keyId);
-    if (apiKey === undefined) {
-      // Another instance synced a key this one does not know: give the budget back unused.
+    let skip = exclude;
+    for (;;) {
+      const result = await this.store.acquire({
+        model,
+        estimatedTokens: tokens,
+        nowMs: now,
+        day,
+        nextDayMs,
+        exclude: skip,
+        circuitProbeLeaseMs: this.probeLeaseMs,
+      });
+      if (!result.ok) return { error: new PoolExhaustedError(result.retryAtMs, result.globalBackoff) };
+      const keyId = result.reservation.keyId;
+      const apiKey = this.secrets.get(keyId);
+      if (apiKey !== undefined) {
+        return { lease: { keyId, apiKey, reservation: result.reservation, queuedMs: now - enqueuedAt } };
+      }
+      // A key another instance added, whose secret this one does not hold (secrets are not
+      // shared through the store): settle it unused and choose among the others.
       await this.store.report(result.reservation, { kind: 'neutral' }, now, this.options.circuit);
-      return { error: new PoolExhaustedError(now + 100, false) };
+      skip = [...skip, keyId];
     }
-    return {
-      lease: {
-        keyId: result.reservation.keyId,
-        apiKey,
-        reservation: result.reservation,
-        queuedMs: now - enqueuedAt,
-      },
-    };
   }
 
   private enqueue(

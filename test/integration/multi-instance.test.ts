@@ -67,6 +67,40 @@ describe.skipIf(!redisUrl)('gateway instances sharing Redis', () => {
   });
 });
 
+describe.skipIf(!redisUrl)('a key added on one instance', () => {
+  it('is used there, and skipped without delay by an instance that does not hold its secret', async () => {
+    const env = {
+      REDIS_URL: redisUrl!,
+      STATE_PREFIX: `mi:${randomUUID()}:`,
+      ADMIN_TOKEN: 'admin-token-multi-1234',
+      QUEUE_MAX_WAIT_MS: '0',
+    };
+    const a = await startStack({ keys: 1, env });
+    stacks.push(a);
+    const b = await startStack({ keys: 1, env, fakeInstance: a.fake });
+    stacks.push(b);
+    const added = 'AIzaAddedAtRuntimeOnA0000000000000000';
+    a.fake.addKey(added);
+    const res = await fetch(`${a.url}/admin/keys`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer admin-token-multi-1234', 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'added_on_a', api_key: added }),
+    });
+    expect(res.status).toBeLessThan(300);
+    const call = (s: Stack) =>
+      fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': s.token },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'x' }] }] }),
+      });
+    a.fake.resetStats();
+    for (let i = 0; i < 4; i++) expect((await call(b)).status).toBe(200);
+    expect(a.fake.stats.byKey.get(added)).toBeUndefined();
+    for (let i = 0; i < 4; i++) expect((await call(a)).status).toBe(200);
+    expect(a.fake.stats.byKey.get(added)).toBeGreaterThan(0);
+  });
+});
+
 describe('suspected per-IP throttling', () => {
   it('bare 429s from every key at once trigger a global backoff instead of disabling keys', async () => {
     const s = await startStack({ keys: 3, env: { QUEUE_MAX_WAIT_MS: '0', MAX_ATTEMPTS: '3' } });
