@@ -67,7 +67,9 @@ export type FakeFailure =
   | { kind: 'hang' }
   | { kind: 'reset' }
   | { kind: 'midstream_error' }
-  | { kind: 'bad_request' };
+  | { kind: 'bad_request' }
+  /** A 200 answer whose text is exactly `text` (e.g. not the JSON a responseSchema asked for). */
+  | { kind: 'text_answer'; text: string };
 
 export interface RecordedRequest {
   method: string;
@@ -402,6 +404,26 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
             return sendError(res, ERR_LEAKED);
           case 'bad_request':
             return sendError(res, ERR_BAD_REQUEST);
+          case 'text_answer': {
+            const prompt = isObj(body) ? countRequestTokens(body).total : 0;
+            const answer = {
+              candidates: [
+                {
+                  content: { role: 'model', parts: [{ text: failure.text }] },
+                  finishReason: 'STOP',
+                  index: 0,
+                },
+              ],
+              usageMetadata: {
+                promptTokenCount: prompt,
+                candidatesTokenCount: 1,
+                totalTokenCount: prompt + 1,
+              },
+              modelVersion: model,
+              responseId: 'scripted-text-answer',
+            };
+            return sendBody(res, 200, Buffer.from(JSON.stringify(answer)));
+          }
           case 'hang':
             return; // the socket is destroyed by close() or by the client
           case 'reset':

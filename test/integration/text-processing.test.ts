@@ -89,6 +89,39 @@ describe('text processing (/v1/text_processing)', () => {
     expect(cfg.responseSchema.required).toEqual(['sentiment', 'confidence', 'explanation']);
   });
 
+  it('sentiment: an answer that breaks the schema is retried once, then refused with 502 (never cached)', async () => {
+    const text = 'The story is fine, I guess, but the ending dragged on.';
+    let before = stack.fake.stats.requests;
+    stack.fake.script({ kind: 'text_answer', text: 'not json at all' }, { method: 'generateContent' });
+    const retried = await call(stack, 'POST', '/v1/text_processing/process', {
+      text,
+      operation: 'sentiment',
+    });
+    expect(retried.status).toBe(200);
+    expect(typeof retried.json.sentiment.confidence).toBe('number');
+    expect(stack.fake.stats.requests).toBe(before + 2);
+
+    before = stack.fake.stats.requests;
+    stack.fake.script(
+      { kind: 'text_answer', text: '{"sentiment":"ecstatic","confidence":7}' },
+      { method: 'generateContent', times: 2 },
+    );
+    const refused = await call(stack, 'POST', '/v1/text_processing/process', {
+      text: `${text} Twice.`,
+      operation: 'sentiment',
+    });
+    expect(refused.status).toBe(502);
+    expect(refused.res.headers.get('content-type')).toContain('application/problem+json');
+    expect(stack.fake.stats.requests).toBe(before + 2);
+    // not cached: the same request now goes upstream again and succeeds
+    const again = await call(stack, 'POST', '/v1/text_processing/process', {
+      text: `${text} Twice.`,
+      operation: 'sentiment',
+    });
+    expect(again.status).toBe(200);
+    expect(stack.fake.stats.requests).toBe(before + 3);
+  });
+
   it('key_points and questions return lists bounded by their options', async () => {
     const kp = await call(stack, 'POST', '/v1/text_processing/process', {
       text: 'Point one. Point two. Point three.',
