@@ -123,12 +123,15 @@ export class RedisStore implements StateStore {
 
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
     const actual = 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+    if (actual !== undefined && actual !== res.tokens) {
+      // Rare path (failures, rests): settle now, together with whatever is batched.
+      this.pendingSettle.push(res.project, res.tokenSlot, actual - res.tokens);
+      await this.flushSettlements();
+    }
     await this.redis.ggReport(
       this.p,
       res.keyId,
       res.project,
-      res.tokenSlot,
-      actual === undefined ? '' : actual - res.tokens,
       outcome.kind,
       ('reason' in outcome ? outcome.reason : undefined) ?? '',
       outcome.kind === 'rest' ? outcome.untilMs : 0,

@@ -117,6 +117,20 @@ for (const [name, make] of stores) {
       expect(await store.acquire(req(T0 + 3))).toMatchObject({ ok: true, reservation: { clean: false } });
     });
 
+    it('token slots leave the rolling minute one second at a time', async () => {
+      await store.syncKeys([key('a', { tpm: 1000 })]);
+      expect((await store.acquire(req(T0, { estimatedTokens: 600 }))).ok).toBe(true);
+      expect((await store.acquire(req(T0 + 30_000, { estimatedTokens: 300 }))).ok).toBe(true);
+      expect(await store.acquire(req(T0 + 40_000, { estimatedTokens: 200 }))).toMatchObject({
+        ok: false,
+        retryAtMs: T0 + 60_000,
+      });
+      expect((await store.acquire(req(T0 + 60_000, { estimatedTokens: 600 }))).ok).toBe(true);
+      expect((await store.keyStates(T0 + 60_001, DAY))[0]!.tokensThisMinute).toBe(900);
+      // once the +30 s slot has left too, the whole limit is free again
+      expect(await store.acquire(req(T0 + 90_000, { estimatedTokens: 400 }))).toMatchObject({ ok: true });
+    });
+
     it('lets a lone request larger than tpm through when the window is empty', async () => {
       await store.syncKeys([key('a', { tpm: 100 })]);
       expect((await store.acquire(req(T0, { estimatedTokens: 500 }))).ok).toBe(true);

@@ -25,20 +25,30 @@ local function consider(t)
   if earliest < 0 or t < earliest then earliest = t end
 end
 
--- Sums the rolling minute's token slots (dropping expired ones); returns used, sorted slots.
-local function tokens_used(tok_key)
-  local raw = redis.call('HGETALL', tok_key)
-  local used, slots = 0, {}
-  for j = 1, #raw, 2 do
-    local sec, t = tonumber(raw[j]), tonumber(raw[j + 1])
-    if sec <= now_sec - 60 then
-      redis.call('HDEL', tok_key, raw[j])
-    else
-      used = used + t
-      slots[#slots + 1] = {sec, t}
-    end
+-- Token slots: hash `tok` (second -> tokens, plus 'sum') and list `secs` (its seconds, oldest
+-- first). Slots that left the rolling minute are dropped from the head: O(1) amortized, where
+-- summing the whole hash on every acquire cost a loop over up to 60 fields.
+local function tokens_used(tok_key, secs_key)
+  local head = redis.call('LINDEX', secs_key, 0)
+  while head and tonumber(head) <= now_sec - 60 do
+    local v = tonumber(redis.call('HGET', tok_key, head) or '0') or 0
+    redis.call('HDEL', tok_key, head)
+    redis.call('HINCRBY', tok_key, 'sum', -v)
+    redis.call('LPOP', secs_key)
+    head = redis.call('LINDEX', secs_key, 0)
   end
-  return used, slots
+  return tonumber(redis.call('HGET', tok_key, 'sum') or '0') or 0
+end
+
+-- When enough tokens leave the window for `est` more (refusal path only).
+local function tokens_free_at(tok_key, secs_key, used, limit)
+  local secs = redis.call('LRANGE', secs_key, 0, -1)
+  local remaining = used
+  for _, sec in ipairs(secs) do
+    remaining = remaining - (tonumber(redis.call('HGET', tok_key, sec) or '0') or 0)
+    if remaining <= 0 or remaining + est <= limit then return (tonumber(sec) + 60) * 1000 end
+  end
+  return (now_sec + 60) * 1000
 end
 
 for i = 0, n - 1 do
@@ -65,26 +75,28 @@ for i = 0, n - 1 do
       end
       local rpm, rpd, tpm = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
       local log_key = pk .. ':log'
-      if not skip and redis.call('LLEN', log_key) >= rpm then
-        -- newest first: index rpm-1 is the rpm-th most recent request
-        local boundary = tonumber(redis.call('LINDEX', log_key, rpm - 1))
-        if boundary > now - 60000 then consider(boundary + 60000); skip = true end
+      if not skip then
+        -- newest first; drop what left the window from the tail, so the list stays small
+        local oldest = redis.call('LINDEX', log_key, -1)
+        while oldest and tonumber(oldest) <= now - 60000 do
+          redis.call('RPOP', log_key)
+          oldest = redis.call('LINDEX', log_key, -1)
+        end
+        if redis.call('LLEN', log_key) >= rpm then
+          -- index rpm-1 is the rpm-th most recent request
+          local boundary = tonumber(redis.call('LINDEX', log_key, rpm - 1))
+          consider(boundary + 60000); skip = true
+        end
       end
       local day_key = pk .. ':d:' .. day
       if not skip and (tonumber(redis.call('GET', day_key) or '0') or 0) >= rpd then
         consider(next_day); skip = true
       end
-      local tok_key = pk .. ':tok'
+      local tok_key, secs_key = pk .. ':tok', pk .. ':secs'
       if not skip then
-        local used, slots = tokens_used(tok_key)
+        local used = tokens_used(tok_key, secs_key)
         if used > 0 and used + est > tpm then
-          table.sort(slots, function(a, b) return a[1] < b[1] end)
-          local remaining, at = used, (now_sec + 60) * 1000
-          for _, s in ipairs(slots) do
-            remaining = remaining - s[2]
-            if remaining == 0 or remaining + est <= tpm then at = (s[1] + 60) * 1000; break end
-          end
-          consider(at); skip = true
+          consider(tokens_free_at(tok_key, secs_key, used, tpm)); skip = true
         end
       end
       if not skip then
@@ -93,10 +105,16 @@ for i = 0, n - 1 do
         redis.call('PEXPIRE', log_key, 60000)
         redis.call('INCR', day_key)
         redis.call('EXPIRE', day_key, 172800)
-        redis.call('HINCRBY', tok_key, now_sec, est)
+        -- Seconds are appended in order; an instance whose clock lags books into the newest slot.
+        local slot = now_sec
+        local last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
+        if last < slot then redis.call('RPUSH', secs_key, slot) else slot = last end
+        redis.call('HINCRBY', tok_key, slot, est)
+        redis.call('HINCRBY', tok_key, 'sum', est)
         redis.call('PEXPIRE', tok_key, 120000)
+        redis.call('PEXPIRE', secs_key, 120000)
         if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
-        return {1, id, f[1], now_sec, probe, tonumber(f[10] or '0') or 0}
+        return {1, id, f[1], slot, probe, tonumber(f[10] or '0') or 0}
       end
     end
   end

@@ -1,20 +1,13 @@
 -- Settles a reservation with the upstream outcome. Mirrors MemoryStore.report.
--- ARGV: prefix, id, project, token_slot, token_delta ('' = none), kind, reason, until_ms, now_ms,
---       probe (0/1), failure_threshold, cooldown_ms
+-- Token corrections go through settle.lua (RedisStore batches them).
+-- ARGV: prefix, id, project, kind, reason, until_ms, now_ms, probe (0/1), failure_threshold, cooldown_ms
 local P, id, project = ARGV[1], ARGV[2], ARGV[3]
-local slot, delta, kind, reason = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local until_ms, now = tonumber(ARGV[8]), tonumber(ARGV[9])
-local probe, threshold, cooldown = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
+local kind, reason = ARGV[4], ARGV[5]
+local until_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
+local probe, threshold, cooldown = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local k = P .. 'k:' .. id
 local pk = P .. 'p:' .. project
 
-if delta ~= '' then
-  local tok_key = pk .. ':tok'
-  if redis.call('HEXISTS', tok_key, slot) == 1 then
-    local v = redis.call('HINCRBY', tok_key, slot, tonumber(delta))
-    if v < 0 then redis.call('HSET', tok_key, slot, 0) end
-  end
-end
 if redis.call('EXISTS', k) == 0 then return 0 end
 
 local function note_error()

@@ -1,12 +1,17 @@
 -- Applies a batch of token settlements: ARGV = prefix, then (project, slot, delta) triples.
--- A slot that already left the rolling minute is not brought back.
+-- A slot that already left the rolling minute is not brought back; 'sum' follows its slots.
 local P = ARGV[1]
 for i = 2, #ARGV, 3 do
   local tok_key = P .. 'p:' .. ARGV[i] .. ':tok'
   local slot = ARGV[i + 1]
   if redis.call('HEXISTS', tok_key, slot) == 1 then
-    local v = redis.call('HINCRBY', tok_key, slot, tonumber(ARGV[i + 2]))
-    if v < 0 then redis.call('HSET', tok_key, slot, 0) end
+    local delta = tonumber(ARGV[i + 2])
+    local v = redis.call('HINCRBY', tok_key, slot, delta)
+    if v < 0 then
+      redis.call('HSET', tok_key, slot, 0)
+      delta = delta - v
+    end
+    redis.call('HINCRBY', tok_key, 'sum', delta)
   end
 end
 return 1
