@@ -1,10 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { poolKeyValues, TEST_TOKEN } from '../helpers/stack.ts';
 
-/** Graceful shutdown of the real process (`node src/main.ts`) on SIGTERM and SIGINT. */
+/** Signals to the real process (`node src/main.ts`): graceful shutdown on SIGTERM and SIGINT, reload on SIGHUP. */
 
 const MODEL = 'gemini-2.5-flash-lite';
 const children: ChildProcess[] = [];
@@ -146,5 +149,42 @@ describe('graceful shutdown', () => {
     expect(Date.now() - t).toBeLessThan(3000);
     const { text } = await stream.rest;
     expect(text.match(/^data: /gm)?.length ?? 0).toBeLessThan(20);
+  });
+});
+
+describe('SIGHUP', () => {
+  it('re-reads API_KEYS_FILE', async () => {
+    const fake = await startFakeGemini({});
+    fakes.push(fake);
+    // The keys file is a symlink to a file in another folder: editing the target is invisible to
+    // the file watcher, so only the signal can make the gateway see it.
+    const watched = mkdtempSync(join(tmpdir(), 'gg-hup-'));
+    const hidden = mkdtempSync(join(tmpdir(), 'gg-hup-target-'));
+    const target = join(hidden, 'keys.json');
+    const entry = (id: string) => ({ id, api_key: `AIzaHup${id}000000000000000000000` });
+    writeFileSync(target, JSON.stringify({ keys: [entry('one')] }));
+    symlinkSync(target, join(watched, 'keys.json'));
+    const gw = await startGateway(fake, { API_KEYS_FILE: join(watched, 'keys.json'), GEMINI_API_KEYS: '' });
+    try {
+      writeFileSync(target, JSON.stringify({ keys: [entry('one'), entry('two')] }));
+      await new Promise((r) => setTimeout(r, 400));
+      expect(gw.output()).not.toContain('"added":["two"]');
+      gw.child.kill('SIGHUP');
+      await vi.waitFor(
+        () => expect(gw.output()).toMatch(/"source":"signal","added":\["two"\][^\n]*keys file reloaded/),
+        {
+          timeout: 5000,
+        },
+      );
+      const health = (await (await fetch(`${gw.url}/health/detailed`)).json()) as {
+        keys: { configured: number };
+      };
+      expect(health.keys.configured).toBe(2);
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exit;
+      rmSync(watched, { recursive: true, force: true });
+      rmSync(hidden, { recursive: true, force: true });
+    }
   });
 });
