@@ -50,6 +50,8 @@ export interface SafeFetchOptions {
   signal?: AbortSignal;
   /** Test seam: returns a reason to refuse an address, null to allow. Default: ip-policy. */
   addressPolicy?: (address: string) => string | null;
+  /** Test seam: extra CA certificates to trust for https (default: the system's). */
+  ca?: string | Buffer;
 }
 
 export interface FetchedImage {
@@ -94,7 +96,11 @@ export async function safeFetchImage(input: string, opts: SafeFetchOptions): Pro
       const pinned = await resolveAndCheck(hostname, exempt, resolver, policy, signal);
 
       const agent = new Agent({
-        connect: { lookup: pinnedLookup(hostname, pinned), timeout: opts.timeoutMs },
+        connect: {
+          lookup: pinnedLookup(hostname, pinned),
+          timeout: opts.timeoutMs,
+          ...(opts.ca ? { ca: opts.ca } : {}),
+        },
         pipelining: 0,
       });
       try {
