@@ -2,10 +2,8 @@
  * `npm run demo`: the fake Gemini and the gateway wired to it, with demo keys, in one process.
  * Prints a client token, a curl line and an SDK snippet. Ctrl-C stops both.
  */
-import pino from 'pino';
 import { buildGateway } from '../src/app/build.ts';
 import { startFakeGemini } from '../src/fake/fake-gemini.ts';
-import { loggerOptions } from '../src/observability/logger.ts';
 
 const port = Number(process.env.PORT ?? 8000);
 const demoKeys = ['AIzaDemoKeyOne', 'AIzaDemoKeyTwo', 'AIzaDemoKeyThree'].map((k) => `${k}-not-a-real-key`);
@@ -23,8 +21,8 @@ const env: Record<string, string | undefined> = {
   ADMIN_TOKEN: process.env.ADMIN_TOKEN ?? 'demo-admin-token',
   MEDIA_DIR: process.env.MEDIA_DIR ?? 'media',
 };
-const logger = pino({ ...loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'development' }) });
-const gateway = await buildGateway(env, { logger });
+// NODE_ENV=development: coloured one-line-per-request logs, secrets scrubbed like in production.
+const gateway = await buildGateway(env);
 await gateway.app.listen({ port, host: '127.0.0.1' });
 const base = `http://127.0.0.1:${port}`;
 
@@ -47,7 +45,8 @@ With the official SDK (npm i @google/genai):
   const r = await ai.models.generateContent({ model: 'gemini-2.5-flash-lite', contents: 'Hello' });
   console.log(r.text);
 
-Health: ${base}/health/detailed   API docs: ${base}/docs   Ctrl-C to stop.
+Health: ${base}/health/detailed   API docs: ${base}/docs
+Admin dashboard: ${base}/admin/dashboard (admin token: ${env.ADMIN_TOKEN})   Ctrl-C to stop.
 `);
 
 const stop = async () => {

@@ -151,7 +151,13 @@ export function logTargets(env: LogEnv): TransportTargetOptions[] {
         ? {
             target: 'pino-pretty',
             level: 'trace',
-            options: { colorize: true, destination: 1, translateTime: 'SYS:HH:MM:ss.l' },
+            options: {
+              colorize: true,
+              destination: 1,
+              translateTime: 'SYS:HH:MM:ss.l',
+              singleLine: true,
+              ignore: 'pid,hostname,service',
+            },
           }
         : { target: 'pino/file', level: 'trace', options: { destination: 1 } },
     );
