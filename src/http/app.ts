@@ -150,11 +150,23 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   }) as unknown as FastifyInstance; // pino's Logger vs Fastify's base logger type
   // Node's headersTimeout starts with the first byte: a connection that sends nothing at all
   // is closed after HEADERS_TIMEOUT_MS too (idle keep-alive connections: keepAliveTimeout).
+  // Those silent sockets are also closed at shutdown: Node's closeIdleConnections() does not
+  // see a socket that never started a request, and close() would wait for its timeout.
+  const silent = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
     const timer = setTimeout(() => socket.destroy(), env.HEADERS_TIMEOUT_MS);
     timer.unref();
-    socket.once('data', () => clearTimeout(timer));
-    socket.once('close', () => clearTimeout(timer));
+    silent.add(socket);
+    const spoke = () => {
+      clearTimeout(timer);
+      silent.delete(socket);
+    };
+    socket.once('data', spoke);
+    socket.once('close', spoke);
+  });
+  app.addHook('preClose', (done) => {
+    for (const socket of silent) socket.destroy();
+    done();
   });
   app.decorateRequest('abortSignal', null as unknown as AbortSignal);
   app.decorateRequest('deadlineMs', 0);

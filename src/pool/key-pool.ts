@@ -22,6 +22,13 @@ export class PoolExhaustedError extends Error {
   }
 }
 
+/** The request left (client gone or deadline) while it waited in line for a key. */
+export class QueueAbortedError extends Error {
+  constructor() {
+    super('the request was abandoned while it waited for a key');
+  }
+}
+
 export interface KeyPoolOptions {
   queueMaxWaitMs: number;
   circuit: CircuitSettings;
@@ -204,8 +211,9 @@ export class KeyPool {
         waiter.onAbort = () => {
           const i = this.queue.indexOf(waiter);
           if (i >= 0) this.queue.splice(i, 1);
-          reject(new Error('aborted while queued'));
+          reject(new QueueAbortedError());
         };
+        if (signal.aborted) return reject(new QueueAbortedError());
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.queue.push(waiter);

@@ -2,7 +2,7 @@ import type { Agent, Dispatcher } from 'undici';
 import { HttpProblem } from '../http/problem.ts';
 import { classifyUpstream, type Verdict } from '../pool/classify.ts';
 import { lastPromptTokenCount } from '../pool/estimate.ts';
-import { type KeyPool, type Lease, PoolExhaustedError } from '../pool/key-pool.ts';
+import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
 import type { Outcome } from '../store/types.ts';
 
 export interface UpstreamCall {
@@ -108,6 +108,7 @@ export class Forwarder {
           if (err.retryAtMs === null && (lastRetryable || restUntil !== null)) break;
           throw exhausted(err.retryAtMs ?? restUntil, err.globalBackoff, call.model, this.now());
         }
+        if (err instanceof QueueAbortedError) throw new HttpProblem(499, 'client closed the request');
         throw err;
       }
       queuedMs += lease.queuedMs;
