@@ -33,6 +33,8 @@ export class ResponseCache {
   #misses = 0;
   #bypasses = 0;
   #errors = 0;
+  /** Computations under way, by key: an identical request arriving meanwhile shares the result. */
+  readonly #inflight = new Map<string, Promise<unknown>>();
 
   /** backend null: caching disabled (every lookup computes, status OFF). */
   constructor(backend: CacheBackend | null, opts: ResponseCacheOptions) {
@@ -94,7 +96,8 @@ export class ResponseCache {
   }
 
   /**
-   * The cached answer for key, or compute() stored under it. bypass (Cache-Control: no-cache)
+   * The cached answer for key, or compute() stored under it. Identical requests arriving while
+   * it is computed share that one computation (per instance). bypass (Cache-Control: no-cache)
    * skips the lookup but stores the fresh answer. A throwing compute() stores nothing.
    */
   async getOrCompute<T>(
@@ -105,13 +108,31 @@ export class ResponseCache {
     if (!this.#backend) return { value: await compute(), status: 'OFF' };
     if (opts.bypass) {
       this.#bypasses++;
-    } else {
+      const value = await compute();
+      await this.set(key, value);
+      return { value, status: 'BYPASS' };
+    }
+    const pending = this.#inflight.get(key) as Promise<{ value: T; status: CacheStatus }> | undefined;
+    if (pending) {
+      // Single flight: the same answer, without a second upstream call.
+      const { value } = await pending;
+      this.#hits++;
+      return { value, status: 'HIT' };
+    }
+    // Registered before the first await, so a request arriving during the lookup joins it.
+    const run = (async (): Promise<{ value: T; status: CacheStatus }> => {
       const hit = await this.get<T>(key);
       if (hit !== undefined) return { value: hit, status: 'HIT' };
+      const value = await compute();
+      await this.set(key, value);
+      return { value, status: 'MISS' };
+    })();
+    this.#inflight.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#inflight.get(key) === run) this.#inflight.delete(key);
     }
-    const value = await compute();
-    await this.set(key, value);
-    return { value, status: opts.bypass ? 'BYPASS' : 'MISS' };
   }
 
   /** Drops every entry whose key starts with prefix (everything without one); returns how many. */

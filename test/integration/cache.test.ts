@@ -187,3 +187,25 @@ describe('response cache disabled', () => {
     }
   });
 });
+
+describe('single flight', () => {
+  it('identical requests arriving together make one upstream call', async () => {
+    const s = await startStack({ fake: { latencyMs: 300 } });
+    try {
+      const call = () =>
+        fetch(`${s.url}/v1/generate`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ prompt: 'together' }),
+        });
+      const answers = await Promise.all([call(), call(), call()]);
+      expect(answers.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(answers.map((r) => r.headers.get('x-cache')).sort()).toEqual(['HIT', 'HIT', 'MISS']);
+      const texts = await Promise.all(answers.map(async (r) => ((await r.json()) as { text: string }).text));
+      expect(new Set(texts).size).toBe(1);
+      expect(s.fake.stats.requests).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -119,6 +119,44 @@ describe('ResponseCache', () => {
     expect(stableStringify({ b: [1, { d: 1, c: undefined }], a: null })).toBe('{"a":null,"b":[1,{"d":1}]}');
   });
 
+  it('single flight: identical concurrent requests share one computation (failures too, never cached)', async () => {
+    const cache = new ResponseCache(new MemoryCacheBackend(1 << 20), opts);
+    let calls = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow = async () => {
+      calls++;
+      await gate;
+      return { answer: 'once' };
+    };
+    const both = Promise.all([cache.getOrCompute('k', slow), cache.getOrCompute('k', slow)]);
+    release();
+    const [a, b] = await both;
+    expect(calls).toBe(1);
+    expect([a.status, b.status].sort()).toEqual(['HIT', 'MISS']);
+    expect(b.value).toEqual({ answer: 'once' });
+
+    let failures = 0;
+    const failing = async () => {
+      failures++;
+      await new Promise((r) => setTimeout(r, 20));
+      throw new Error('upstream down');
+    };
+    const results = await Promise.allSettled([
+      cache.getOrCompute('f', failing),
+      cache.getOrCompute('f', failing),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(failures).toBe(1);
+    // nothing cached, nothing left in flight: the next call computes again
+    await expect(cache.getOrCompute('f', async () => 'ok')).resolves.toMatchObject({
+      value: 'ok',
+      status: 'MISS',
+    });
+  });
+
   it('answers MISS then HIT, BYPASS recomputes and refreshes, counting each', async () => {
     const cache = new ResponseCache(new MemoryCacheBackend(1 << 20), opts);
     let calls = 0;
