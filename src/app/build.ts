@@ -103,6 +103,17 @@ export async function buildGateway(
       throw new ConfigError(`REDIS_URL: cannot connect (${err.message})`);
     });
     store = new RedisStore(redis, env.STATE_PREFIX);
+    // ioredis reconnects by itself; say so once per outage instead of an unhandled error event.
+    let down = false;
+    redis.on('error', (err: Error) => {
+      if (!down)
+        logger.warn({ err: err.message }, 'redis unreachable; pool requests answer 503 until it is back');
+      down = true;
+    });
+    redis.on('ready', () => {
+      if (down) logger.info('redis reachable again');
+      down = false;
+    });
   } else {
     store = new MemoryStore();
   }

@@ -39,6 +39,8 @@ export class RedisStore implements StateStore {
   readonly redis: ScriptedRedis;
   private readonly p: string;
   private pendingSettle: (string | number)[] = [];
+  /** The registry last written, rewritten after a reconnect that finds it gone (Redis lost its data). */
+  private registry: readonly PoolKeyRecord[] | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
 
   constructor(redis: Redis, prefix: string) {
@@ -47,6 +49,16 @@ export class RedisStore implements StateStore {
     redis.defineCommand('ggReport', { numberOfKeys: 0, lua: REPORT_LUA });
     redis.defineCommand('ggSettle', { numberOfKeys: 0, lua: SETTLE_LUA });
     this.redis = redis as ScriptedRedis;
+    redis.on('ready', () => void this.restoreRegistry());
+  }
+
+  private async restoreRegistry(): Promise<void> {
+    if (!this.registry) return;
+    try {
+      if ((await this.redis.exists(`${this.p}keys`)) === 0) await this.syncKeys(this.registry);
+    } catch {
+      /* still unreachable: the next 'ready' tries again */
+    }
   }
 
   static connect(url: string, prefix: string, options: RedisOptions = {}): RedisStore {
@@ -57,6 +69,7 @@ export class RedisStore implements StateStore {
   }
 
   async syncKeys(keys: readonly PoolKeyRecord[]): Promise<void> {
+    this.registry = keys;
     const listKey = `${this.p}keys`;
     const previous = await this.redis.lrange(listKey, 0, -1);
     const tx = this.redis.multi();

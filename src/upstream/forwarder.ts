@@ -109,7 +109,11 @@ export class Forwarder {
           throw exhausted(err.retryAtMs ?? restUntil, err.globalBackoff, call.model, this.now());
         }
         if (err instanceof QueueAbortedError) throw new HttpProblem(499, 'client closed the request');
-        throw err;
+        // The store (Redis) failed: no key can be chosen safely, so none is used.
+        throw new HttpProblem(503, 'the gateway cannot reach its state store; retry shortly', {
+          headers: { 'retry-after': '1' },
+          googleStatus: 'UNAVAILABLE',
+        });
       }
       queuedMs += lease.queuedMs;
       tried.push(lease.keyId);

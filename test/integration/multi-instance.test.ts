@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { freePort } from '../../src/util/free-port.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
 
@@ -125,5 +127,46 @@ describe('suspected per-IP throttling', () => {
     expect(refused.status).toBe(429);
     expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/throttl|limit/);
     expect(s.fake.stats.requests).toBe(3);
+  });
+});
+
+describe.skipIf(!redisUrl)('Redis going away', () => {
+  it('answers 503 with Retry-After (no key is used blindly), and serves again when Redis is back', async () => {
+    const port = await freePort();
+    const start = () =>
+      spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        {
+          stdio: 'ignore',
+        },
+      );
+    let redis = start();
+    await new Promise((r) => setTimeout(r, 300));
+    const s = await startStack({ keys: 2, env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    stacks.push(s);
+    const call = () =>
+      fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': s.token },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'x' }] }] }),
+      });
+    try {
+      expect((await call()).status).toBe(200);
+      redis.kill('SIGKILL');
+      await new Promise((r) => redis.once('exit', r));
+      const down = await call();
+      expect(down.status).toBe(503);
+      expect(down.headers.get('retry-after')).toBe('1');
+      expect(await down.json()).toMatchObject({ error: { code: 503, status: 'UNAVAILABLE' } });
+      expect(s.fake.stats.requests).toBe(1);
+      redis = start();
+      await vi.waitFor(async () => expect((await call()).status).toBe(200), {
+        timeout: 10_000,
+        interval: 300,
+      });
+    } finally {
+      redis.kill('SIGKILL');
+    }
   });
 });
