@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { afterEach } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/app/build.ts';
 import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { loggerOptions } from '../../src/observability/logger.ts';
@@ -71,5 +72,21 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await gateway.close();
       if (!opts.fakeInstance) await fake.close();
     },
+  };
+}
+
+/**
+ * startStack for one test file: every stack started through the returned function is closed
+ * after each test. `defaults` are merged under each call's options (env merged key by key).
+ */
+export function stackPerTest(defaults: StackOptions = {}): (opts?: StackOptions) => Promise<Stack> {
+  const stacks: Stack[] = [];
+  afterEach(async () => {
+    await Promise.all(stacks.splice(0).map((s) => s.close()));
+  });
+  return async (opts: StackOptions = {}) => {
+    const s = await startStack({ ...defaults, ...opts, env: { ...defaults.env, ...opts.env } });
+    stacks.push(s);
+    return s;
   };
 }

@@ -5,28 +5,19 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
+import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** The admin API (/admin) and the monitoring endpoints (/internal), behind ADMIN_TOKEN. */
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const MODEL = 'gemini-2.5-flash-lite';
 const redisUrl = redisTestUrl();
-const stacks: Stack[] = [];
 const dirs: string[] = [];
 afterEach(async () => {
-  await Promise.all(stacks.splice(0).map((s) => s.close()));
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function stack(opts: StackOptions = {}): Promise<Stack> {
-  const s = await startStack({
-    ...opts,
-    env: { ADMIN_TOKEN: ADMIN, ...opts.env },
-  });
-  stacks.push(s);
-  return s;
-}
+const stack = stackPerTest({ env: { ADMIN_TOKEN: ADMIN } });
 
 function admin(s: Stack, method: string, path: string, body?: unknown, token = ADMIN) {
   return adminFetch(s, token, method, path, body);

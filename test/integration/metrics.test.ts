@@ -1,23 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
+import { describe, expect, it } from 'vitest';
+import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** /metrics: Prometheus exposition of requests, upstream attempts, keys, limits, cache, overhead. */
 
 const ADMIN = 'admin-token-for-metrics-0123456';
 const MODEL = 'gemini-2.5-flash-lite';
-const stacks: Stack[] = [];
-afterEach(async () => {
-  await Promise.all(stacks.splice(0).map((s) => s.close()));
-});
 
-async function stack(opts: StackOptions = {}): Promise<Stack> {
-  const s = await startStack({
-    ...opts,
-    env: { ...opts.env },
-  });
-  stacks.push(s);
-  return s;
-}
+const stack = stackPerTest();
 
 const generate = (s: Stack, text = 'hi') =>
   fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {

@@ -5,26 +5,17 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildGateway } from '../../src/app/build.ts';
 import { ConfigError } from '../../src/config/env.ts';
-import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
+import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** Hot reload of API_KEYS_FILE and CONFIG_FILE. */
 
 const MODEL = 'gemini-2.5-flash-lite';
-const stacks: Stack[] = [];
 const dirs: string[] = [];
 afterEach(async () => {
-  await Promise.all(stacks.splice(0).map((s) => s.close()));
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function stack(opts: StackOptions = {}): Promise<Stack> {
-  const s = await startStack({
-    ...opts,
-    env: { ...opts.env },
-  });
-  stacks.push(s);
-  return s;
-}
+const stack = stackPerTest();
 
 function tempDir(): string {
   const d = mkdtempSync(join(tmpdir(), 'gg-reload-'));

@@ -14,7 +14,7 @@ const tls = (name: string) => readFileSync(new URL(`../fixtures/tls/${name}`, im
 const png = makePng(4, 4);
 
 function serve(certName: string): Promise<Server> {
-  const server = createServer({ key: tls(`${certName}.key`), cert: tls(`${certName}.crt`) }, (req, res) => {
+  const server = createServer({ key: tls(`${certName}.key`), cert: tls(`${certName}.crt`) }, (_req, res) => {
     res.writeHead(200, { 'content-type': 'image/png' }).end(png);
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
