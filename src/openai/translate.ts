@@ -798,20 +798,23 @@ export function geminiChunkToOpenAi(res: GeminiResponse, state: ChunkState): Cha
     if (!s.finished) {
       if (!s.roleSent) {
         s.roleSent = true;
-        out.push(
-          chunk(state, {
-            index: 0,
-            delta: { role: 'assistant', content: '' },
-            logprobs: null,
-            finish_reason: null,
-          }),
-        );
+        out.push(emptyOpening(state));
       }
       s.finished = true;
       finished.push(chunk(state, { index: 0, delta: {}, logprobs: null, finish_reason: 'content_filter' }));
     }
   }
   return [...out, ...finished];
+}
+
+/** The first chunk of choice 0 when the answer has no content of its own: role, empty text. */
+function emptyOpening(state: ChunkState): ChatCompletionChunk {
+  return chunk(state, {
+    index: 0,
+    delta: { role: 'assistant', content: '' },
+    logprobs: null,
+    finish_reason: null,
+  });
 }
 
 /**
@@ -821,14 +824,7 @@ export function geminiChunkToOpenAi(res: GeminiResponse, state: ChunkState): Cha
 export function finishChunks(state: ChunkState): ChatCompletionChunk[] {
   const out: ChatCompletionChunk[] = [];
   if (state.choices.size === 0) {
-    out.push(
-      chunk(state, {
-        index: 0,
-        delta: { role: 'assistant', content: '' },
-        logprobs: null,
-        finish_reason: null,
-      }),
-    );
+    out.push(emptyOpening(state));
     choiceState(state, 0);
   }
   for (const [index, s] of state.choices) {

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterEach } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/app/build.ts';
@@ -15,6 +16,8 @@ export interface StackOptions {
   fakeInstance?: FakeGemini;
   /** Collect log lines (JSON strings) instead of discarding them. */
   logLines?: string[];
+  /** Extra routes a test adds to the gateway before it starts listening. */
+  routes?: (app: FastifyInstance) => void;
 }
 
 export interface Stack {
@@ -61,6 +64,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       })
     : pino({ level: 'silent' });
   const gateway = await buildGateway(env, { logger });
+  opts.routes?.(gateway.app);
   await gateway.app.listen({ port: 0, host: '127.0.0.1' });
   const address = gateway.app.server.address() as { port: number };
   return {

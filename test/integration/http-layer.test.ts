@@ -1,10 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { connect } from 'node:net';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildGateway } from '../../src/app/build.ts';
-import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** The HTTP layer: request ids, security headers, CORS, limits, compression, errors, timeouts, docs. */
@@ -313,26 +310,14 @@ describe('errors', () => {
   });
 
   it('an unexpected error is a 500 without stack trace or message', async () => {
-    const fake = await startFakeGemini({ keys: poolKeyValues(1).map((apiKey) => ({ apiKey })) });
-    const gateway = await buildGateway(
-      {
-        NODE_ENV: 'test',
-        GEMINI_BASE_URL: fake.url,
-        GEMINI_API_KEYS: poolKeyValues(1).join(','),
-        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
-      },
-      { logger: pino({ level: 'silent' }) },
-    );
-    cleanups.push(async () => {
-      await gateway.close();
-      await fake.close();
+    const s = await stack({
+      keys: 1,
+      routes: (app) =>
+        app.get('/boom', async () => {
+          throw new Error(`database exploded with ${poolKeyValues(1)[0]}`);
+        }),
     });
-    gateway.app.get('/boom', async () => {
-      throw new Error(`database exploded with ${poolKeyValues(1)[0]}`);
-    });
-    await gateway.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = gateway.app.server.address() as { port: number };
-    const res = await fetch(`http://127.0.0.1:${port}/boom`, { headers: auth });
+    const res = await fetch(`${s.url}/boom`, { headers: auth });
     expect(res.status).toBe(500);
     expect(res.headers.get('content-type')).toContain('application/problem+json');
     const text = await res.text();
@@ -387,36 +372,24 @@ describe('timeouts', () => {
   });
 
   it('a handler past REQUEST_TIMEOUT gets a 504 and its request.abortSignal fires, body or not', async () => {
-    const fake = await startFakeGemini({ keys: poolKeyValues(1).map((apiKey) => ({ apiKey })) });
-    const gateway = await buildGateway(
-      {
-        NODE_ENV: 'test',
-        REQUEST_TIMEOUT: '0.5',
-        GEMINI_BASE_URL: fake.url,
-        GEMINI_API_KEYS: poolKeyValues(1).join(','),
-        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
-      },
-      { logger: pino({ level: 'silent' }) },
-    );
-    cleanups.push(async () => {
-      await gateway.close();
-      await fake.close();
-    });
     const aborted: string[] = [];
-    gateway.app.post('/slow', async (request) => {
-      await new Promise<void>((resolve, reject) => {
-        request.abortSignal.addEventListener('abort', () => {
-          aborted.push(String(request.abortSignal.reason));
-          reject(new Error('aborted'));
-        });
-        setTimeout(resolve, 5000).unref();
-      });
-      return { late: true };
+    const s = await stack({
+      keys: 1,
+      env: { REQUEST_TIMEOUT: '0.5' },
+      routes: (app) =>
+        app.post('/slow', async (request) => {
+          await new Promise<void>((resolve, reject) => {
+            request.abortSignal.addEventListener('abort', () => {
+              aborted.push(String(request.abortSignal.reason));
+              reject(new Error('aborted'));
+            });
+            setTimeout(resolve, 5000).unref();
+          });
+          return { late: true };
+        }),
     });
-    await gateway.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = gateway.app.server.address() as { port: number };
     const started = Date.now();
-    const res = await fetch(`http://127.0.0.1:${port}/slow`, {
+    const res = await fetch(`${s.url}/slow`, {
       method: 'POST',
       headers: { ...auth, ...json },
       body: JSON.stringify({ some: 'body' }),

@@ -8,6 +8,7 @@ import { optionsSchema } from '../../src/services/text/operations.ts';
 import { mapWithConcurrency, prepareProcess, runProcess } from '../../src/services/text/processor.ts';
 import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
 import type { GenerateContentRequest, GenerateContentResponse } from '../../src/upstream/gemini-types.ts';
+import { problemOf } from '../helpers/problem.ts';
 
 const env = parseEnv({ TEXT_MAX_LENGTH: '200' });
 const ctx = { requestId: 'r1' };
@@ -31,16 +32,6 @@ function scripted(...answers: GenerateContentResponse[]) {
     },
   };
   return { gemini, calls };
-}
-
-function problemOf(fn: () => unknown): HttpProblem {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof HttpProblem) return err;
-    throw err;
-  }
-  throw new Error('expected an HttpProblem');
 }
 
 describe('prepareProcess (input validation)', () => {

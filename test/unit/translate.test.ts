@@ -1,25 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseEnv } from '../../src/config/env.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
 import { prepareTranslate, runTranslate } from '../../src/services/translate/translate.ts';
 import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
+import { problemOf } from '../helpers/problem.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/images/${name}`, import.meta.url));
 const PNG = fixture('ui-panel.png');
 const JPEG = fixture('ui-panel.jpg');
 const GIF = fixture('ui-panel.gif');
 const env = parseEnv({ MAX_UPLOAD_SIZE: '4096' });
-
-function problemOf(fn: () => unknown): HttpProblem {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof HttpProblem) return err;
-    throw err;
-  }
-  throw new Error('expected an HttpProblem');
-}
 
 describe('prepareTranslate', () => {
   it.each([
