@@ -39,7 +39,7 @@ export interface Gateway {
   forceClose(): void;
 }
 
-export function redisUrlOf(env: Env): string | undefined {
+function redisUrlOf(env: Env): string | undefined {
   if (env.REDIS_URL) return env.REDIS_URL;
   if (!env.REDIS_HOST) return undefined;
   const auth = env.REDIS_PASSWORD ? `:${encodeURIComponent(env.REDIS_PASSWORD)}@` : '';

@@ -95,7 +95,7 @@ const HELMET_OPTIONS: HelmetOptions = {
 };
 
 /** The header set helmet would write, captured once from its middleware. */
-export function computeSecurityHeaders(options: HelmetOptions = HELMET_OPTIONS): Record<string, string> {
+function computeSecurityHeaders(): Record<string, string> {
   const headers: Record<string, string> = {};
   const response = {
     setHeader(name: string, value: unknown) {
@@ -105,7 +105,7 @@ export function computeSecurityHeaders(options: HelmetOptions = HELMET_OPTIONS):
       delete headers[name.toLowerCase()];
     },
   };
-  helmet(options)({} as IncomingMessage, response as unknown as ServerResponse, () => {});
+  helmet(HELMET_OPTIONS)({} as IncomingMessage, response as unknown as ServerResponse, () => {});
   return headers;
 }
 
