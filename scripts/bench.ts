@@ -190,7 +190,10 @@ async function main(): Promise<void> {
     },
   ];
   const passPort = await freePort();
-  const pass = start(node, ['scripts/bench/passthrough.ts'], { PORT: String(passPort), UPSTREAM: fakeUrl });
+  const pass = start(node, [...nodeArgs('PASSTHROUGH_NODE_ARGS'), 'scripts/bench/passthrough.ts'], {
+    PORT: String(passPort),
+    UPSTREAM: fakeUrl,
+  });
   await waitFor(`http://127.0.0.1:${passPort}/v1beta/models`);
   targets.push({
     name: '(b) bare Node passthrough',
@@ -276,7 +279,7 @@ async function main(): Promise<void> {
   console.log(
     `targets: memory ratio ${ratios[2]!.toFixed(2)} (>= 0.70), redis ratio ${hasRedis ? ratios[3]!.toFixed(2) : 'n/a'} (>= 0.50), RSS with ${KEYS} keys ${idleRss.get(targets[2]!.name)!.toFixed(0)} MB idle (< 150)`,
   );
-  for (const t of targets.slice(1)) if (t.gateway) await stop(children.find((c) => c.pid === t.pid)!);
+  for (const t of targets.slice(1)) await stop(children.find((c) => c.pid === t.pid)!);
 }
 
 try {

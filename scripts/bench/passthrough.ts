@@ -29,6 +29,8 @@ const server = createServer(async (req, res) => {
   }
 });
 server.keepAliveTimeout = 65_000;
+// A clean exit on SIGTERM, so that `--cpu-prof` (PASSTHROUGH_NODE_ARGS) gets written.
+process.on('SIGTERM', () => process.exit(0));
 server.listen(port, '127.0.0.1', () => {
   console.log(`listening ${(server.address() as { port: number }).port}`);
 });

@@ -65,6 +65,8 @@ export type FakeFailure =
   | { kind: 'invalid_key' }
   | { kind: 'leaked' }
   | { kind: 'hang' }
+  /** Headers and the start of a 200 body, then silence. */
+  | { kind: 'stall' }
   | { kind: 'reset' }
   | { kind: 'midstream_error' }
   | { kind: 'bad_request' }
@@ -426,6 +428,10 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
           }
           case 'hang':
             return; // the socket is destroyed by close() or by the client
+          case 'stall':
+            res.writeHead(200, { 'content-type': 'application/json; charset=UTF-8' });
+            res.write('{"candidates": [');
+            return;
           case 'reset':
             req.socket.resetAndDestroy();
             return;

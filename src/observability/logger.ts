@@ -117,6 +117,21 @@ export function trieRegex(words: string[]): string {
   return emit(root);
 }
 
+/** What the mixin adds to a line that needs nothing: merged without a copy (see mixinMergeStrategy). */
+const NOTHING = Object.freeze({});
+
+/** pino's isoTime, formatted once per millisecond: at thousands of lines a second most share one. */
+let stampMs = -1;
+let stamp = '';
+function isoTimeOncePerMs(): string {
+  const now = Date.now();
+  if (now !== stampMs) {
+    stampMs = now;
+    stamp = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return stamp;
+}
+
 export function loggerOptions(
   env: Pick<Env, 'LOG_LEVEL' | 'NODE_ENV'>,
   scrubber?: SecretScrubber,
@@ -125,14 +140,18 @@ export function loggerOptions(
     level: env.LOG_LEVEL,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
     base: { service: 'gemini-gateway' },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeOncePerMs,
     // Lines written during a request through a logger that is not the request's own (a service
     // logging through deps.logger) still carry the request id.
     mixin(_obj, _level, logger) {
-      if ((logger as unknown as Record<symbol, unknown>)[REQUEST_LOGGER]) return {};
+      if ((logger as unknown as Record<symbol, unknown>)[REQUEST_LOGGER]) return NOTHING;
       const ctx = requestContext.getStore();
-      return ctx ? { request_id: ctx.requestId } : {};
+      return ctx ? { request_id: ctx.requestId } : NOTHING;
     },
+    // pino's default copies every field of the line into the mixin's object; with nothing to add
+    // the line's own object is used as it is.
+    mixinMergeStrategy: (mergeObject, mixinObject) =>
+      mixinObject === NOTHING ? mergeObject : Object.assign(mixinObject, mergeObject),
     ...(scrubber ? { hooks: { streamWrite: (line: string) => scrubber.scrub(line) } } : {}),
   };
 }

@@ -169,63 +169,40 @@ export class Forwarder {
     | { kind: 'client_gone'; outcome: string }
   > {
     const pool = this.o.pool;
-    const controller = new AbortController();
+    // The attempt's time limit is undici's own: the answer's headers within the attempt budget
+    // (capped by the request's deadline), then no silence longer than UPSTREAM_TIMEOUT_MS
+    // between body chunks. The request's signal (client gone, deadline) aborts the call.
     const budget = Math.max(1, Math.min(this.o.attemptTimeoutMs, call.deadlineMs - this.now()));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, budget);
-    const onClientAbort = () => controller.abort();
-    call.signal?.addEventListener('abort', onClientAbort, { once: true });
-    const cleanup = () => {
-      clearTimeout(timer);
-      call.signal?.removeEventListener('abort', onClientAbort);
-    };
-
     let res: Dispatcher.ResponseData;
     try {
       res = await this.o.agent.request({
         origin: this.origin,
         path: `${this.basePath}${call.path}${call.search}`,
         method: call.method,
-        headers: {
-          'x-goog-api-key': lease.apiKey,
-          ...(call.body !== undefined ? { 'content-type': 'application/json' } : {}),
-        },
+        headers:
+          call.body !== undefined
+            ? { 'x-goog-api-key': lease.apiKey, 'content-type': 'application/json' }
+            : { 'x-goog-api-key': lease.apiKey },
         body: call.body,
-        signal: controller.signal,
+        signal: call.signal,
+        headersTimeout: budget,
+        bodyTimeout: this.o.attemptTimeoutMs,
       });
-    } catch {
-      cleanup();
-      if (call.signal?.aborted) {
-        void pool.report(lease, { kind: 'neutral' });
-        return { kind: 'client_gone', outcome: 'client_gone' };
-      }
-      const reason = timedOut ? 'TIMEOUT' : 'NETWORK_ERROR';
-      void pool.report(lease, { kind: 'failure', reason });
-      return { kind: 'retry', outcome: reason.toLowerCase() };
+    } catch (err) {
+      return this.failedTransfer(call, lease, err, 'NETWORK_ERROR');
     }
 
     const contentType = String(res.headers['content-type'] ?? JSON_TYPE);
     if (res.statusCode >= 200 && res.statusCode < 300 && call.stream) {
-      return this.streamAnswer(call, lease, res, contentType, controller, cleanup, () => timedOut);
+      return this.streamAnswer(call, lease, res, contentType);
     }
 
     let body: Buffer;
     try {
       body = Buffer.from(await res.body.arrayBuffer());
-    } catch {
-      cleanup();
-      if (call.signal?.aborted) {
-        void pool.report(lease, { kind: 'neutral' });
-        return { kind: 'client_gone', outcome: 'client_gone' };
-      }
-      const reason = timedOut ? 'TIMEOUT' : 'BODY_ERROR';
-      void pool.report(lease, { kind: 'failure', reason });
-      return { kind: 'retry', outcome: reason.toLowerCase() };
+    } catch (err) {
+      return this.failedTransfer(call, lease, err, 'BODY_ERROR');
     }
-    cleanup();
     const answer: UnaryAnswer = {
       kind: 'unary',
       status: res.statusCode,
@@ -242,6 +219,24 @@ export class Forwarder {
     }
     const verdict = classifyUpstream(res.statusCode, safeJson(body), this.now());
     return this.settleFailure(lease, verdict, answer);
+  }
+
+  /** An attempt that broke before its answer was whole: the client left, it timed out, or the transfer failed. */
+  private failedTransfer(
+    call: UpstreamCall,
+    lease: Lease,
+    err: unknown,
+    otherwise: string,
+  ): { kind: 'retry' | 'client_gone'; outcome: string } {
+    if (call.signal?.aborted) {
+      void this.o.pool.report(lease, { kind: 'neutral' });
+      return { kind: 'client_gone', outcome: 'client_gone' };
+    }
+    const code = (err as { code?: unknown } | null)?.code;
+    const reason =
+      code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' ? 'TIMEOUT' : otherwise;
+    void this.o.pool.report(lease, { kind: 'failure', reason });
+    return { kind: 'retry', outcome: reason.toLowerCase() };
   }
 
   private settleFailure(
@@ -294,9 +289,6 @@ export class Forwarder {
     lease: Lease,
     res: Dispatcher.ResponseData,
     contentType: string,
-    controller: AbortController,
-    cleanup: () => void,
-    timedOut: () => boolean,
   ): Promise<
     | { kind: 'answer'; answer: StreamAnswer; outcome: string }
     | { kind: 'retry' | 'client_gone'; outcome: string }
@@ -306,24 +298,14 @@ export class Forwarder {
     let first: IteratorResult<Buffer>;
     try {
       first = await iterator.next();
-    } catch {
-      cleanup();
-      if (call.signal?.aborted) {
-        void pool.report(lease, { kind: 'neutral' });
-        return { kind: 'client_gone', outcome: 'client_gone' };
-      }
-      const reason = timedOut() ? 'TIMEOUT' : 'STREAM_ERROR';
-      void pool.report(lease, { kind: 'failure', reason });
-      return { kind: 'retry', outcome: reason.toLowerCase() };
+    } catch (err) {
+      return this.failedTransfer(call, lease, err, 'STREAM_ERROR');
     }
     if (first.done || first.value.length === 0) {
-      cleanup();
       void pool.report(lease, { kind: 'failure', reason: 'EMPTY_STREAM' });
       return { kind: 'retry', outcome: 'empty_stream' };
     }
-    // From here on the stream belongs to the client: the attempt deadline no longer applies
-    // (the agent's bodyTimeout still ends a stalled stream).
-    cleanup();
+    // From here on the stream belongs to the client (bodyTimeout still ends a stalled stream).
     const firstText = first.value.toString('utf8');
     let promptTokens = lastPromptTokenCount(firstText);
     // Google reports a failure inside a started stream as an {"error": ...} event.
@@ -355,7 +337,7 @@ export class Forwarder {
         finished = true;
         void pool.report(lease, streamOutcome(end, errorEvent, promptTokens));
       },
-      abort: () => controller.abort(),
+      abort: () => res.body.destroy(),
     };
     return { kind: 'answer', answer, outcome: 'success' };
   }

@@ -305,3 +305,29 @@ for (const [name, make] of stores) {
     });
   });
 }
+
+/** Redis only: budget state carries expiries, so projects that go quiet leave nothing behind. */
+describe.runIf(redisUrl)('RedisStore expiries', () => {
+  it('every structure an acquire writes expires, the request log only after its minute', async () => {
+    const { Redis } = await import('ioredis');
+    const prefix = `test:${randomUUID()}:`;
+    const store = RedisStore.connect(redisUrl!, prefix);
+    const probe = new Redis(redisUrl!);
+    try {
+      await store.syncKeys([key('a')]);
+      // Two acquires in one second: the second refreshes nothing, the first set every expiry.
+      expect((await store.acquire(req(T0))).ok).toBe(true);
+      expect((await store.acquire(req(T0 + 400))).ok).toBe(true);
+      const ttl = async (suffix: string) => probe.pttl(`${prefix}p:a:${suffix}`);
+      expect(await ttl('log')).toBeGreaterThan(60_000);
+      expect(await ttl('tok')).toBeGreaterThan(60_000);
+      expect(await ttl('secs')).toBeGreaterThan(60_000);
+      expect(await ttl(`d:${DAY}`)).toBeGreaterThan(24 * 3600_000);
+      expect(await probe.llen(`${prefix}p:a:log`)).toBe(2);
+      expect(await probe.get(`${prefix}p:a:d:${DAY}`)).toBe('2');
+    } finally {
+      probe.disconnect();
+      await store.close();
+    }
+  });
+});

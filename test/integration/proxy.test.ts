@@ -303,6 +303,16 @@ describe('native Gemini proxy through @google/genai', () => {
     expect(states.map((s) => s.lastError)).toContain('TIMEOUT');
   });
 
+  it('an answer whose body stalls after its headers is retried on another key', async () => {
+    stack = await startStack({ keys: 2, env: { UPSTREAM_TIMEOUT_MS: '300' } });
+    stack.fake.script({ kind: 'stall' }, { times: 1 });
+    const r = await sdk(stack).models.generateContent({ model: MODEL, contents: 'stalled' });
+    expect(r.text).toContain('stalled');
+    expect(stack.fake.stats.requests).toBe(2);
+    const states = await Promise.all([keyState(stack, 0), keyState(stack, 1)]);
+    expect(states.map((s) => s.lastError)).toContain('TIMEOUT');
+  });
+
   it('retries stop at the request deadline: hanging upstreams give a 504, not a hang', async () => {
     stack = await startStack({
       keys: 3,

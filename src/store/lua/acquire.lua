@@ -102,17 +102,22 @@ for i = 0, n - 1 do
       if not skip then
         redis.call('LPUSH', log_key, now)
         redis.call('LTRIM', log_key, 0, rpm - 1)
-        redis.call('PEXPIRE', log_key, 60000)
-        redis.call('INCR', day_key)
-        redis.call('EXPIRE', day_key, 172800)
+        -- A day counter is that day's alone: its expiry is set once, when it is created.
+        if redis.call('INCR', day_key) == 1 then redis.call('EXPIRE', day_key, 172800) end
         -- Seconds are appended in order; an instance whose clock lags books into the newest slot.
         local slot = now_sec
         local last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
-        if last < slot then redis.call('RPUSH', secs_key, slot) else slot = last end
+        local new_second = last < slot
+        if new_second then redis.call('RPUSH', secs_key, slot) else slot = last end
         redis.call('HINCRBY', tok_key, slot, est)
         redis.call('HINCRBY', tok_key, 'sum', est)
-        redis.call('PEXPIRE', tok_key, 120000)
-        redis.call('PEXPIRE', secs_key, 120000)
+        if new_second then
+          -- Expiries are refreshed once per second of activity, not on every request. The log
+          -- gets 61 s, so that an entry booked later in this second still outlives its minute.
+          redis.call('PEXPIRE', log_key, 61000)
+          redis.call('PEXPIRE', tok_key, 120000)
+          redis.call('PEXPIRE', secs_key, 120000)
+        end
         if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
         return {1, id, f[1], slot, probe, tonumber(f[10] or '0') or 0}
       end
