@@ -77,6 +77,17 @@ for (const [name, make] of stores) {
       expect(await store.acquire(req(T0 + 60_001))).toMatchObject({ ok: false, retryAtMs: T0 + 70_000 });
     });
 
+    it('a request that leaves the minute in mid-second frees its slot at once', async () => {
+      await store.syncKeys([key('a', { rpm: 3 })]);
+      expect(id(await store.acquire(req(T0 + 100)))).toBe('a');
+      expect(id(await store.acquire(req(T0 + 59_000)))).toBe('a');
+      expect(id(await store.acquire(req(T0 + 60_050)))).toBe('a'); // the one at +100 ms still counts
+      expect(await store.acquire(req(T0 + 60_080))).toMatchObject({ ok: false, retryAtMs: T0 + 60_100 });
+      // same wall-clock second, the +100 ms request is now older than a minute
+      expect(id(await store.acquire(req(T0 + 60_500)))).toBe('a');
+      expect(await store.acquire(req(T0 + 60_600))).toMatchObject({ ok: false, retryAtMs: T0 + 119_000 });
+    });
+
     it('counts requests per Pacific day and frees the project at the next midnight', async () => {
       await store.syncKeys([key('a', { rpd: 2 })]);
       await store.acquire(req(T0));

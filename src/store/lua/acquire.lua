@@ -27,15 +27,19 @@ end
 
 -- Token slots: hash `tok` (second -> tokens, plus 'sum') and list `secs` (its seconds, oldest
 -- first). Slots that left the rolling minute are dropped from the head: O(1) amortized, where
--- summing the whole hash on every acquire cost a loop over up to 60 fields.
-local function tokens_used(tok_key, secs_key)
-  local head = redis.call('LINDEX', secs_key, 0)
-  while head and tonumber(head) <= now_sec - 60 do
-    local v = tonumber(redis.call('HGET', tok_key, head) or '0') or 0
-    redis.call('HDEL', tok_key, head)
-    redis.call('HINCRBY', tok_key, 'sum', -v)
-    redis.call('LPOP', secs_key)
-    head = redis.call('LINDEX', secs_key, 0)
+-- summing the whole hash on every acquire cost a loop over up to 60 fields. A slot can only
+-- leave the minute when the clock enters a new second, so `trim` is set on the project's first
+-- acquire of each second only.
+local function tokens_used(tok_key, secs_key, trim)
+  if trim then
+    local head = redis.call('LINDEX', secs_key, 0)
+    while head and tonumber(head) <= now_sec - 60 do
+      local v = tonumber(redis.call('HGET', tok_key, head) or '0') or 0
+      redis.call('HDEL', tok_key, head)
+      redis.call('HINCRBY', tok_key, 'sum', -v)
+      redis.call('LPOP', secs_key)
+      head = redis.call('LINDEX', secs_key, 0)
+    end
   end
   return tonumber(redis.call('HGET', tok_key, 'sum') or '0') or 0
 end
@@ -74,46 +78,53 @@ for i = 0, n - 1 do
         if rest_until > now then consider(rest_until); skip = true end
       end
       local rpm, rpd, tpm = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
-      local log_key = pk .. ':log'
+      local log_key, tok_key, secs_key = pk .. ':log', pk .. ':tok', pk .. ':secs'
+      -- Seconds are booked in order; housekeeping (dropping what left the rolling minute,
+      -- refreshing expiries) runs on the project's first acquire of a second, not on every one.
+      local last, new_second = -1, false
       if not skip then
-        -- newest first; drop what left the window from the tail, so the list stays small
-        local oldest = redis.call('LINDEX', log_key, -1)
-        while oldest and tonumber(oldest) <= now - 60000 do
-          redis.call('RPOP', log_key)
-          oldest = redis.call('LINDEX', log_key, -1)
+        last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
+        new_second = last < now_sec
+        -- The request log is newest first: index rpm-1 is the rpm-th most recent request, and
+        -- the key is full while that one is inside the minute. Older entries at the tail are
+        -- dropped once a second, so the list stays near one minute's worth.
+        if new_second then
+          local oldest = redis.call('LINDEX', log_key, -1)
+          while oldest and tonumber(oldest) <= now - 60000 do
+            redis.call('RPOP', log_key)
+            oldest = redis.call('LINDEX', log_key, -1)
+          end
         end
         if redis.call('LLEN', log_key) >= rpm then
-          -- index rpm-1 is the rpm-th most recent request
           local boundary = tonumber(redis.call('LINDEX', log_key, rpm - 1))
-          consider(boundary + 60000); skip = true
+          if boundary > now - 60000 then consider(boundary + 60000); skip = true end
         end
       end
       local day_key = pk .. ':d:' .. day
       if not skip and (tonumber(redis.call('GET', day_key) or '0') or 0) >= rpd then
         consider(next_day); skip = true
       end
-      local tok_key, secs_key = pk .. ':tok', pk .. ':secs'
       if not skip then
-        local used = tokens_used(tok_key, secs_key)
+        local used = tokens_used(tok_key, secs_key, new_second)
         if used > 0 and used + est > tpm then
           consider(tokens_free_at(tok_key, secs_key, used, tpm)); skip = true
         end
       end
       if not skip then
         redis.call('LPUSH', log_key, now)
-        redis.call('LTRIM', log_key, 0, rpm - 1)
         -- A day counter is that day's alone: its expiry is set once, when it is created.
         if redis.call('INCR', day_key) == 1 then redis.call('EXPIRE', day_key, 172800) end
-        -- Seconds are appended in order; an instance whose clock lags books into the newest slot.
-        local slot = now_sec
-        local last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
-        local new_second = last < slot
-        if new_second then redis.call('RPUSH', secs_key, slot) else slot = last end
+        -- An instance whose clock lags books into the newest slot.
+        local slot = last
+        if new_second then
+          slot = now_sec
+          redis.call('RPUSH', secs_key, slot)
+        end
         redis.call('HINCRBY', tok_key, slot, est)
         redis.call('HINCRBY', tok_key, 'sum', est)
         if new_second then
-          -- Expiries are refreshed once per second of activity, not on every request. The log
-          -- gets 61 s, so that an entry booked later in this second still outlives its minute.
+          redis.call('LTRIM', log_key, 0, rpm - 1)
+          -- The log gets 61 s, so that an entry booked later in this second outlives its minute.
           redis.call('PEXPIRE', log_key, 61000)
           redis.call('PEXPIRE', tok_key, 120000)
           redis.call('PEXPIRE', secs_key, 120000)
