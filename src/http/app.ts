@@ -14,7 +14,13 @@ import Fastify, {
 } from 'fastify';
 import helmet, { type HelmetOptions } from 'helmet';
 import type { Logger } from 'pino';
-import { REQUEST_LOGGER, type RequestContext, redactUrl, requestContext } from '../observability/logger.ts';
+import {
+  LazyRequestLogger,
+  REQUEST_LOGGER,
+  type RequestContext,
+  redactUrl,
+  requestContext,
+} from '../observability/logger.ts';
 import { type ClientAuth, installClientAuth } from './auth.ts';
 import type { AppDeps } from './deps.ts';
 import {
@@ -122,9 +128,12 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     // written through request.log carries request_id.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     childLoggerFactory(logger, bindings, opts) {
-      const child = (logger as unknown as Logger).child(bindings, opts);
-      (child as unknown as Record<symbol, boolean>)[REQUEST_LOGGER] = true;
-      return child as unknown as typeof logger;
+      const options = Object.keys(opts).length > 0 ? opts : undefined;
+      return new LazyRequestLogger(
+        logger as unknown as Logger,
+        bindings,
+        options,
+      ) as unknown as typeof logger;
     },
     bodyLimit: env.MAX_UPLOAD_SIZE,
     // Slow or half-open connections: headers must arrive within HEADERS_TIMEOUT_MS, the whole

@@ -1,6 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { join } from 'node:path';
-import pino, { type Logger, type LoggerOptions, type TransportTargetOptions } from 'pino';
+import pino, {
+  type Bindings,
+  type ChildLoggerOptions,
+  type Logger,
+  type LoggerOptions,
+  type TransportTargetOptions,
+} from 'pino';
 import type { Env } from '../config/env.ts';
 
 /** Paths pino blanks in every log line, wherever a secret could travel. */
@@ -115,6 +121,66 @@ export function trieRegex(words: string[]): string {
     return node.end ? `(?:${group})?` : group;
   };
   return emit(root);
+}
+
+type LogArgs = Parameters<Logger['info']>;
+
+/**
+ * A request's own logger (Fastify's request.log), built on first use: most requests never log
+ * through it (the access line has a logger of its own), and building a pino child on every
+ * request cost a few microseconds of the proxy's hot path.
+ */
+export class LazyRequestLogger {
+  private real: Logger | undefined;
+  private readonly parent: Logger;
+  private readonly childBindings: Bindings;
+  private readonly options: ChildLoggerOptions | undefined;
+
+  constructor(parent: Logger, childBindings: Bindings, options: ChildLoggerOptions | undefined) {
+    this.parent = parent;
+    this.childBindings = childBindings;
+    this.options = options;
+  }
+
+  private get logger(): Logger {
+    if (!this.real) {
+      this.real = this.parent.child(this.childBindings, this.options);
+      (this.real as unknown as Record<symbol, boolean>)[REQUEST_LOGGER] = true;
+    }
+    return this.real;
+  }
+
+  get level(): string {
+    return this.real?.level ?? this.options?.level ?? this.parent.level;
+  }
+  set level(level: string) {
+    this.logger.level = level;
+  }
+  isLevelEnabled(level: string): boolean {
+    return this.logger.isLevelEnabled(level);
+  }
+  fatal(...args: LogArgs): void {
+    this.logger.fatal(...args);
+  }
+  error(...args: LogArgs): void {
+    this.logger.error(...args);
+  }
+  warn(...args: LogArgs): void {
+    this.logger.warn(...args);
+  }
+  info(...args: LogArgs): void {
+    this.logger.info(...args);
+  }
+  debug(...args: LogArgs): void {
+    this.logger.debug(...args);
+  }
+  trace(...args: LogArgs): void {
+    this.logger.trace(...args);
+  }
+  silent(): void {}
+  child(bindings: Bindings, options?: ChildLoggerOptions): Logger {
+    return this.logger.child(bindings, options);
+  }
 }
 
 /** What the mixin adds to a line that needs nothing: merged without a copy (see mixinMergeStrategy). */

@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import {
+  LazyRequestLogger,
   loggerOptions,
   logTargets,
-  REQUEST_LOGGER,
   redactUrl,
   requestContext,
   SecretScrubber,
@@ -71,13 +71,40 @@ describe('request id in every line', () => {
 
   it('a request logger (which binds request_id itself) does not get it twice', () => {
     const { logger, lines } = capture(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }));
-    const child = logger.child({ request_id: 'req-7' });
-    (child as unknown as Record<symbol, boolean>)[REQUEST_LOGGER] = true;
+    const child = new LazyRequestLogger(logger, { request_id: 'req-7' }, undefined);
     requestContext.run({ requestId: 'req-7', upstreamMs: 0, upstreamAttempts: 0, keyId: null }, () => {
       child.info('once');
       child.child({ x: 1 }).info('grandchild once');
     });
     for (const l of lines) expect(l.match(/"request_id"/g)).toHaveLength(1);
+  });
+});
+
+describe('LazyRequestLogger (request.log)', () => {
+  it('builds its pino child only when a line is written, with the request id and the parent’s level', () => {
+    const { logger, parsed } = capture(loggerOptions({ LOG_LEVEL: 'warn', NODE_ENV: 'test' }));
+    let children = 0;
+    const counting = new Proxy(logger, {
+      get: (target, prop, receiver) =>
+        prop === 'child'
+          ? (...args: Parameters<typeof logger.child>) => {
+              children += 1;
+              return target.child(...args);
+            }
+          : Reflect.get(target, prop, receiver),
+    });
+    const quiet = new LazyRequestLogger(counting, { request_id: 'r-1' }, undefined);
+    expect(quiet.level).toBe('warn');
+    expect(children).toBe(0);
+    const used = new LazyRequestLogger(counting, { request_id: 'r-2' }, undefined);
+    used.info('below the level');
+    used.error({ err: 'boom' }, 'failed');
+    used.warn('again');
+    expect(children).toBe(1);
+    expect(parsed()).toMatchObject([
+      { request_id: 'r-2', msg: 'failed', level: 50 },
+      { request_id: 'r-2', msg: 'again', level: 40 },
+    ]);
   });
 });
 
