@@ -220,43 +220,33 @@ export class GatewayMetrics implements AttemptObserver {
   }
 
   /**
-   * prom-client hashes a label object on every call; the hot path looks its label children up
-   * once per label combination instead (a few hundred combinations at most: routes × statuses,
-   * keys × models × outcomes).
+   * prom-client builds and hashes a label object on every call; the hot path keeps each label
+   * combination's child in nested maps keyed by the label values themselves (no key string is
+   * built per call). A few hundred combinations at most: routes × statuses, keys × models × outcomes.
    */
-  private readonly children = new Map<string, { inc(): void } & { observe(v: number): void }>();
-  private child<T extends { inc(): void } | { observe(v: number): void }>(
-    cacheKey: string,
-    make: () => T,
-  ): T {
-    let c = this.children.get(cacheKey);
-    if (!c) {
-      c = make() as unknown as { inc(): void } & { observe(v: number): void };
-      this.children.set(cacheKey, c);
-    }
-    return c as unknown as T;
-  }
+  private readonly requestCounts = new LabelChildren((m, r, s) => this.httpRequests.labels(m, r, s));
+  private readonly requestDurations = new LabelChildren((m, r, s) => this.httpDuration.labels(m, r, s));
+  private readonly overheads = new LabelChildren((r) => this.overhead.labels(r));
+  private readonly attemptCounts = new LabelChildren((k, m, o) => this.upstreamRequests.labels(k, m, o));
+  private readonly attemptDurations = new LabelChildren((m, o) => this.upstreamDuration.labels(m, o));
 
   /** One answered HTTP request. */
   request(method: string, route: string, status: number, durationMs: number): void {
-    const key = `${method} ${route} ${status}`;
     const s = String(status);
-    this.child(`rq:${key}`, () => this.httpRequests.labels(method, route, s)).inc();
-    this.child(`rd:${key}`, () => this.httpDuration.labels(method, route, s)).observe(durationMs / 1000);
+    this.requestCounts.get(method, route, s).inc();
+    this.requestDurations.get(method, route, s).observe(durationMs / 1000);
   }
 
   /** Time the gateway itself added to an answer (total minus upstream and queue time). */
   observeOverhead(route: string, ms: number): void {
-    this.child(`ov:${route}`, () => this.overhead.labels(route)).observe(ms / 1000);
+    this.overheads.get(route).observe(ms / 1000);
   }
 
   /** AttemptObserver: one event per upstream attempt, from the forwarder. */
   attempt(keyId: string, model: string, outcome: string, durationMs: number): void {
     const m = this.modelLabel(model);
-    this.child(`ur:${keyId} ${m} ${outcome}`, () => this.upstreamRequests.labels(keyId, m, outcome)).inc();
-    this.child(`ud:${m} ${outcome}`, () => this.upstreamDuration.labels(m, outcome)).observe(
-      durationMs / 1000,
-    );
+    this.attemptCounts.get(keyId, m, outcome).inc();
+    this.attemptDurations.get(m, outcome).observe(durationMs / 1000);
     if (outcome !== 'client_gone') this.noteLatency(keyId, durationMs);
     // Attribute the upstream time to the request being served (application routes).
     const ctx = requestContext.getStore();
@@ -326,4 +316,35 @@ export function stateOf(s: KeyState, nowMs = Date.now()): KeyStateName {
   if (s.circuit === 'open') return 'circuit_open';
   if (s.restUntilMs !== null && s.restUntilMs > nowMs) return 'resting';
   return 'available';
+}
+
+type LabelChild = { inc(): void; observe(value: number): void };
+
+/** A metric's children by up to three label values, in nested maps. */
+class LabelChildren {
+  private readonly root = new Map<string, Map<string, Map<string, LabelChild>>>();
+  private readonly make: (a: string, b: string, c: string) => unknown;
+
+  constructor(make: (a: string, b: string, c: string) => unknown) {
+    this.make = make;
+  }
+
+  get(a: string, b = '', c = ''): LabelChild {
+    let byB = this.root.get(a);
+    if (!byB) {
+      byB = new Map();
+      this.root.set(a, byB);
+    }
+    let byC = byB.get(b);
+    if (!byC) {
+      byC = new Map();
+      byB.set(b, byC);
+    }
+    let child = byC.get(c);
+    if (!child) {
+      child = this.make(a, b, c) as LabelChild;
+      byC.set(c, child);
+    }
+    return child;
+  }
 }
