@@ -33,6 +33,7 @@ import {
 } from './errors.ts';
 import { HttpProblem } from './problem.ts';
 import { installClientRateLimit, installIpRateLimit } from './rate-limit.ts';
+import { routeOf } from './route.ts';
 import { registerRoutes } from './routes/index.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -179,6 +180,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   });
   app.decorateRequest('abortSignal', null as unknown as AbortSignal);
   app.decorateRequest('deadlineMs', 0);
+  app.decorateRequest('routeInfo', null);
 
   // Security headers (OWASP set) from helmet, computed once: @fastify/helmet rebuilds helmet's
   // middleware on every request, which cost 5% of the proxy's CPU in the benchmark profile.
@@ -226,7 +228,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
       (ctx && ctx.upstreamAttempts > 0
         ? { keyId: ctx.keyId, ms: ctx.upstreamMs, attempts: ctx.upstreamAttempts, queuedMs: 0 }
         : undefined);
-    const route = request.routeOptions.url ?? 'not_found';
+    const route = routeOf(request).url ?? 'not_found';
     const durationMs = reply.elapsedTime;
     if (accessLog.level !== deps.logger.level) accessLog.level = deps.logger.level; // follows reloads
     if (accessLog.isLevelEnabled('info'))

@@ -1,6 +1,7 @@
 import { hash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HttpProblem } from './problem.ts';
+import { routeOf } from './route.ts';
 
 /**
  * The gateway's own client tokens. A client sends its token as x-goog-api-key, ?key=,
@@ -74,8 +75,8 @@ export function secretEquals(presented: string | undefined, expected: string): b
 export function installClientAuth(app: FastifyInstance, auth: ClientAuth): void {
   // A callback hook: authentication is synchronous, no promise per request.
   app.addHook('onRequest', (request, _reply, done) => {
-    const config = request.routeOptions.config;
-    if (request.routeOptions.url === undefined || config?.clientAuth === false) return done();
+    const route = routeOf(request);
+    if (route.url === undefined || route.config?.clientAuth === false) return done();
     try {
       request.clientName = auth.authenticate(request);
     } catch (err) {

@@ -46,6 +46,8 @@ declare module 'fastify' {
     deadlineMs: number;
     /** Name of the authenticated client (never its token); undefined on routes without client auth. */
     clientName?: string;
+    /** The route's options, read once per request (see routeOf). */
+    routeInfo: FastifyRequest['routeOptions'] | null;
     /** Set when the request went upstream: for the request log line and the overhead metric. */
     upstream?: { keyId: string | null; ms: number; attempts: number; queuedMs: number };
   }

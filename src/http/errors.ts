@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { defaultTitle, googleStatusFor, HttpProblem } from './problem.ts';
+import { routeOf } from './route.ts';
 
 /**
  * The one error handler. Gateway-made errors are RFC 7807 problem+json; on the native Gemini
@@ -106,7 +107,7 @@ export function sendProblem(
   request: FastifyRequest,
   reply: FastifyReply,
   problem: HttpProblem,
-  googleShape = request.routeOptions.config?.googleErrors === true,
+  googleShape = routeOf(request).config?.googleErrors === true,
 ): FastifyReply {
   reply.code(problem.status);
   for (const [name, value] of Object.entries(problem.headers)) reply.header(name, value);

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { StateStore } from '../store/types.ts';
 import { HttpProblem } from './problem.ts';
+import { routeOf } from './route.ts';
 
 /**
  * Caller rate limits (not the pool keys' budgets). Counters are fixed windows in the state
@@ -129,8 +130,9 @@ export class CallerRateLimiter {
 }
 
 function exempt(request: FastifyRequest): boolean {
-  if (request.routeOptions.config?.rateLimit === false) return true;
-  const url = request.routeOptions.url;
+  const route = routeOf(request);
+  if (route.config?.rateLimit === false) return true;
+  const url = route.url;
   return url !== undefined && (url === '/docs' || url.startsWith('/docs/'));
 }
 
