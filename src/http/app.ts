@@ -3,7 +3,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import compress from '@fastify/compress';
 import cors from '@fastify/cors';
-import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, {
@@ -293,9 +292,6 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     encodings: ['br', 'gzip'],
     // JSON and text answers; never text/event-stream (SSE must reach the client event by event).
     customTypes: /^(application\/(?:problem\+)?json|text\/(?:plain|html|css))/,
-  });
-  await app.register(multipart, {
-    limits: { fileSize: env.MAX_UPLOAD_SIZE, files: 1, fields: 20, fieldSize: env.MAX_UPLOAD_SIZE },
   });
   await app.register(swagger, {
     openapi: {

@@ -1,4 +1,4 @@
-import type { Multipart } from '@fastify/multipart';
+import multipart, { type Multipart } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
@@ -97,6 +97,15 @@ async function readUpload(
 
 export async function translateRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   const cache = getResponseCache(deps);
+  // Only here: the plugin adds a hook pair (temp-file cleanup) to every request of its scope.
+  await app.register(multipart, {
+    limits: {
+      fileSize: deps.env.MAX_UPLOAD_SIZE,
+      files: 1,
+      fields: 20,
+      fieldSize: deps.env.MAX_UPLOAD_SIZE,
+    },
+  });
 
   app.post(
     '/translate',
