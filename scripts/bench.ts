@@ -7,73 +7,35 @@
  * Each server runs in its own process; the load comes from this process over keep-alive
  * connections. The gateways carry 1,000 configured keys (RSS is reported for that).
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { freePort } from '../src/util/free-port.ts';
+import {
+  BODY,
+  cpuMs,
+  gatewayEnv,
+  KEYS,
+  median,
+  nodeArgs,
+  PATH,
+  peakRssMb,
+  rssMb,
+  Servers,
+  TOKEN,
+  waitFor,
+  writeBenchKeys,
+} from './bench/common.ts';
 
 const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 4000);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 1000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
-const KEYS = 1000;
-const TOKEN = 'bench-client-token';
-const BODY = JSON.stringify({
-  contents: [{ role: 'user', parts: [{ text: 'Benchmark prompt: say hello.' }] }],
-});
-const PATH = '/v1beta/models/gemini-2.5-flash-lite:generateContent';
-const CLK_TCK = 100;
 
-const children: ChildProcess[] = [];
+const servers = new Servers();
 const dir = mkdtempSync(join(tmpdir(), 'gg-bench-'));
-
-function start(cmd: string, args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  return child;
-}
-
-async function waitFor(url: string, headers: Record<string, string> = {}): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    try {
-      const r = await fetch(url, { headers });
-      if (r.status < 500) return;
-    } catch {
-      /* not up yet */
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not come up`);
-}
-
-/** SIGTERM, then wait for a graceful exit (profiles and logs get written). */
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 5000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-/** utime+stime of a process in ms, from /proc. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
-function peakRssMb(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
-}
 
 interface Result {
   name: string;
@@ -136,41 +98,14 @@ async function main(): Promise<void> {
   // The gateways run what `npm start` runs: the compiled build.
   if (spawnSync('npm', ['run', 'build'], { stdio: 'inherit' }).status !== 0) throw new Error('build failed');
   const fakePort = await freePort();
-  const fake = start(node, ['scripts/fake-gemini.ts', '--port', String(fakePort)], {});
+  const fake = servers.start(node, ['scripts/fake-gemini.ts', '--port', String(fakePort)], {});
   const fakeUrl = `http://127.0.0.1:${fakePort}`;
   await waitFor(`${fakeUrl}/v1beta/models?key=x`);
 
-  const keysFile = join(dir, 'keys.json');
-  writeFileSync(
-    keysFile,
-    JSON.stringify({
-      keys: Array.from({ length: KEYS }, (_, i) => ({
-        id: `key_${i}`,
-        api_key: `AIzaBench${String(i).padStart(6, '0')}`,
-        limits: {
-          requests_per_minute: 1_000_000,
-          requests_per_day: 100_000_000,
-          tokens_per_minute: 1_000_000_000,
-        },
-      })),
-    }),
-  );
-  const gatewayEnv = (port: number, extra: Record<string, string>) => ({
-    PORT: String(port),
-    SERVER_HOST: '127.0.0.1',
-    NODE_ENV: 'production',
-    // The production default: one JSON log line per request (to /dev/null here).
-    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
-    GEMINI_BASE_URL: fakeUrl,
-    API_KEYS_FILE: keysFile,
-    CLIENT_API_KEYS_MAP: `${TOKEN}:bench`,
-    // Caller rate limits are off: one client drives the whole load from one IP.
-    GLOBAL_RATE_LIMIT: '0',
-    BURST_RATE_LIMIT: '0',
-    ...extra,
-  });
+  const keysFile = writeBenchKeys(dir);
+  const env = (port: number, extra: Record<string, string> = {}) =>
+    gatewayEnv(port, fakeUrl, keysFile, extra);
   const auth = { 'x-goog-api-key': TOKEN };
-  const nodeArgs = (name: string) => (process.env[name] ?? '').split(' ').filter(Boolean);
 
   // Every server runs for the whole benchmark; the targets are driven in interleaved rounds so
   // that background noise hits each of them alike. Reported: the median round.
@@ -190,7 +125,7 @@ async function main(): Promise<void> {
     },
   ];
   const passPort = await freePort();
-  const pass = start(node, [...nodeArgs('PASSTHROUGH_NODE_ARGS'), 'scripts/bench/passthrough.ts'], {
+  const pass = servers.start(node, [...nodeArgs('PASSTHROUGH_NODE_ARGS'), 'scripts/bench/passthrough.ts'], {
     PORT: String(passPort),
     UPSTREAM: fakeUrl,
   });
@@ -204,7 +139,7 @@ async function main(): Promise<void> {
   });
 
   const memPort = await freePort();
-  const mem = start(node, [...nodeArgs('GATEWAY_NODE_ARGS'), 'dist/main.js'], gatewayEnv(memPort, {}));
+  const mem = servers.start(node, [...nodeArgs('GATEWAY_NODE_ARGS'), 'dist/main.js'], env(memPort));
   await waitFor(`http://127.0.0.1:${memPort}/health`);
   targets.push({
     name: '(c) gateway, memory store',
@@ -219,7 +154,7 @@ async function main(): Promise<void> {
   let redisPid: number | undefined;
   if (hasRedis) {
     const redisPort = await freePort();
-    const redis = start(
+    const redis = servers.start(
       'redis-server',
       ['--port', String(redisPort), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'],
       {},
@@ -227,10 +162,10 @@ async function main(): Promise<void> {
     redisPid = redis.pid;
     await new Promise((r) => setTimeout(r, 300));
     const rPort = await freePort();
-    const gw = start(
+    const gw = servers.start(
       node,
       [...nodeArgs('GATEWAY_REDIS_NODE_ARGS'), 'dist/main.js'],
-      gatewayEnv(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }),
+      env(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }),
     );
     await waitFor(`http://127.0.0.1:${rPort}/health`);
     targets.push({
@@ -258,7 +193,6 @@ async function main(): Promise<void> {
       `round ${round + 1}: ${results.map((r) => `${r.name.slice(0, 3)} ${(r.rps / floor).toFixed(2)}`).join('  ')}`,
     );
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const ratios = targets.map((_, i) => median(rounds.map((r) => r[i]!.rps / r[1]!.rps)));
 
   console.log(
@@ -279,12 +213,12 @@ async function main(): Promise<void> {
   console.log(
     `targets: memory ratio ${ratios[2]!.toFixed(2)} (>= 0.70), redis ratio ${hasRedis ? ratios[3]!.toFixed(2) : 'n/a'} (>= 0.50), RSS with ${KEYS} keys ${idleRss.get(targets[2]!.name)!.toFixed(0)} MB idle (< 150)`,
   );
-  for (const t of targets.slice(1)) await stop(children.find((c) => c.pid === t.pid)!);
+  for (const t of targets.slice(1)) await servers.stop(t.pid);
 }
 
 try {
   await main();
 } finally {
-  for (const c of children) c.kill('SIGKILL');
+  servers.killAll();
   rmSync(dir, { recursive: true, force: true });
 }
