@@ -142,6 +142,8 @@ export const envSchema = z.object({
   STABILITY_API_KEY: z.string().optional(),
   STABILITY_BASE_URL: z.url().default('https://api.stability.ai'),
   MEDIA_DIR: z.string().default('media'),
+  /** Generated images older than this are deleted (0 = kept forever). */
+  MEDIA_RETENTION_HOURS: int(0).default(168),
   THROTTLE_RPM: int(0).default(10),
   IMAGE_FETCH_ALLOW_HOSTS: list.default([]),
   IMAGE_FETCH_MAX_BYTES: int(1).default(10 * 1024 * 1024),

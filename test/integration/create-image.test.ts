@@ -1,7 +1,7 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type FakeAccountBackend, startFakeAccountBackend } from '../../src/fake/fake-account-backend.ts';
 import { fakePng } from '../../src/fake/fake-gemini.ts';
 import {
@@ -263,6 +263,28 @@ describe('create-image with the gemini provider and the account backend', () => 
       const res = await fetch(`${main.url}${path}`);
       expect(res.status, path).toBe(404);
       await res.body?.cancel();
+    }
+  });
+});
+
+describe('media retention', () => {
+  it('images older than MEDIA_RETENTION_HOURS are deleted when the gateway starts (and every 10 min)', async () => {
+    const dir = join(await mkdtemp(join(tmpdir(), 'media-retention-')), 'media');
+    await mkdir(dir);
+    const old = '00000000-0000-4000-8000-000000000001.png';
+    const recent = '00000000-0000-4000-8000-000000000002.png';
+    for (const name of [old, recent]) await writeFile(join(dir, name), 'x');
+    const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+    await utimes(join(dir, old), twoDaysAgo, twoDaysAgo);
+    const stack = await startStack({
+      env: gatewayEnv({ MEDIA_DIR: dir, MEDIA_RETENTION_HOURS: '24' }),
+      fakeInstance: main.fake,
+    });
+    try {
+      await vi.waitFor(async () => expect(await readdir(dir)).toEqual([recent]), { timeout: 3000 });
+    } finally {
+      await stack.close();
+      await rm(join(dir, '..'), { recursive: true, force: true });
     }
   });
 });

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { UsageWebhook } from '../../services/image-gen/backend.ts';
+import { schedulePruning } from '../../services/image-gen/media-store.ts';
 import { parseCreateImageBody, throttleUserId } from '../../services/image-gen/schema.ts';
 import { createImageGenService, type ImageGenService } from '../../services/image-gen/service.ts';
 import type { AppDeps } from '../deps.ts';
@@ -55,6 +56,13 @@ export async function createImageRoutes(
   app.addHook('onClose', async () => {
     await service.backend.drain(5_000);
   });
+  if (deps.env.MEDIA_RETENTION_HOURS > 0) {
+    const stop = schedulePruning(service.media, deps.env.MEDIA_RETENTION_HOURS * 3600_000, (removed, err) => {
+      if (err) deps.logger.warn({ err: String(err) }, 'media retention sweep failed');
+      else if (removed > 0) deps.logger.info({ removed }, 'media retention: old images deleted');
+    });
+    app.addHook('onClose', async () => stop());
+  }
 
   app.post(
     '/api/v1/create-image',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { HttpProblem } from '../../http/problem.ts';
 import { detectImageType } from '../../media/image-type.ts';
@@ -38,6 +38,8 @@ export interface MediaStore {
   save(bytes: Buffer): Promise<StoredImage>;
   /** null when the name is not a media file name or the file does not exist. */
   read(file: string): Promise<MediaFile | null>;
+  /** Deletes the stored images last written before `beforeMs`; returns how many. */
+  prune(beforeMs: number): Promise<number>;
 }
 
 export function createMediaStore(dir: string): MediaStore {
@@ -76,5 +78,54 @@ export function createMediaStore(dir: string): MediaStore {
         throw err;
       }
     },
+    async prune(beforeMs) {
+      let names: string[];
+      try {
+        names = await readdir(root);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+        throw err;
+      }
+      let removed = 0;
+      // Only files of the store's own naming: anything else in the directory is left alone.
+      for (const name of names) {
+        if (!MEDIA_FILE_RE.test(name)) continue;
+        const path = join(root, name);
+        try {
+          const st = await lstat(path);
+          if (!st.isFile() || st.mtimeMs >= beforeMs) continue;
+          await unlink(path);
+          removed += 1;
+        } catch (err) {
+          // Another instance sharing MEDIA_DIR may have removed it first.
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }
+      return removed;
+    },
   };
+}
+
+/** How often the retention sweep runs. */
+const PRUNE_EVERY_MS = 10 * 60_000;
+
+/**
+ * MEDIA_RETENTION_HOURS: deletes images older than the retention now and every ten minutes.
+ * Returns the function that stops it.
+ */
+export function schedulePruning(
+  media: MediaStore,
+  retentionMs: number,
+  onSwept: (removed: number, err?: unknown) => void,
+): () => void {
+  const sweep = () => {
+    media.prune(Date.now() - retentionMs).then(
+      (removed) => onSwept(removed),
+      (err: unknown) => onSwept(0, err),
+    );
+  };
+  sweep();
+  const timer = setInterval(sweep, PRUNE_EVERY_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
