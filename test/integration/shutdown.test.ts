@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -118,6 +119,43 @@ describe('graceful shutdown', () => {
     expect(code, gw.output()).toBe(0);
     expect(Date.now() - signalledAt).toBeLessThan(5000);
     expect(gw.output()).toContain('shutting down');
+  });
+
+  it('a request that arrives on an open connection during shutdown gets 503 and Connection: close', async () => {
+    const fake = await startFakeGemini({
+      keys: poolKeyValues(2).map((apiKey) => ({ apiKey })),
+      streamChunks: 4,
+      chunkDelayMs: 250,
+    });
+    fakes.push(fake);
+    const gw = await startGateway(fake, { SHUTDOWN_TIMEOUT_MS: '10000' });
+    const { port } = new URL(gw.url);
+    // One connection: a stream, then (after SIGTERM) a second request pipelined behind it.
+    const socket = connect(Number(port), '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8').on('data', (d: string) => {
+      received += d;
+    });
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    const body = JSON.stringify({ contents: [{ parts: [{ text: 'a story' }] }] });
+    const request = (path: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: gw\r\nx-goog-api-key: ${TEST_TOKEN}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    socket.write(request(`/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`));
+    await vi.waitFor(() => expect(received).toContain('data: '), { timeout: 5000 });
+    gw.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 150));
+    socket.write(request(`/v1beta/models/${MODEL}:generateContent`));
+    await closed; // the gateway closes the connection after its 503
+
+    const second = received.slice(received.lastIndexOf('HTTP/1.1 '));
+    expect(received.indexOf('HTTP/1.1 200')).toBe(0);
+    expect(received.match(/"finishReason"/g)?.length).toBeGreaterThan(0);
+    expect(second).toMatch(/^HTTP\/1\.1 503/);
+    expect(second.toLowerCase()).toContain('connection: close');
+    expect(second.toLowerCase()).toContain('retry-after: 1');
+    expect(second).toContain('shutting down');
+    expect(fake.stats.requests).toBe(1); // the 503 was answered without going upstream
+    expect((await gw.exit).code, gw.output()).toBe(0);
   });
 
   it('SIGINT on an idle gateway exits 0 at once', async () => {
