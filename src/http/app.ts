@@ -128,12 +128,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     // written through request.log carries request_id.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     childLoggerFactory(logger, bindings, opts) {
-      const options = Object.keys(opts).length > 0 ? opts : undefined;
-      return new LazyRequestLogger(
-        logger as unknown as Logger,
-        bindings,
-        options,
-      ) as unknown as typeof logger;
+      return new LazyRequestLogger(logger as unknown as Logger, bindings, opts) as unknown as typeof logger;
     },
     bodyLimit: env.MAX_UPLOAD_SIZE,
     // Slow or half-open connections: headers must arrive within HEADERS_TIMEOUT_MS, the whole
