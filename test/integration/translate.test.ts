@@ -92,6 +92,35 @@ describe('POST /translate', () => {
     expect(up.body.contents[0].parts[1].text).toBe('Target language: French\nSource language: Japanese');
   });
 
+  it.each([
+    [
+      'WebP',
+      Buffer.concat([
+        Buffer.from('RIFF'),
+        Buffer.from([0x24, 0, 0, 0]),
+        Buffer.from('WEBPVP8 '),
+        Buffer.alloc(32),
+      ]),
+      'image/webp',
+    ],
+    ['GIF', Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(32)]), 'image/gif'],
+    [
+      'HEIC',
+      Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypheic'), Buffer.alloc(32)]),
+      'image/heic',
+    ],
+  ])('accepts a %s image and sends it upstream with its type', async (_name, bytes, mimeType) => {
+    const { status } = await translate(
+      stack,
+      form({ target_language: 'Spanish' }, { bytes, name: 'upload', type: 'application/octet-stream' }),
+    );
+    expect(status).toBe(200);
+    expect(lastUpstream(stack).body.contents[0].parts[0].inlineData).toEqual({
+      mimeType,
+      data: bytes.toString('base64'),
+    });
+  });
+
   it('judges the type by content: a PNG sent as application/octet-stream named .bin is fine', async () => {
     const { status, json } = await translate(
       stack,
