@@ -69,6 +69,10 @@ export type FakeFailure =
   | { kind: 'stall' }
   | { kind: 'reset' }
   | { kind: 'midstream_error' }
+  /** A stream whose connection breaks after its first chunk (no error event: the socket dies). */
+  | { kind: 'midstream_break' }
+  /** A 200 stream that ends without a single chunk. */
+  | { kind: 'empty_stream' }
   | { kind: 'bad_request' }
   /** A 200 answer whose text is exactly `text` (e.g. not the JSON a responseSchema asked for). */
   | { kind: 'text_answer'; text: string };
@@ -317,34 +321,41 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     answer: Answer,
     prompt: TokenCount,
     model: string,
-    failMidstream: boolean,
+    failure: 'none' | 'midstream_error' | 'midstream_break' | 'empty_stream',
   ): void {
     const id = responseId();
     let chunks = answerChunks(answer);
-    if (failMidstream) chunks = [{ ...chunks[0]!, last: false }];
+    if (failure === 'empty_stream') chunks = [];
+    else if (failure !== 'none') chunks = [{ ...chunks[0]!, last: false }];
     const frames: string[] = [];
     for (let i = 0; i < chunks.length; i++) {
       const c = chunks[i]!;
       const json = responseJson(c.parts, c.last, prompt, c.candidatesTokens, model, id);
       frames.push(sse ? `data: ${json}\r\n\r\n` : `${i === 0 ? '[' : '\r\n,'}${json}`);
     }
-    if (failMidstream)
+    if (failure === 'midstream_error')
       frames.push(sse ? `data: ${MIDSTREAM_ERROR_JSON}\r\n\r\n` : `\r\n,${MIDSTREAM_ERROR_JSON}`);
-    const tail = sse ? '' : '\r\n]';
+    const tail = failure === 'empty_stream' || sse ? '' : '\r\n]';
+    // After the last frame: end the answer, or (midstream_break) let the frames reach the
+    // client, then cut the connection.
+    const finish = () => {
+      if (failure === 'midstream_break') later(() => res.socket?.destroy(), 30);
+      else res.end(tail);
+    };
     later(() => {
       if (res.destroyed) return;
       countStatus(200);
       res.writeHead(200, sse ? SSE_HEADERS : ARRAY_STREAM_HEADERS);
-      if (chunkDelayMs === 0) {
+      if (chunkDelayMs === 0 || frames.length === 0) {
         for (const f of frames) res.write(f);
-        res.end(tail);
+        finish();
         return;
       }
       let i = 0;
       const next = (): void => {
         if (res.destroyed) return;
         res.write(frames[i++]!);
-        if (i >= frames.length) res.end(tail);
+        if (i >= frames.length) finish();
         else later(next, chunkDelayMs);
       };
       next();
@@ -436,10 +447,12 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
             req.socket.resetAndDestroy();
             return;
           case 'midstream_error':
+          case 'midstream_break':
+          case 'empty_stream':
             if (route.kind === 'action' && route.action === 'streamGenerateContent' && isObj(body)) {
               const prompt = countRequestTokens(body);
               const answer = buildAnswer(route.model, body, streamChunks);
-              return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, true);
+              return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, failure.kind);
             }
             return sendError(res, ERR_INTERNAL);
         }
@@ -492,7 +505,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
         if (!admit(res, entry.project, route.model, prompt.total, 'generate')) return;
         const answer = buildAnswer(route.model, req0, action === 'streamGenerateContent' ? streamChunks : 1);
         if (action === 'streamGenerateContent') {
-          return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, false);
+          return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, 'none');
         }
         const text = answer.textPieces.join('');
         const parts: unknown[] = [];

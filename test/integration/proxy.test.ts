@@ -375,6 +375,68 @@ describe('native Gemini proxy through @google/genai', () => {
     expect(stack.fake.stats.requests).toBe(1); // not retried once bytes went out
   });
 
+  it('an upstream connection that breaks mid-stream ends the answer with our error event, in its framing', async () => {
+    stack = await startStack({ keys: 2, fake: { streamChunks: 3 } });
+    const post = (alt: string) =>
+      fetch(`${stack!.url}/v1beta/models/${MODEL}:streamGenerateContent${alt}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-goog-api-key': stack!.token },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'cut me off' }] }] }),
+      });
+
+    stack.fake.script({ kind: 'midstream_break' }, { method: 'streamGenerateContent', times: 1 });
+    const sse = await post('?alt=sse');
+    expect(sse.status).toBe(200);
+    const events = (await sse.text()).split('\r\n\r\n').filter(Boolean);
+    expect(events.length).toBe(2); // the one chunk that came through, then ours
+    expect(JSON.parse(events[0]!.slice('data: '.length)).candidates).toBeDefined();
+    expect(JSON.parse(events[1]!.slice('data: '.length))).toMatchObject({
+      error: { code: 502, status: 'UNAVAILABLE' },
+    });
+
+    stack.fake.script({ kind: 'midstream_break' }, { method: 'streamGenerateContent', times: 1 });
+    const array = await post('');
+    expect(array.status).toBe(200);
+    const items = JSON.parse(await array.text()) as Array<Record<string, unknown>>; // still valid JSON
+    expect(items.at(0)!.candidates).toBeDefined();
+    expect(items.at(-1)).toMatchObject({ error: { code: 502, status: 'UNAVAILABLE' } });
+
+    expect(stack.fake.stats.requests).toBe(2); // neither was retried once bytes went out
+    const states = await Promise.all([keyState(stack, 0), keyState(stack, 1)]);
+    expect(states.map((s) => s.lastError)).toContain('STREAM_BROKEN');
+  });
+
+  it('a stream that ends without a chunk is retried on another key', async () => {
+    stack = await startStack({ keys: 2 });
+    stack.fake.script({ kind: 'empty_stream' }, { method: 'streamGenerateContent', times: 1 });
+    const parts: string[] = [];
+    for await (const c of await sdk(stack).models.generateContentStream({
+      model: MODEL,
+      contents: 'again',
+    })) {
+      parts.push(c.text ?? '');
+    }
+    expect(parts.join('')).toBe('Fake answer to: again');
+    expect(stack.fake.stats.requests).toBe(2);
+    const states = await Promise.all([keyState(stack, 0), keyState(stack, 1)]);
+    expect(states.map((s) => s.lastError)).toContain('EMPTY_STREAM');
+  });
+
+  it('when every attempt fails at the network level the client gets a 502 in Google’s shape', async () => {
+    stack = await startStack({ keys: 2, env: { MAX_ATTEMPTS: '2' } });
+    stack.fake.script({ kind: 'reset' }, { times: 2 });
+    const res = await fetch(`${stack.url}/v1beta/models/${MODEL}:generateContent`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-goog-api-key': stack.token },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'nobody home' }] }] }),
+    });
+    expect(res.status).toBe(502);
+    expect(await res.json()).toMatchObject({
+      error: { code: 502, status: 'UNAVAILABLE', message: expect.stringContaining('network_error') },
+    });
+    expect(stack.fake.stats.requests).toBe(2);
+  });
+
   it('a client leaving mid-stream is not held against the key; an upstream error event is', async () => {
     stack = await startStack({ keys: 1, fake: { streamChunks: 5, chunkDelayMs: 200 } });
     const controller = new AbortController();
