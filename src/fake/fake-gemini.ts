@@ -55,6 +55,12 @@ export interface FakeGeminiOptions {
   latencyMs?: number;
   chunkDelayMs?: number;
   streamChunks?: number;
+  /**
+   * Google's tokenizer is not the gateway's estimate: text tokens billed (usageMetadata, limits,
+   * countTokens) are the fake's count times this (default 1). Tests use it to make the estimate
+   * and the bill differ.
+   */
+  textTokenRatio?: number;
   now?: () => number;
 }
 
@@ -242,6 +248,13 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
   const chunkDelayMs = Math.max(0, opts.chunkDelayMs ?? 0);
   const streamChunks = Math.max(1, Math.floor(opts.streamChunks ?? 3));
   let latencyMs = Math.max(0, opts.latencyMs ?? 0);
+  const textTokenRatio = opts.textTokenRatio ?? 1;
+  const billedTokens = (req: Record<string, unknown>): TokenCount => {
+    const count = countRequestTokens(req);
+    if (textTokenRatio === 1) return count;
+    const text = Math.ceil(count.text * textTokenRatio);
+    return { total: text + count.images, text, images: count.images };
+  };
   const scripts: Script[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const sockets = new Set<Socket>();
@@ -418,7 +431,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
           case 'bad_request':
             return sendError(res, ERR_BAD_REQUEST);
           case 'text_answer': {
-            const prompt = isObj(body) ? countRequestTokens(body).total : 0;
+            const prompt = isObj(body) ? billedTokens(body).total : 0;
             const answer = {
               candidates: [
                 {
@@ -450,7 +463,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
           case 'midstream_break':
           case 'empty_stream':
             if (route.kind === 'action' && route.action === 'streamGenerateContent' && isObj(body)) {
-              const prompt = countRequestTokens(body);
+              const prompt = billedTokens(body);
               const answer = buildAnswer(route.model, body, streamChunks);
               return stream(res, query?.get('alt') === 'sse', answer, prompt, route.model, failure.kind);
             }
@@ -501,7 +514,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       case 'streamGenerateContent': {
         if (!Array.isArray(req0.contents) || req0.contents.length === 0)
           return sendError(res, ERR_NO_CONTENTS);
-        const prompt = countRequestTokens(req0);
+        const prompt = billedTokens(req0);
         if (!admit(res, entry.project, route.model, prompt.total, 'generate')) return;
         const answer = buildAnswer(route.model, req0, action === 'streamGenerateContent' ? streamChunks : 1);
         if (action === 'streamGenerateContent') {
@@ -516,7 +529,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       }
       case 'countTokens': {
         const inner = isObj(req0.generateContentRequest) ? req0.generateContentRequest : req0;
-        const t = countRequestTokens(inner);
+        const t = billedTokens(inner);
         const details: unknown[] = [{ modality: 'TEXT', tokenCount: t.text }];
         if (t.images > 0) details.push({ modality: 'IMAGE', tokenCount: t.images });
         return sendBody(res, 200, JSON.stringify({ totalTokens: t.total, promptTokensDetails: details }));

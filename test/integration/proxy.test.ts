@@ -1,5 +1,5 @@
 import { GoogleGenAI } from '@google/genai';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
 
 /** The native proxy, driven by the official @google/genai SDK against the fake Gemini. */
@@ -468,13 +468,14 @@ describe('native Gemini proxy through @google/genai', () => {
   });
 
   it('settles the token reservation with usageMetadata (streams too)', async () => {
-    stack = await startStack({ keys: 1 });
-    const text = 'y'.repeat(400); // 100 tokens by the fake's count
+    // The fake bills 1.5 times the gateway's estimate: 100 tokens reserved, 150 billed.
+    stack = await startStack({ keys: 1, fake: { textTokenRatio: 1.5 } });
+    const text = 'y'.repeat(400);
     await sdk(stack).models.generateContent({ model: MODEL, contents: text });
+    await vi.waitFor(async () => expect((await keyState(stack!, 0)).tokensThisMinute).toBe(150));
     for await (const _ of await sdk(stack).models.generateContentStream({ model: MODEL, contents: text })) {
       /* drain */
     }
-    await new Promise((r) => setTimeout(r, 50)); // settlement is sent after the answer
-    expect((await keyState(stack, 0)).tokensThisMinute).toBe(200);
+    await vi.waitFor(async () => expect((await keyState(stack!, 0)).tokensThisMinute).toBe(300));
   });
 });
