@@ -130,6 +130,19 @@ describe('classifyUpstream', () => {
         NOW,
       ),
     ).toEqual({ kind: 'disable', reason: 'SERVICE_DISABLED' });
+    // Any other 403: the ErrorInfo reason when there is one, else PERMISSION_DENIED.
+    expect(
+      classifyUpstream(
+        403,
+        body(403, 'PERMISSION_DENIED', 'Requests from this referer are blocked.', [
+          { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'API_KEY_HTTP_REFERRER_BLOCKED' },
+        ]),
+        NOW,
+      ),
+    ).toEqual({ kind: 'disable', reason: 'API_KEY_HTTP_REFERRER_BLOCKED' });
+    expect(
+      classifyUpstream(403, body(403, 'PERMISSION_DENIED', 'The caller does not have permission'), NOW),
+    ).toEqual({ kind: 'disable', reason: 'PERMISSION_DENIED' });
   });
 
   it('other 400s and 404 are the request’s fault and pass through', () => {
