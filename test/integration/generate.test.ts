@@ -70,4 +70,20 @@ describe('POST /v1/generate', () => {
     expect(status).toBe(400);
     expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
   });
+
+  it('when every key is overloaded the answer is a 502 problem naming the upstream error', async () => {
+    const busy = await startStack({ keys: 2, env: { MAX_ATTEMPTS: '2' } });
+    try {
+      busy.fake.script({ kind: 'overloaded' }, { times: 2 });
+      const { status, json } = await generate(busy, { prompt: 'everyone is busy' });
+      expect(status).toBe(502);
+      expect(json).toMatchObject({
+        status: 502,
+        detail: expect.stringMatching(/^upstream error: .*overloaded/i),
+      });
+      expect(busy.fake.stats.requests).toBe(2);
+    } finally {
+      await busy.close();
+    }
+  });
 });
