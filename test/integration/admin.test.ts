@@ -83,6 +83,31 @@ describe('keys', () => {
     expect(used[0].latency_ms).toMatchObject({ last: expect.any(Number), avg: expect.any(Number) });
   });
 
+  it('shows one key by id (masked); an unknown id is a 404 problem', async () => {
+    const s = await stack();
+    const [k] = await listKeys(s);
+    const one = await admin(s, 'GET', `/admin/keys/${k.id}`);
+    expect(one.status).toBe(200);
+    const text = await one.text();
+    for (const v of poolKeyValues(3)) expect(text).not.toContain(v);
+    expect(JSON.parse(text)).toMatchObject({ id: k.id, api_key: k.api_key, state: 'available' });
+    const missing = await admin(s, 'GET', '/admin/keys/no_such_key');
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('content-type')).toContain('application/problem+json');
+  });
+
+  it('config shows the runtime settings in force and the reload status', async () => {
+    const s = await stack({ env: { GLOBAL_RATE_LIMIT: '7', CLIENT_RATE_LIMITS: 'tests:5' } });
+    const res = await admin(s, 'GET', '/admin/config');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      settings: { GLOBAL_RATE_LIMIT: 7, CLIENT_RATE_LIMITS: { tests: 5 }, LOG_LEVEL: expect.any(String) },
+      reload: { last_result: null },
+      keys_file: 'unset',
+      config_file: 'unset',
+    });
+  });
+
   it('disable takes a key out of rotation, enable puts it back', async () => {
     const s = await stack({ keys: 2 });
     const [k1] = await listKeys(s);
