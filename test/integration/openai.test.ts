@@ -299,6 +299,15 @@ describe('OpenAI-compatible surface through the official openai SDK', () => {
     expect(e.code).toBe('invalid_argument');
     expect(e.message).toContain('Invalid JSON payload received');
 
+    // The same before the first byte of a stream: an error answer, not a broken stream.
+    stack.fake.script({ kind: 'bad_request' }, { method: 'streamGenerateContent' });
+    const streamErr = await client(stack)
+      .chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .catch((e: unknown) => e);
+    expect(streamErr).toBeInstanceOf(BadRequestError);
+    expect((streamErr as BadRequestError).status).toBe(400);
+    expect((streamErr as BadRequestError).message).toContain('Invalid JSON payload received');
+
     const res = await fetch(`${stack.url}/v1beta/openai/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.token}` },
