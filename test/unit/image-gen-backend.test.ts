@@ -133,6 +133,32 @@ describe('remote account backend (against the fake Django backend)', () => {
     expect(attempts).toBe(3);
   });
 
+  it('odd answers from the backend are a 503 for the client, never a crash or a guess', async () => {
+    const answering =
+      (body: string, status = 200): typeof fetch =>
+      async () =>
+        new Response(body, { status, headers: { 'content-type': 'application/json' } });
+    const failsWith503 = async (p: Promise<unknown>) => {
+      const err = await p.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(HttpProblem);
+      expect((err as HttpProblem).status).toBe(503);
+    };
+    await failsWith503(backend({ fetch: answering('<html>oops</html>') }).verifyUser('u1', 'user-key-1'));
+    await failsWith503(backend({ fetch: answering('[true]') }).verifyUser('u1', 'user-key-1'));
+    await failsWith503(backend({ fetch: answering('{"valid":true}', 409) }).verifyUser('u1', 'user-key-1'));
+    await failsWith503(backend({ fetch: answering('{"credits":3}') }).checkCredits('u1'));
+    await failsWith503(backend({ fetch: answering('{}', 409) }).checkCredits('u1'));
+    // What the contract does define: 402/403 mean no credits, 401/403/404 an unknown user or key.
+    expect(await backend({ fetch: answering('{}', 402) }).checkCredits('u1')).toEqual({
+      hasCredits: false,
+      credits: 0,
+    });
+    expect(await backend({ fetch: answering('{}', 404) }).verifyUser('u1', 'user-key-1')).toBe(false);
+  });
+
   it('delivers the usage webhook in the background, retrying failures with backoff', async () => {
     fake.webhooks.length = 0;
     fake.failedWebhookAttempts = 0;
