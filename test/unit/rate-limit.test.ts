@@ -1,3 +1,4 @@
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { CallerRateLimiter, type RateLimitSettings } from '../../src/http/rate-limit.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
@@ -76,7 +77,19 @@ describe('CallerRateLimiter', () => {
     const broken = {
       hit: () => Promise.reject(new Error('ECONNREFUSED')),
     } as unknown as StateStore;
-    const l = limiter(settings({ ipPerMinute: 1 }), { t: 0 }, broken);
+    const lines: string[] = [];
+    const clock = { t: 1_000_000_000_000 };
+    const l = new CallerRateLimiter(broken, settings({ ipPerMinute: 1 }), {
+      now: () => clock.t,
+      logger: pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }),
+    });
     expect((await l.checkIp('x')).allowed).toBe(true);
+    expect((await l.checkIp('x')).allowed).toBe(true);
+    // It says so, once per 10 s of outage rather than once per request.
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: expect.stringContaining('admitted unchecked') });
+    clock.t += 10_001;
+    await l.checkIp('x');
+    expect(lines).toHaveLength(2);
   });
 });
