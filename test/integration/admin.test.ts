@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
@@ -128,6 +128,20 @@ describe('keys', () => {
     s.fake.resetStats();
     for (let i = 0; i < 6; i++) await generate(s, `e${i}`);
     expect(s.fake.stats.byKey.get(value) ?? 0).toBeGreaterThan(0);
+  });
+
+  it('when the keys file cannot be written, an added key is refused and nothing changes', async () => {
+    const values = poolKeyValues(2);
+    const file = keysFile([{ id: 'first', api_key: values[0]! }]);
+    const s = await stack({ keys: 2, env: { GEMINI_API_KEYS: '', API_KEYS_FILE: file } });
+    rmSync(dirname(file), { recursive: true, force: true }); // the volume went away
+    const add = await admin(s, 'POST', '/admin/keys', { id: 'second', api_key: values[1]! });
+    expect(add.status).toBe(500);
+    expect(add.headers.get('content-type')).toContain('application/problem+json');
+    const text = await add.text();
+    expect(text).toContain('nothing was changed');
+    expect(text).not.toContain(values[1]!);
+    expect((await listKeys(s)).map((k) => k.id)).toEqual(['first']);
   });
 
   it('adds and removes keys; with API_KEYS_FILE the file is rewritten', async () => {

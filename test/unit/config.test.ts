@@ -81,6 +81,19 @@ describe('configuration', () => {
     expect(() => parseKeysFile('{not json', 'keys.json', env)).toThrow(ConfigError);
   });
 
+  it('a keys file that cannot be read, and malformed list settings, are named in the error', async () => {
+    const missing = join(mkdtempSync(join(tmpdir(), 'gg-keys-')), 'nope.json');
+    await expect(loadKeys(parseEnv({ API_KEYS_FILE: missing }))).rejects.toThrow(
+      /API_KEYS_FILE: cannot read .*nope\.json \(ENOENT\)/,
+    );
+    expect(() => parseEnv({ CORS_ORIGINS: '["https://a.example", 3]' })).toThrow(
+      /CORS_ORIGINS.*JSON list of strings/,
+    );
+    expect(() => parseEnv({ CLIENT_RATE_LIMITS: 'alice:ten' })).toThrow(
+      /CLIENT_RATE_LIMITS.*name:requests_per_minute/,
+    );
+  });
+
   it('duplicate keys are refused', async () => {
     await expect(loadKeys(parseEnv({ GEMINI_API_KEYS: 'a,a' }))).rejects.toThrow(/duplicate key id/);
   });
