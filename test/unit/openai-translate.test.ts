@@ -404,6 +404,76 @@ describe('openAiToGemini: tools', () => {
       }),
     );
     expect(args.param).toBe('messages[1].tool_calls[0].function.arguments');
+    const noId = errorOf(() =>
+      openAiToGemini({ model: MODEL, messages: [user('x'), { role: 'tool', content: '1' }] }),
+    );
+    expect(noId).toMatchObject({ status: 400, param: 'messages[1].tool_call_id' });
+  });
+
+  it('the legacy function-calling messages (function_call, role "function") still translate', () => {
+    const g = openAiToGemini({
+      model: MODEL,
+      messages: [
+        user('weather?'),
+        {
+          role: 'assistant',
+          content: null,
+          function_call: { name: 'weather', arguments: '{"city":"Oslo"}' },
+        },
+        { role: 'function', name: 'weather', content: '{"temp":3}' },
+        { role: 'function', name: 'clock', content: 'noon' },
+      ],
+    });
+    expect(g.request.contents).toEqual([
+      { role: 'user', parts: [{ text: 'weather?' }] },
+      { role: 'model', parts: [{ functionCall: { name: 'weather', args: { city: 'Oslo' } } }] },
+      {
+        role: 'user',
+        parts: [
+          { functionResponse: { name: 'weather', response: { temp: 3 } } },
+          { functionResponse: { name: 'clock', response: { result: 'noon' } } },
+        ],
+      },
+    ]);
+    const nameless = errorOf(() =>
+      openAiToGemini({ model: MODEL, messages: [user('x'), { role: 'function', content: '1' }] }),
+    );
+    expect(nameless).toMatchObject({ status: 400, param: 'messages[1].name' });
+  });
+
+  it('assistant content: text and refusal parts pass, anything else is refused with its place', () => {
+    const g = openAiToGemini({
+      model: MODEL,
+      messages: [
+        user('a'),
+        {
+          role: 'assistant',
+          content: [
+            { type: 'text', text: 'part one' },
+            { type: 'refusal', refusal: 'I cannot' },
+          ],
+        },
+        user('b'),
+      ],
+    });
+    expect(g.request.contents[1]).toEqual({
+      role: 'model',
+      parts: [{ text: 'part one' }, { text: 'I cannot' }],
+    });
+    const imagePart = errorOf(() =>
+      openAiToGemini({
+        model: MODEL,
+        messages: [
+          user('a'),
+          { role: 'assistant', content: [{ type: 'image_url', image_url: { url: 'x' } }] },
+        ],
+      }),
+    );
+    expect(imagePart.param).toBe('messages[1].content[0]');
+    const numeric = errorOf(() =>
+      openAiToGemini({ model: MODEL, messages: [user('a'), { role: 'assistant', content: 42 }] }),
+    );
+    expect(numeric.param).toBe('messages[1].content');
   });
 });
 
