@@ -109,6 +109,8 @@ export interface FakeImageProviders {
   failNext(status: number, times?: number): void;
   /** The next calls answer 200 without an image (openai: empty data; stability: JSON without image). */
   answerWithoutImage(on: boolean): void;
+  /** stability: the next calls answer as Stability does when its filter blocks the result. */
+  contentFiltered(on: boolean): void;
   close(): Promise<void>;
 }
 
@@ -124,6 +126,7 @@ export async function startFakeImageProviders(
   let failStatus = 0;
   let failTimes = 0;
   let noImage = false;
+  let filtered = false;
 
   const record = async (provider: 'openai' | 'stability', req: IncomingMessage, key: string) => {
     const authorized = req.headers.authorization === `Bearer ${key}`;
@@ -193,7 +196,7 @@ export async function startFakeImageProviders(
         });
       res.writeHead(200, {
         'content-type': 'image/png',
-        'finish-reason': 'SUCCESS',
+        'finish-reason': filtered ? 'CONTENT_FILTERED' : 'SUCCESS',
         seed: String(randomInt(1e9)),
       });
       res.end(png);
@@ -214,6 +217,9 @@ export async function startFakeImageProviders(
     },
     answerWithoutImage(on) {
       noImage = on;
+    },
+    contentFiltered(on) {
+      filtered = on;
     },
     close: srv.close,
   };

@@ -258,7 +258,7 @@ describe('openai and stability providers (against the fake HTTP server)', () => 
     ]);
   });
 
-  it('stability: wrong key, server error and no image are 502 without secrets', async () => {
+  it('stability: wrong key, server error, no image and a filtered result are 502 without secrets', async () => {
     const wrong = createStabilityProvider({ env: stabilityEnv('sk-wrong-SECRET'), gemini: noGemini });
     const err = await problem(wrong.generateImage([person, garment], 'x', ctx));
     expect(err.status).toBe(502);
@@ -271,6 +271,15 @@ describe('openai and stability providers (against the fake HTTP server)', () => 
       expect((await problem(provider.generateImage([person, garment], 'x', ctx))).status).toBe(502);
     } finally {
       fake.answerWithoutImage(false);
+    }
+    // Stability sends a (blurred) image with finish-reason CONTENT_FILTERED: not a result.
+    fake.contentFiltered(true);
+    try {
+      const filtered = await problem(provider.generateImage([person, garment], 'x', ctx));
+      expect(filtered.status).toBe(502);
+      expect(filtered.detail).toContain('content-filtered');
+    } finally {
+      fake.contentFiltered(false);
     }
   });
 
