@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 
 /**
@@ -153,6 +154,36 @@ export const envSchema = z.object({
 export type Env = z.infer<typeof envSchema>;
 
 export class ConfigError extends Error {}
+
+/** The text of a file a setting names (API_KEYS_FILE, CONFIG_FILE); a failure names both. */
+export async function readSettingFile(setting: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${setting}: cannot read ${path} (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
+/**
+ * A settings file's JSON, validated by `schema`. Errors name the setting and each field at
+ * fault, never a value (a keys file holds secrets).
+ */
+export function parseSettingJson<T>(text: string, setting: string, what: string, schema: z.ZodType<T>): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${setting}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  }
+  const result = schema.safeParse(json);
+  if (!result.success) {
+    const lines = result.error.issues.map(
+      (i) => `  ${setting}: ${i.path.join('.') || '(root)'}: ${i.message}`,
+    );
+    throw new ConfigError(`invalid ${what}:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
 
 /** Empty strings count as unset, so `FOO=` in .env falls back to the default. */
 export function parseEnv(source: Record<string, string | undefined>): Env {

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { HttpProblem } from '../http/problem.ts';
 import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
-import { ConfigError, type Env } from './env.ts';
+import { type Env, readSettingFile } from './env.ts';
 import {
   assertUnique,
   envKeyId,
@@ -264,13 +264,7 @@ export class KeyManager {
   }
 
   private async readKeysFile(remember = true): Promise<{ keys: KeyConfig[]; hash: string }> {
-    const path = this.env.API_KEYS_FILE!;
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`API_KEYS_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code})`);
-    }
+    const text = await readSettingFile('API_KEYS_FILE', this.env.API_KEYS_FILE!);
     const keys = parseKeysFile(text, 'API_KEYS_FILE', this.env as Env);
     const hash = sha256(text);
     if (remember) this.fileHash = hash;

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { ConfigError, type Env } from './env.ts';
+import { ConfigError, type Env, parseSettingJson } from './env.ts';
 
 export interface KeyLimits {
   requestsPerMinute: number;
@@ -87,39 +86,7 @@ export function envKeyId(apiKey: string): string {
 
 /** Parses a keys file's text; errors name the entry and field, never the key value. */
 export function parseKeysFile(text: string, source: string, env: Env): KeyConfig[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${source}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
-  }
-  const result = keysFileSchema.safeParse(json);
-  if (!result.success) {
-    const lines = result.error.issues.map((i) => `  ${source}: ${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`invalid keys file:\n${lines.join('\n')}`);
-  }
-  return result.data.keys.map((e) => keyFromEntry(e, env));
-}
-
-/** All pool keys: API_KEYS_FILE entries, then GEMINI_API_KEYS. Duplicate ids or key values are an error. */
-export async function loadKeys(env: Env): Promise<KeyConfig[]> {
-  const keys: KeyConfig[] = [];
-  if (env.API_KEYS_FILE) {
-    let text: string;
-    try {
-      text = await readFile(env.API_KEYS_FILE, 'utf8');
-    } catch (err) {
-      throw new ConfigError(
-        `API_KEYS_FILE: cannot read ${env.API_KEYS_FILE} (${(err as NodeJS.ErrnoException).code})`,
-      );
-    }
-    keys.push(...parseKeysFile(text, 'API_KEYS_FILE', env));
-  }
-  for (const apiKey of env.GEMINI_API_KEYS) {
-    keys.push(keyFromEntry({ id: envKeyId(apiKey), api_key: apiKey }, env));
-  }
-  assertUnique(keys);
-  return keys;
+  return parseSettingJson(text, source, 'keys file', keysFileSchema).keys.map((e) => keyFromEntry(e, env));
 }
 
 export function assertUnique(keys: KeyConfig[]): void {

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { ConfigError, type Env } from './env.ts';
+import { ConfigError, type Env, parseSettingJson, readSettingFile } from './env.ts';
 import type { KeyManager, KeysReload } from './keys-store.ts';
 
 /**
@@ -52,20 +51,7 @@ export function effectiveSettings(env: Env, file: RuntimeConfig): EffectiveSetti
 }
 
 export function parseRuntimeConfig(text: string, source = 'CONFIG_FILE'): RuntimeConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${source}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
-  }
-  const result = runtimeConfigSchema.safeParse(json);
-  if (!result.success) {
-    const lines = result.error.issues.map(
-      (i) => `  ${source}: ${i.path.join('.') || '(root)'}: ${i.message}`,
-    );
-    throw new ConfigError(`invalid config file:\n${lines.join('\n')}`);
-  }
-  return result.data;
+  return parseSettingJson(text, source, 'config file', runtimeConfigSchema);
 }
 
 export type ReloadSource = 'keys_file' | 'config_file' | 'admin' | 'signal';
@@ -254,13 +240,7 @@ export class ConfigReloader {
   }
 
   private async readConfigFile(): Promise<{ config: RuntimeConfig; hash: string }> {
-    const path = this.env.CONFIG_FILE!;
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`CONFIG_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code})`);
-    }
+    const text = await readSettingFile('CONFIG_FILE', this.env.CONFIG_FILE!);
     return { config: parseRuntimeConfig(text), hash: createHash('sha256').update(text).digest('hex') };
   }
 

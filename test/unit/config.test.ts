@@ -3,8 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildGateway } from '../../src/app/build.ts';
-import { ConfigError, parseEnv } from '../../src/config/env.ts';
-import { envKeyId, loadKeys, parseKeysFile } from '../../src/config/keys.ts';
+import { ConfigError, type Env, parseEnv } from '../../src/config/env.ts';
+import { envKeyId, parseKeysFile } from '../../src/config/keys.ts';
+import { KeyManager } from '../../src/config/keys-store.ts';
+import type { KeyPool } from '../../src/pool/key-pool.ts';
+import type { StateStore } from '../../src/store/types.ts';
+
+/** The pool keys as the gateway loads them at start (reading only: the pool and store stay untouched). */
+const loadKeys = (env: Env) => new KeyManager({ env, pool: {} as KeyPool, store: {} as StateStore }).load();
 
 describe('configuration', () => {
   it('defaults', () => {
