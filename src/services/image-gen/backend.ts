@@ -115,7 +115,13 @@ export function createRemoteAccountBackend(opts: RemoteBackendOptions): AccountB
     throw new HttpProblem(503, UNAVAILABLE);
   }
 
+  /** A 200 answer's JSON object; any other status, or a body that is not one, is a 503. */
   async function readJson(res: Response, path: string): Promise<Record<string, unknown>> {
+    if (res.status !== 200) {
+      await res.body?.cancel().catch(() => {});
+      log.warn({ backend: 'account', path, status: res.status }, 'account backend unexpected status');
+      throw new HttpProblem(503, UNAVAILABLE);
+    }
     try {
       const v: unknown = await res.json();
       if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
@@ -164,14 +170,6 @@ export function createRemoteAccountBackend(opts: RemoteBackendOptions): AccountB
         await res.body?.cancel().catch(() => {});
         return false;
       }
-      if (res.status !== 200) {
-        await res.body?.cancel().catch(() => {});
-        log.warn(
-          { backend: 'account', path: VERIFY_PATH, status: res.status },
-          'account backend unexpected status',
-        );
-        throw new HttpProblem(503, UNAVAILABLE);
-      }
       const body = await readJson(res, VERIFY_PATH);
       return body.valid === true;
     },
@@ -180,14 +178,6 @@ export function createRemoteAccountBackend(opts: RemoteBackendOptions): AccountB
       if (res.status === 402 || res.status === 403) {
         await res.body?.cancel().catch(() => {});
         return { hasCredits: false, credits: 0 };
-      }
-      if (res.status !== 200) {
-        await res.body?.cancel().catch(() => {});
-        log.warn(
-          { backend: 'account', path: CREDITS_PATH, status: res.status },
-          'account backend unexpected status',
-        );
-        throw new HttpProblem(503, UNAVAILABLE);
       }
       const body = await readJson(res, CREDITS_PATH);
       if (typeof body.has_credits !== 'boolean') {
