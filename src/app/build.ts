@@ -143,7 +143,7 @@ export async function buildGateway(
   const acquire = pool.acquire.bind(pool);
   pool.acquire = (model, tokens, exclude, signal) =>
     acquire(model, tokens, exclude, signal).then((lease) => {
-      metrics.queueWait.observe(lease.queuedMs / 1000);
+      metrics.queueWait.series().observe(lease.queuedMs / 1000);
       return lease;
     });
 

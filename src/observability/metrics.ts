@@ -1,7 +1,8 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { KeyConfig } from '../config/keys.ts';
 import type { KeyState } from '../store/types.ts';
 import type { AttemptObserver } from '../upstream/forwarder.ts';
+import { HotMetric } from './hot-metric.ts';
 import { requestContext } from './logger.ts';
 
 /** Cache counters as the response cache reports them (src/cache ResponseCache.stats()). */
@@ -41,13 +42,13 @@ const SNAPSHOT_TTL_MS = 250;
  */
 export class GatewayMetrics implements AttemptObserver {
   readonly registry = new Registry();
-  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
-  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
-  readonly upstreamRequests: Counter<'key_id' | 'model' | 'outcome'>;
-  readonly upstreamDuration: Histogram<'model' | 'outcome'>;
+  readonly httpRequests: HotMetric;
+  readonly httpDuration: HotMetric;
+  readonly upstreamRequests: HotMetric;
+  readonly upstreamDuration: HotMetric;
   readonly rateLimited: Counter<'scope'>;
-  readonly queueWait: Histogram;
-  readonly overhead: Histogram<'route'>;
+  readonly queueWait: HotMetric;
+  readonly overhead: HotMetric;
   readonly reloads: Counter<'source' | 'result'>;
   private readonly models = new Set<string>();
   private readonly latency = new Map<string, KeyLatency>();
@@ -60,31 +61,28 @@ export class GatewayMetrics implements AttemptObserver {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.httpRequests = new Counter({
+    // The metrics every request touches are HotMetrics (src/observability/hot-metric.ts).
+    this.httpRequests = new HotMetric(this.registry, {
       name: 'http_requests_total',
       help: 'HTTP requests answered, by method, route pattern and status code.',
       labelNames: ['method', 'route', 'status'],
-      registers,
     });
-    this.httpDuration = new Histogram({
+    this.httpDuration = new HotMetric(this.registry, {
       name: 'http_request_duration_seconds',
       help: 'Time from request start to the last byte of the response, by method, route and status.',
       labelNames: ['method', 'route', 'status'],
       buckets: LATENCY_BUCKETS,
-      registers,
     });
-    this.upstreamRequests = new Counter({
+    this.upstreamRequests = new HotMetric(this.registry, {
       name: 'gateway_upstream_requests_total',
       help: 'Attempts sent to the Gemini API, by pool key id, model and outcome.',
       labelNames: ['key_id', 'model', 'outcome'],
-      registers,
     });
-    this.upstreamDuration = new Histogram({
+    this.upstreamDuration = new HotMetric(this.registry, {
       name: 'gateway_upstream_request_duration_seconds',
       help: 'Duration of upstream attempts (whole stream for streams), by model and outcome.',
       labelNames: ['model', 'outcome'],
       buckets: LATENCY_BUCKETS,
-      registers,
     });
     this.rateLimited = new Counter({
       name: 'gateway_rate_limit_refusals_total',
@@ -92,18 +90,16 @@ export class GatewayMetrics implements AttemptObserver {
       labelNames: ['scope'],
       registers,
     });
-    this.queueWait = new Histogram({
+    this.queueWait = new HotMetric(this.registry, {
       name: 'gateway_queue_wait_seconds',
       help: 'Time a request waited in line for a pool key (per key reservation).',
       buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers,
     });
-    this.overhead = new Histogram({
+    this.overhead = new HotMetric(this.registry, {
       name: 'gateway_overhead_seconds',
       help: 'Gateway time of a request: total duration minus time spent waiting on the upstream (unary answers).',
       labelNames: ['route'],
       buckets: OVERHEAD_BUCKETS,
-      registers,
     });
     this.reloads = new Counter({
       name: 'gateway_config_reloads_total',
@@ -219,34 +215,23 @@ export class GatewayMetrics implements AttemptObserver {
     this.cacheSource = source;
   }
 
-  /**
-   * prom-client builds and hashes a label object on every call; the hot path keeps each label
-   * combination's child in nested maps keyed by the label values themselves (no key string is
-   * built per call). A few hundred combinations at most: routes × statuses, keys × models × outcomes.
-   */
-  private readonly requestCounts = new LabelChildren((m, r, s) => this.httpRequests.labels(m, r, s));
-  private readonly requestDurations = new LabelChildren((m, r, s) => this.httpDuration.labels(m, r, s));
-  private readonly overheads = new LabelChildren((r) => this.overhead.labels(r));
-  private readonly attemptCounts = new LabelChildren((k, m, o) => this.upstreamRequests.labels(k, m, o));
-  private readonly attemptDurations = new LabelChildren((m, o) => this.upstreamDuration.labels(m, o));
-
   /** One answered HTTP request. */
   request(method: string, route: string, status: number, durationMs: number): void {
     const s = String(status);
-    this.requestCounts.get(method, route, s).inc();
-    this.requestDurations.get(method, route, s).observe(durationMs / 1000);
+    this.httpRequests.series(method, route, s).inc();
+    this.httpDuration.series(method, route, s).observe(durationMs / 1000);
   }
 
   /** Time the gateway itself added to an answer (total minus upstream and queue time). */
   observeOverhead(route: string, ms: number): void {
-    this.overheads.get(route).observe(ms / 1000);
+    this.overhead.series(route).observe(ms / 1000);
   }
 
   /** AttemptObserver: one event per upstream attempt, from the forwarder. */
   attempt(keyId: string, model: string, outcome: string, durationMs: number): void {
     const m = this.modelLabel(model);
-    this.attemptCounts.get(keyId, m, outcome).inc();
-    this.attemptDurations.get(m, outcome).observe(durationMs / 1000);
+    this.upstreamRequests.series(keyId, m, outcome).inc();
+    this.upstreamDuration.series(m, outcome).observe(durationMs / 1000);
     if (outcome !== 'client_gone') this.noteLatency(keyId, durationMs);
     // Attribute the upstream time to the request being served (application routes).
     const ctx = requestContext.getStore();
@@ -316,35 +301,4 @@ export function stateOf(s: KeyState, nowMs = Date.now()): KeyStateName {
   if (s.circuit === 'open') return 'circuit_open';
   if (s.restUntilMs !== null && s.restUntilMs > nowMs) return 'resting';
   return 'available';
-}
-
-type LabelChild = { inc(): void; observe(value: number): void };
-
-/** A metric's children by up to three label values, in nested maps. */
-class LabelChildren {
-  private readonly root = new Map<string, Map<string, Map<string, LabelChild>>>();
-  private readonly make: (a: string, b: string, c: string) => unknown;
-
-  constructor(make: (a: string, b: string, c: string) => unknown) {
-    this.make = make;
-  }
-
-  get(a: string, b = '', c = ''): LabelChild {
-    let byB = this.root.get(a);
-    if (!byB) {
-      byB = new Map();
-      this.root.set(a, byB);
-    }
-    let byC = byB.get(b);
-    if (!byC) {
-      byC = new Map();
-      byB.set(b, byC);
-    }
-    let child = byC.get(c);
-    if (!child) {
-      child = this.make(a, b, c) as LabelChild;
-      byC.set(c, child);
-    }
-    return child;
-  }
 }
