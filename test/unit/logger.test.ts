@@ -1,7 +1,11 @@
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
+  bufferedStdout,
   LazyRequestLogger,
   loggerOptions,
   logTargets,
@@ -186,6 +190,28 @@ describe('destinations', () => {
       expect(JSON.parse(line)).toMatchObject({ msg: 'lone line', level: 30 });
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+
+  it('the batched stdout flushes what came in, and an idle one writes nothing', async () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'gg-log-'));
+    const fd = fs.openSync(join(dir, 'out.log'), 'w');
+    const writes = vi.spyOn(fs, 'write'); // what sonic-boom calls for each batch
+    const dest = bufferedStdout(fd, 20);
+    try {
+      const logger = pino(dest);
+      logger.info('batched line');
+      await vi.waitFor(() => expect(fs.readFileSync(join(dir, 'out.log'), 'utf8')).toContain('batched line'));
+      await new Promise((r) => setTimeout(r, 50)); // the write's callback, then a flush tick
+      const toFile = () => writes.mock.calls.filter((call) => call[0] === fd).length;
+      const afterLine = toFile();
+      expect(afterLine).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 150)); // seven more flush ticks with nothing new
+      expect(toFile()).toBe(afterLine);
+    } finally {
+      writes.mockRestore();
+      dest.end();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
