@@ -17,6 +17,7 @@ const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, impor
 const ACQUIRE_LUA = script('acquire');
 const REPORT_LUA = script('report');
 const SETTLE_LUA = script('settle');
+const BACKOFF_LUA = script('backoff');
 /** How long token settlements of clean successes are gathered before one script call applies them. */
 const SETTLE_BATCH_MS = 20;
 
@@ -26,6 +27,7 @@ type ScriptedRedis = Redis & {
   ): Promise<[number, string | number, string | number, number?, number?, number?]>;
   ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
+  ggBackoff(key: string, untilMs: number, ttlMs: number): Promise<number>;
 };
 
 /**
@@ -48,6 +50,7 @@ export class RedisStore implements StateStore {
     redis.defineCommand('ggAcquire', { numberOfKeys: 0, lua: ACQUIRE_LUA });
     redis.defineCommand('ggReport', { numberOfKeys: 0, lua: REPORT_LUA });
     redis.defineCommand('ggSettle', { numberOfKeys: 0, lua: SETTLE_LUA });
+    redis.defineCommand('ggBackoff', { numberOfKeys: 0, lua: BACKOFF_LUA });
     this.redis = redis as ScriptedRedis;
     redis.on('ready', () => void this.restoreRegistry());
   }
@@ -157,7 +160,7 @@ export class RedisStore implements StateStore {
 
   async setGlobalBackoff(untilMs: number, nowMs: number): Promise<void> {
     const ttl = untilMs - nowMs;
-    if (ttl > 0) await this.redis.set(`${this.p}global_backoff`, untilMs, 'PX', ttl);
+    if (ttl > 0) await this.redis.ggBackoff(`${this.p}global_backoff`, untilMs, ttl);
   }
 
   async setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void> {

@@ -36,7 +36,8 @@ local function tokens_used(tok_key, secs_key, trim)
     while head and tonumber(head) <= now_sec - 60 do
       local v = tonumber(redis.call('HGET', tok_key, head) or '0') or 0
       redis.call('HDEL', tok_key, head)
-      redis.call('HINCRBY', tok_key, 'sum', -v)
+      -- `0 - v`, not `-v`: Lua's -0 reaches Redis as "-0", which HINCRBY refuses (a slot can hold 0).
+      redis.call('HINCRBY', tok_key, 'sum', 0 - v)
       redis.call('LPOP', secs_key)
       head = redis.call('LINDEX', secs_key, 0)
     end
