@@ -183,8 +183,8 @@ export class KeyPool {
         return { lease: { keyId, apiKey, reservation: result.reservation, queuedMs: now - enqueuedAt } };
       }
       // A key another instance added, whose secret this one does not hold (secrets are not
-      // shared through the store): settle it unused and choose among the others.
-      await this.store.report(result.reservation, { kind: 'neutral' }, now, this.options.circuit);
+      // shared through the store): give its budget back and choose among the others.
+      await this.store.report(result.reservation, { kind: 'unused' }, now, this.options.circuit);
       skip = [...skip, keyId];
     }
   }
@@ -235,7 +235,11 @@ export class KeyPool {
           this.settleHead(head, () => head.reject(err as Error));
           continue;
         }
-        if (this.queue[0] !== head) continue; // aborted meanwhile
+        if (this.queue[0] !== head) {
+          // Its client left while the key was being reserved: the key's budget goes back.
+          if ('lease' in outcome) this.release(outcome.lease);
+          continue;
+        }
         if ('lease' in outcome) {
           this.settleHead(head, () => head.resolve(outcome.lease));
           continue;
@@ -251,6 +255,13 @@ export class KeyPool {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** Gives back a lease that was never sent upstream. */
+  private release(lease: Lease): void {
+    this.store.report(lease.reservation, { kind: 'unused' }, this.now(), this.options.circuit).catch(() => {
+      /* the reservation stands: budgets err on the safe side */
+    });
   }
 
   private settleHead(head: Waiter, settle: () => void): void {

@@ -122,6 +122,8 @@ export class MemoryStore implements StateStore {
           tokens: req.estimatedTokens,
           probe,
           clean: !probe && rt.failures === 0,
+          atMs: now,
+          day: req.day,
         },
       };
     }
@@ -137,8 +139,15 @@ export class MemoryStore implements StateStore {
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
     const rt = this.runtime.get(res.keyId);
     const p = this.project(res.project);
-    if ('actualTokens' in outcome && outcome.actualTokens !== undefined)
-      await this.settleTokens(res, outcome.actualTokens);
+    const actual =
+      outcome.kind === 'unused' ? 0 : 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+    if (actual !== undefined) await this.settleTokens(res, actual);
+    if (outcome.kind === 'unused') {
+      // Never sent upstream: its request-log entry and its day count are given back too.
+      const i = p.requestLog.lastIndexOf(res.atMs);
+      if (i >= 0) p.requestLog.splice(i, 1);
+      if (p.day === res.day && p.dayCount > 0) p.dayCount -= 1;
+    }
     if (!rt) return; // removed meanwhile
     switch (outcome.kind) {
       case 'success':
@@ -168,6 +177,9 @@ export class MemoryStore implements StateStore {
       case 'neutral':
         rt.probeUntilMs = 0;
         if (outcome.reason) noteError(rt, outcome.reason, nowMs);
+        break;
+      case 'unused':
+        rt.probeUntilMs = 0;
         break;
     }
   }

@@ -114,6 +114,8 @@ export class RedisStore implements StateStore {
           tokens: req.estimatedTokens,
           probe: r[4] === 1,
           clean: r[4] !== 1 && Number(r[5] ?? 0) === 0,
+          atMs: req.nowMs,
+          day: req.day,
         },
       };
     }
@@ -138,7 +140,8 @@ export class RedisStore implements StateStore {
   }
 
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
-    const actual = 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+    const actual =
+      outcome.kind === 'unused' ? 0 : 'actualTokens' in outcome ? outcome.actualTokens : undefined;
     if (actual !== undefined && actual !== res.tokens) {
       // Rare path (failures, rests): settle now, together with whatever is batched.
       this.pendingSettle.push(res.project, res.tokenSlot, actual - res.tokens);
@@ -155,6 +158,8 @@ export class RedisStore implements StateStore {
       res.probe ? 1 : 0,
       circuit.failureThreshold,
       circuit.cooldownMs,
+      res.atMs,
+      res.day,
     );
   }
 

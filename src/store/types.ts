@@ -42,6 +42,9 @@ export interface Reservation {
   probe: boolean;
   /** No failures on record and not a probe: a success needs no circuit bookkeeping. */
   clean: boolean;
+  /** When it was booked (its entry in the project's request log) and the Pacific day it counts in. */
+  atMs: number;
+  day: string;
 }
 
 export type AcquireResult =
@@ -58,7 +61,12 @@ export type Outcome =
   /** 5xx / timeout / network: counts toward the circuit breaker. */
   | { kind: 'failure'; reason: string; actualTokens?: number }
   /** Neither the key's fault nor a success (503 overloaded, client error): releases a probe only. */
-  | { kind: 'neutral'; reason?: string };
+  | { kind: 'neutral'; reason?: string }
+  /**
+   * Never sent upstream (its waiter left, or this instance lacks the key's secret): the request,
+   * its day count and its tokens are given back, and a probe is released.
+   */
+  | { kind: 'unused' };
 
 export interface CircuitSettings {
   failureThreshold: number;

@@ -307,6 +307,33 @@ for (const [name, make] of stores) {
         globalBackoff: true,
       });
     });
+
+    it("an 'unused' report gives back the request, its day count, its tokens and a probe", async () => {
+      await store.syncKeys([key('a', { rpm: 1, rpd: 2, tpm: 1000 })]);
+      const first = granted(await store.acquire(req(T0, { estimatedTokens: 600 })));
+      expect(await store.acquire(req(T0 + 1000, { estimatedTokens: 600 }))).toMatchObject({ ok: false });
+      await store.report(first, { kind: 'unused' }, T0 + 1000, CIRCUIT);
+      expect((await store.keyStates(T0 + 1000, DAY))[0]).toMatchObject({
+        requestsThisMinute: 0,
+        requestsToday: 0,
+        tokensThisMinute: 0,
+      });
+      // The whole budget is there again: the minute's one request, 600 tokens, both of the day's requests.
+      const second = granted(await store.acquire(req(T0 + 1000, { estimatedTokens: 600 })));
+      await store.report(second, { kind: 'success' }, T0 + 1500, CIRCUIT);
+      expect(await store.acquire(req(T0 + 61_001, { estimatedTokens: 600 }))).toMatchObject({ ok: true });
+
+      // A probe that was never sent is released at once.
+      await store.syncKeys([key('b')]);
+      for (let i = 0; i < 2; i++) {
+        const r = granted(await store.acquire(req(T0 + 70_000)));
+        await store.report(r, { kind: 'failure', reason: 'INTERNAL' }, T0 + 70_000, CIRCUIT);
+      }
+      const probe = granted(await store.acquire(req(T0 + 80_001)));
+      expect(probe.probe).toBe(true);
+      await store.report(probe, { kind: 'unused' }, T0 + 80_001, CIRCUIT);
+      expect(granted(await store.acquire(req(T0 + 80_002))).probe).toBe(true);
+    });
   });
 }
 

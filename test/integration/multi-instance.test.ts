@@ -125,7 +125,9 @@ describe('suspected per-IP throttling', () => {
       body: JSON.stringify({ contents: [{ parts: [{ text: 'y' }] }] }),
     });
     expect(refused.status).toBe(429);
-    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/throttl|limit/);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(
+      /upstream is throttling the gateway/,
+    );
     expect(s.fake.stats.requests).toBe(3);
   });
 });

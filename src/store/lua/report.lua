@@ -1,12 +1,20 @@
 -- Settles a reservation with the upstream outcome. Mirrors MemoryStore.report.
 -- Token corrections go through settle.lua (RedisStore batches them).
--- ARGV: prefix, id, project, kind, reason, until_ms, now_ms, probe (0/1), failure_threshold, cooldown_ms
+-- ARGV: prefix, id, project, kind, reason, until_ms, now_ms, probe (0/1), failure_threshold, cooldown_ms,
+--       booked_at_ms, day (the reservation's request-log entry and Pacific day, for 'unused')
 local P, id, project = ARGV[1], ARGV[2], ARGV[3]
 local kind, reason = ARGV[4], ARGV[5]
 local until_ms, now = tonumber(ARGV[6]), tonumber(ARGV[7])
 local probe, threshold, cooldown = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local k = P .. 'k:' .. id
 local pk = P .. 'p:' .. project
+
+if kind == 'unused' then
+  -- Never sent upstream: give back its request-log entry and its day count (tokens: settle.lua).
+  redis.call('LREM', pk .. ':log', 1, ARGV[11])
+  local day_key = pk .. ':d:' .. ARGV[12]
+  if (tonumber(redis.call('GET', day_key) or '0') or 0) > 0 then redis.call('DECR', day_key) end
+end
 
 if redis.call('EXISTS', k) == 0 then return 0 end
 
@@ -32,5 +40,7 @@ elseif kind == 'failure' then
 elseif kind == 'neutral' then
   redis.call('HSET', k, 'probe_until', 0)
   if reason ~= '' then note_error() end
+elseif kind == 'unused' then
+  redis.call('HSET', k, 'probe_until', 0)
 end
 return 1
