@@ -115,6 +115,11 @@ export class Forwarder {
           googleStatus: 'UNAVAILABLE',
         });
       }
+      if (this.now() >= call.deadlineMs) {
+        // It waited in line past its deadline (a caller without a request signal): not sent.
+        void this.o.pool.report(lease, { kind: 'unused' });
+        break;
+      }
       queuedMs += lease.queuedMs;
       tried.push(lease.keyId);
       const started = this.now();

@@ -1,0 +1,379 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { HttpProblem } from '../../src/http/problem.ts';
+import { freePort } from '../../src/util/free-port.ts';
+import { has } from '../helpers/global-setup.ts';
+import { type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+
+/**
+ * Behaviours of the forwarder, client auth, native routes, error rendering and caller rate
+ * limits that no other test pinned down (found by mutation testing).
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
+type Json = any;
+
+const MODEL = 'gemini-2.5-flash-lite';
+const stack = stackPerTest();
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+const json = { 'content-type': 'application/json' };
+const body = (text: string) => JSON.stringify({ contents: [{ parts: [{ text }] }] });
+
+function generate(s: Stack, headers: Record<string, string> = { 'x-goog-api-key': TEST_TOKEN }, text = 'hi') {
+  return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
+    method: 'POST',
+    headers: { ...json, ...headers },
+    body: body(text),
+  });
+}
+
+/** A forwarder call as an application service makes it: a deadline, and no request signal. */
+function serviceCall(s: Stack, deadlineMs: number) {
+  return s.gateway.deps.forwarder.forward({
+    method: 'POST',
+    path: `/v1beta/models/${MODEL}:generateContent`,
+    search: '',
+    body: body('service'),
+    model: MODEL,
+    estimatedTokens: 2,
+    stream: false,
+    deadlineMs,
+  });
+}
+
+/** Settles to the promise's outcome, or to 'still pending' after a generous guard. */
+function settleWithin<T>(p: Promise<T>, guardMs: number): Promise<T | HttpProblem | 'still pending'> {
+  return Promise.race([
+    p.catch((e: unknown) => e as HttpProblem),
+    new Promise<'still pending'>((r) => setTimeout(() => r('still pending'), guardMs).unref()),
+  ]);
+}
+
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
+describe('forwarder: deadlines', () => {
+  it('a call whose deadline has passed makes no upstream attempt and is a 504', async () => {
+    const s = await stack();
+    const err = await serviceCall(s, Date.now() - 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HttpProblem);
+    expect(err).toMatchObject({ status: 504, googleStatus: 'DEADLINE_EXCEEDED' });
+    expect(s.fake.stats.requests).toBe(0);
+  });
+
+  it('an attempt is cut at the deadline even when UPSTREAM_TIMEOUT_MS is longer', async () => {
+    const s = await stack({ keys: 1, env: { UPSTREAM_TIMEOUT_MS: '60000' } });
+    s.fake.script({ kind: 'hang' }, { times: 5 });
+    const outcome = await settleWithin(serviceCall(s, Date.now() + 300), 10_000);
+    expect(outcome).toBeInstanceOf(HttpProblem);
+    expect(outcome).toMatchObject({ status: 504 });
+  });
+
+  it('a call that waited in line past its deadline is not sent: a 504, and the key is charged nothing', async () => {
+    const s = await stack({ keys: 1, env: { QUEUE_MAX_WAIT_MS: '5000' } });
+    // The only key rests for 1 s after a 429; the call below may wait for it, but its deadline is sooner.
+    s.fake.script({ kind: 'rate_limit', retryDelay: '1s' }, { times: 1 });
+    expect((await generate(s)).status).toBe(429);
+    const sent = s.fake.stats.requests;
+    const state = async () => {
+      const now = Date.now();
+      return (await s.gateway.store.keyStates(now, s.gateway.pool.calendarAt(now).day))[0]!;
+    };
+    const before = await state();
+
+    const outcome = await settleWithin(serviceCall(s, Date.now() + 300), 10_000);
+    expect(outcome).toBeInstanceOf(HttpProblem);
+    expect(outcome).toMatchObject({ status: 504 });
+    expect(s.fake.stats.requests).toBe(sent);
+    await vi.waitFor(async () => {
+      const after = await state();
+      expect(after.consecutiveFailures).toBe(0);
+      expect(after.requestsThisMinute).toBe(before.requestsThisMinute);
+      expect(after.lastError).toBe(before.lastError);
+    });
+  });
+
+  it('at the deadline, an earlier overloaded answer is passed on rather than a 504', async () => {
+    const s = await stack({ keys: 2 });
+    s.fake.script({ kind: 'overloaded' }, { times: 1 });
+    s.fake.script({ kind: 'hang' }, { times: 5 });
+    const answer = await settleWithin(serviceCall(s, Date.now() + 500), 10_000);
+    if (answer === 'still pending' || answer instanceof HttpProblem) throw new Error(`got ${String(answer)}`);
+    expect(answer.kind).toBe('unary');
+    expect(answer.status).toBe(503);
+    expect(answer.kind === 'unary' && answer.body.toString('utf8')).toContain('overloaded');
+    expect(s.fake.stats.requests).toBe(2);
+  });
+});
+
+describe('forwarder: answers and accounting', () => {
+  it('when every attempt was rate limited, Retry-After is the earliest rest, not the latest', async () => {
+    const s = await stack({ keys: 2, env: { MAX_ATTEMPTS: '2' } });
+    const [a, b] = s.gateway.pool.keys.map((k) => k.apiKey);
+    s.fake.script({ kind: 'rate_limit', retryDelay: '10s' }, { apiKey: a });
+    s.fake.script({ kind: 'rate_limit', retryDelay: '40s' }, { apiKey: b });
+    const res = await generate(s);
+    expect(res.status).toBe(429);
+    expect(s.fake.stats.requests).toBe(2);
+    const retry = Number(res.headers.get('retry-after'));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(10);
+    expect(await res.json()).toMatchObject({ error: { code: 429, status: 'RESOURCE_EXHAUSTED' } });
+  });
+
+  it('an exhausted pool behind an application route is a 429 problem with retry_after_seconds', async () => {
+    const s = await stack({ keys: 1, env: { DEFAULT_RPM: '1', QUEUE_MAX_WAIT_MS: '0' } });
+    const call = (prompt: string) =>
+      fetch(`${s.url}/v1/generate`, {
+        method: 'POST',
+        headers: { ...json, 'x-goog-api-key': TEST_TOKEN },
+        body: JSON.stringify({ prompt }),
+      });
+    expect((await call('first')).status).toBe(200);
+    const refused = await call('second');
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('content-type')).toContain('application/problem+json');
+    const retry = Number(refused.headers.get('retry-after'));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(await refused.json()).toMatchObject({ status: 429, retry_after_seconds: retry });
+  });
+
+  it('the access log counts every upstream attempt of a retried request', async () => {
+    const lines: string[] = [];
+    const s = await stack({ keys: 2, logLines: lines });
+    s.fake.script({ kind: 'overloaded' }, { times: 1 });
+    const res = await generate(s, { 'x-goog-api-key': TEST_TOKEN, 'x-request-id': 'retried-once' });
+    expect(res.status).toBe(200);
+    await vi.waitFor(() => {
+      const line = lines
+        .map((l) => JSON.parse(l))
+        .find((l) => l.request_id === 'retried-once' && l.msg === 'request');
+      expect(line).toMatchObject({ status: 200, attempts: 2 });
+    });
+  });
+
+  it('upstream attempt metrics label a broken stream and a departed client apart', async () => {
+    const s = await stack({ keys: 1, fake: { streamChunks: 5, chunkDelayMs: 100 } });
+    const stream = (signal?: AbortSignal) =>
+      fetch(`${s.url}/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`, {
+        method: 'POST',
+        headers: { ...json, 'x-goog-api-key': TEST_TOKEN },
+        body: body('stream'),
+        signal,
+      });
+    // Two streams break upstream, one client leaves: the counts tell the outcomes apart.
+    s.fake.script({ kind: 'midstream_break' }, { method: 'streamGenerateContent', times: 2 });
+    for (let i = 0; i < 2; i++) await (await stream()).text();
+
+    const controller = new AbortController();
+    const res = await stream(controller.signal);
+    await res.body!.getReader().read();
+    controller.abort();
+
+    await vi.waitFor(async () => {
+      const text = await (await fetch(`${s.url}/metrics`)).text();
+      const outcome = (o: string) => sample(text, 'gateway_upstream_requests_total', { outcome: o });
+      expect(outcome('stream_broken')).toBe(2);
+      expect(outcome('client_gone')).toBe(1);
+    });
+  });
+
+  it.skipIf(!has('redis-server'))(
+    'when the state store is down, the answer is a 503 with Retry-After and no key is used',
+    async () => {
+      const port = await freePort();
+      const dir = mkdtempSync(join(tmpdir(), 'gg-mut-redis-'));
+      const redis: ChildProcess = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+        { stdio: 'ignore' },
+      );
+      cleanups.push(() => {
+        redis.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      });
+      const url = `redis://127.0.0.1:${port}`;
+      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => {});
+      await vi.waitFor(
+        async () => {
+          probe.disconnect();
+          await probe.connect();
+          await probe.ping();
+        },
+        { timeout: 10_000, interval: 100 },
+      );
+      probe.disconnect();
+      const s = await stack({ env: { REDIS_URL: url } });
+      expect((await generate(s)).status).toBe(200);
+      const exited = new Promise((r) => redis.once('exit', r));
+      redis.kill('SIGKILL');
+      await exited;
+      const requests = s.fake.stats.requests;
+      const res = await generate(s);
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      expect(await res.json()).toMatchObject({ error: { code: 503, status: 'UNAVAILABLE' } });
+      expect(s.fake.stats.requests).toBe(requests);
+    },
+  );
+});
+
+describe('client auth', () => {
+  it('only the Bearer scheme of Authorization carries a client token', async () => {
+    const s = await stack();
+    for (const scheme of ['Basic', 'Token', 'Digest']) {
+      const res = await generate(s, { authorization: `${scheme} ${TEST_TOKEN}` });
+      expect(res.status, scheme).toBe(401);
+      expect(((await res.json()) as Json).error.message).toContain('missing client token');
+    }
+    expect((await generate(s, { authorization: `bearer ${TEST_TOKEN}` })).status).toBe(200);
+    expect(s.fake.stats.requests).toBe(1);
+  });
+
+  it('ALLOW_ANONYMOUS does not open a gateway that has client tokens', async () => {
+    const s = await stack({ env: { ALLOW_ANONYMOUS: 'true' } });
+    const res = await generate(s, {});
+    expect(res.status).toBe(401);
+    expect((await generate(s)).status).toBe(200);
+  });
+
+  it('a missing token is challenged with Bearer, a wrong one with error="invalid_token"', async () => {
+    const s = await stack();
+    const missing = await generate(s, {});
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('www-authenticate')).toBe('Bearer');
+    const wrong = await generate(s, { 'x-goog-api-key': 'not-a-token' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer error="invalid_token"');
+    expect(s.fake.stats.requests).toBe(0);
+  });
+});
+
+describe('native routes', () => {
+  it('model listing and lookup never forward the client token given as ?key=', async () => {
+    const s = await stack();
+    const list = await fetch(`${s.url}/v1beta/models?key=${TEST_TOKEN}&pageSize=5`);
+    expect(list.status).toBe(200);
+    const one = await fetch(`${s.url}/v1/models/gemini-2.5-flash?key=${TEST_TOKEN}`);
+    expect(one.status).toBe(200);
+    const [first, second] = s.fake.stats.log.slice(-2);
+    expect(first!.search).toBe('?pageSize=5');
+    expect(second!.search).toBe('');
+    expect(JSON.stringify(s.fake.stats.log)).not.toContain(TEST_TOKEN);
+  });
+
+  it('a model lookup with a name that is not a model name is a 404 and goes nowhere', async () => {
+    const s = await stack();
+    for (const path of [
+      '/v1beta/models/a/b',
+      `/v1beta/models/${MODEL}:generateContent`,
+      '/v1/models/..%2Fx',
+    ]) {
+      const res = await fetch(s.url + path, { headers: { 'x-goog-api-key': TEST_TOKEN } });
+      expect(res.status, path).toBe(404);
+      expect(((await res.json()) as Json).error.status, path).toBe('NOT_FOUND');
+    }
+    expect(s.fake.stats.requests).toBe(0);
+  });
+
+  it('a streamed answer is sent with Cache-Control: no-cache', async () => {
+    const s = await stack();
+    const res = await fetch(`${s.url}/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`, {
+      method: 'POST',
+      headers: { ...json, 'x-goog-api-key': TEST_TOKEN },
+      body: body('s'),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-cache');
+    await res.text();
+  });
+
+  it('the request’s estimated tokens are reserved against the key’s TPM before it goes upstream', async () => {
+    // 400 characters: about 100 tokens. With 150 per minute the second request does not fit.
+    const s = await stack({ keys: 1, env: { DEFAULT_TPM: '150', QUEUE_MAX_WAIT_MS: '0' } });
+    const text = 'y'.repeat(400);
+    expect((await generate(s, undefined, text)).status).toBe(200);
+    const second = await generate(s, undefined, text);
+    expect(second.status).toBe(429);
+    expect(s.fake.stats.requests).toBe(1);
+  });
+
+  it('the native cache keys on the forwarded query string too', async () => {
+    const s = await stack({ env: { CACHE_NATIVE_PROXY: 'true' } });
+    const call = (query: string) =>
+      fetch(`${s.url}/v1beta/models/${MODEL}:generateContent${query}`, {
+        method: 'POST',
+        headers: { ...json, 'x-goog-api-key': TEST_TOKEN },
+        body: body('cached'),
+      });
+    expect((await call('?variant=1')).headers.get('x-cache')).toBe('MISS');
+    expect((await call('?variant=1')).headers.get('x-cache')).toBe('HIT');
+    expect((await call('?variant=2')).headers.get('x-cache')).toBe('MISS');
+    expect(s.fake.stats.log.map((r) => r.search)).toEqual(['?variant=1', '?variant=2']);
+  });
+});
+
+describe('caller rate limits', () => {
+  const operations = (s: Stack) =>
+    fetch(`${s.url}/v1/text_processing/operations`, { headers: { 'x-goog-api-key': TEST_TOKEN } });
+
+  async function freshWindow(windowMs: number, needMs: number): Promise<void> {
+    const into = Date.now() % windowMs;
+    if (into > windowMs - needMs) await new Promise((r) => setTimeout(r, windowMs - into + 20));
+  }
+
+  it('the RateLimit headers show whichever of the IP and client limits has less room', async () => {
+    await freshWindow(60_000, 5_000);
+    const clientTighter = await stack({ env: { GLOBAL_RATE_LIMIT: '100', CLIENT_RATE_LIMIT: '5' } });
+    const a = await operations(clientTighter);
+    expect(a.status).toBe(200);
+    expect(a.headers.get('ratelimit-limit')).toBe('5');
+    expect(a.headers.get('ratelimit-remaining')).toBe('4');
+
+    const ipTighter = await stack({ env: { GLOBAL_RATE_LIMIT: '5', CLIENT_RATE_LIMIT: '100' } });
+    const b = await operations(ipTighter);
+    expect(b.status).toBe(200);
+    expect(b.headers.get('ratelimit-limit')).toBe('5');
+  });
+
+  it('a burst refusal says its limit is per second', async () => {
+    const s = await stack({ env: { BURST_RATE_LIMIT: '1' } });
+    let refused: Response | undefined;
+    for (let i = 0; i < 20 && !refused; i++) {
+      const res = await operations(s);
+      if (res.status === 429) refused = res;
+    }
+    expect(refused).toBeDefined();
+    expect(((await refused!.json()) as Json).detail).toContain('(1 requests per second)');
+  });
+
+  it('Retry-After of a per-minute refusal reaches the end of the window', async () => {
+    const s = await stack({ env: { GLOBAL_RATE_LIMIT: '1' } });
+    await freshWindow(60_000, 5_000);
+    // Mid-second, so the time left in the window is not a whole number of seconds.
+    await new Promise((r) => setTimeout(r, (1_500 - (Date.now() % 1_000)) % 1_000));
+    const windowEnd = Math.ceil(Date.now() / 60_000) * 60_000;
+    expect((await operations(s)).status).toBe(200);
+    const refused = await operations(s);
+    const answeredAt = Date.now();
+    expect(refused.status).toBe(429);
+    const retry = Number(refused.headers.get('retry-after'));
+    expect(answeredAt + retry * 1000).toBeGreaterThanOrEqual(windowEnd);
+    expect(refused.headers.get('ratelimit-reset')).toBe(String(retry));
+  });
+});
