@@ -108,20 +108,29 @@ export class KeyPool {
     return this.enqueue(model, tokens, exclude, enqueuedAt, signal);
   }
 
+  /**
+   * Settles a lease with its outcome. Never rejects: callers fire and forget it, and when the
+   * store fails here (Redis gone between the acquire and the answer) the reservation stands,
+   * which errs on the safe side; the next acquire reports the outage.
+   */
   async report(lease: Lease, outcome: Outcome): Promise<void> {
     const now = this.now();
-    if (outcome.kind === 'success') {
-      this.globalBackoffMs = MIN_GLOBAL_BACKOFF_MS;
-      // The common case: nothing to reset, only the token estimate to correct.
-      if (lease.reservation.clean) {
-        const actual = outcome.actualTokens;
-        if (actual !== undefined && actual !== lease.reservation.tokens) {
-          await this.store.settleTokens(lease.reservation, actual);
+    try {
+      if (outcome.kind === 'success') {
+        this.globalBackoffMs = MIN_GLOBAL_BACKOFF_MS;
+        // The common case: nothing to reset, only the token estimate to correct.
+        if (lease.reservation.clean) {
+          const actual = outcome.actualTokens;
+          if (actual !== undefined && actual !== lease.reservation.tokens) {
+            await this.store.settleTokens(lease.reservation, actual);
+          }
+          return;
         }
-        return;
       }
+      await this.store.report(lease.reservation, outcome, now, this.options.circuit);
+    } catch {
+      /* the reservation stands (see above) */
     }
-    await this.store.report(lease.reservation, outcome, now, this.options.circuit);
   }
 
   /**
@@ -130,6 +139,7 @@ export class KeyPool {
    * all instances back off together, with a growing delay.
    */
   async noteThrottled(keyId: string): Promise<void> {
+    // Never rejects, like report(): without the store, each key's own short rest still applies.
     const now = this.now();
     this.throttledAt.set(keyId, now);
     let recent = 0;
@@ -139,7 +149,7 @@ export class KeyPool {
     }
     const usable = this.configured.filter((k) => k.enabled).length;
     if (usable > 1 && recent >= usable) {
-      await this.store.setGlobalBackoff(now + this.globalBackoffMs, now);
+      await this.store.setGlobalBackoff(now + this.globalBackoffMs, now).catch(() => {});
       this.globalBackoffMs = Math.min(this.globalBackoffMs * 2, MAX_GLOBAL_BACKOFF_MS);
       this.throttledAt.clear();
     }
@@ -237,7 +247,7 @@ export class KeyPool {
         }
         if (this.queue[0] !== head) {
           // Its client left while the key was being reserved: the key's budget goes back.
-          if ('lease' in outcome) this.release(outcome.lease);
+          if ('lease' in outcome) void this.report(outcome.lease, { kind: 'unused' });
           continue;
         }
         if ('lease' in outcome) {
@@ -255,13 +265,6 @@ export class KeyPool {
     } finally {
       this.draining = false;
     }
-  }
-
-  /** Gives back a lease that was never sent upstream. */
-  private release(lease: Lease): void {
-    this.store.report(lease.reservation, { kind: 'unused' }, this.now(), this.options.circuit).catch(() => {
-      /* the reservation stands: budgets err on the safe side */
-    });
   }
 
   private settleHead(head: Waiter, settle: () => void): void {

@@ -9,6 +9,7 @@ import type {
   Reservation,
   StateStore,
 } from './types.ts';
+import { settledTokens } from './types.ts';
 
 const MINUTE_MS = 60_000;
 const WINDOW_S = 60;
@@ -139,8 +140,7 @@ export class MemoryStore implements StateStore {
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
     const rt = this.runtime.get(res.keyId);
     const p = this.project(res.project);
-    const actual =
-      outcome.kind === 'unused' ? 0 : 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+    const actual = settledTokens(outcome);
     if (actual !== undefined) await this.settleTokens(res, actual);
     if (outcome.kind === 'unused') {
       // Never sent upstream: its request-log entry and its day count are given back too.

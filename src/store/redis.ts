@@ -12,6 +12,7 @@ import type {
   Reservation,
   StateStore,
 } from './types.ts';
+import { settledTokens } from './types.ts';
 
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const ACQUIRE_LUA = script('acquire');
@@ -140,8 +141,7 @@ export class RedisStore implements StateStore {
   }
 
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
-    const actual =
-      outcome.kind === 'unused' ? 0 : 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+    const actual = settledTokens(outcome);
     if (actual !== undefined && actual !== res.tokens) {
       // Rare path (failures, rests): settle now, together with whatever is batched.
       this.pendingSettle.push(res.project, res.tokenSlot, actual - res.tokens);

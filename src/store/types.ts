@@ -68,6 +68,12 @@ export type Outcome =
    */
   | { kind: 'unused' };
 
+/** The input tokens a report settles its reservation to; undefined keeps the estimate. */
+export function settledTokens(outcome: Outcome): number | undefined {
+  if (outcome.kind === 'unused') return 0; // nothing went upstream
+  return 'actualTokens' in outcome ? outcome.actualTokens : undefined;
+}
+
 export interface CircuitSettings {
   failureThreshold: number;
   cooldownMs: number;

@@ -1,10 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import type { KeyConfig } from '../../src/config/keys.ts';
 import { BARE_429_REST_MS, classifyUpstream, DEFAULT_REST_MS } from '../../src/pool/classify.ts';
 import { estimateInputTokens, lastPromptTokenCount, TOKENS_PER_MEDIA_PART } from '../../src/pool/estimate.ts';
 import { KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../../src/pool/key-pool.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
+import { RedisStore } from '../../src/store/redis.ts';
 import { nextPacificMidnight, PacificCalendar } from '../../src/util/pacific.ts';
+import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 
 /**
  * Behaviours of the key pool, the upstream classifier, the token estimate and the Pacific
@@ -472,5 +475,29 @@ describe('KeyPool: a reservation never sent upstream gives its budget back', () 
       tokensThisMinute: 0,
     });
     expect((await holder.acquire(MODEL, 1, ['mine'])).keyId).toBe('theirs');
+  });
+});
+
+const redisUrl = redisTestUrl();
+if (!redisUrl) warnSkipped('KeyPool with its store gone (needs redis-server)');
+describe.skipIf(!redisUrl)('KeyPool when its store goes away after the acquire', () => {
+  it('settling the lease does not reject (callers fire and forget it: a rejection would end the process)', async () => {
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    const pool = new KeyPool(store, { queueMaxWaitMs: 0, circuit: CIRCUIT, now: () => T0 });
+    await pool.setKeys([keyConfig('a'), keyConfig('b')]);
+    const lease = await pool.acquire(MODEL, 10, []);
+    store.redis.disconnect(); // every command from now on fails
+    await expect(store.report(lease.reservation, { kind: 'neutral' }, T0, CIRCUIT)).rejects.toThrow();
+    for (const outcome of [
+      { kind: 'failure', reason: 'INTERNAL' },
+      { kind: 'rest', untilMs: T0 + 5000, reason: 'bare 429' },
+      { kind: 'unused' },
+      { kind: 'success', actualTokens: 99 },
+    ] as const) {
+      await expect(pool.report(lease, outcome)).resolves.toBeUndefined();
+    }
+    // Bare 429s from both keys would start a global backoff, which needs the store too.
+    await expect(pool.noteThrottled('a')).resolves.toBeUndefined();
+    await expect(pool.noteThrottled('b')).resolves.toBeUndefined();
   });
 });
