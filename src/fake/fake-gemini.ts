@@ -61,6 +61,11 @@ export interface FakeGeminiOptions {
    * and the bill differ.
    */
   textTokenRatio?: number;
+  /**
+   * The largest page models.list returns (Google: `pageSize` defaults to 50 and is capped at
+   * 1000; the answer carries `nextPageToken` while models remain). Tests lower it to page.
+   */
+  maxPageSize?: number;
   now?: () => number;
 }
 
@@ -81,7 +86,9 @@ export type FakeFailure =
   | { kind: 'empty_stream' }
   | { kind: 'bad_request' }
   /** A 200 answer whose text is exactly `text` (e.g. not the JSON a responseSchema asked for). */
-  | { kind: 'text_answer'; text: string };
+  | { kind: 'text_answer'; text: string }
+  /** A malformed 200 answer: batchEmbedContents with one embedding fewer than it was asked for. */
+  | { kind: 'missing_embedding' };
 
 export interface RecordedRequest {
   method: string;
@@ -151,6 +158,19 @@ const ARRAY_STREAM_HEADERS = { 'content-type': JSON_TYPE };
 const EMPTY_OBJECT = Object.freeze({});
 
 const MODELS_LIST_BODY = Buffer.from(JSON.stringify({ models: FAKE_MODELS.map(modelJson) }));
+const DEFAULT_PAGE_SIZE = 50;
+
+/** One page of models.list: `pageToken` is the offset this fake handed out as nextPageToken. */
+function modelsPage(search: string, maxPageSize: number): Buffer {
+  const q = new URLSearchParams(search);
+  const asked = Number(q.get('pageSize') ?? DEFAULT_PAGE_SIZE);
+  const size = Math.min(maxPageSize, asked > 0 ? asked : DEFAULT_PAGE_SIZE);
+  const from = Number(q.get('pageToken') ?? 0) || 0;
+  if (from === 0 && size >= FAKE_MODELS.length) return MODELS_LIST_BODY;
+  const models = FAKE_MODELS.slice(from, from + size).map(modelJson);
+  const next = from + size < FAKE_MODELS.length ? { nextPageToken: String(from + size) } : {};
+  return Buffer.from(JSON.stringify({ models, ...next }));
+}
 const MODEL_BODIES = new Map(FAKE_MODELS.map((m) => [m.name, Buffer.from(JSON.stringify(modelJson(m)))]));
 
 const ID_PREFIX = randomBytes(9).toString('base64url');
@@ -249,6 +269,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
   const streamChunks = Math.max(1, Math.floor(opts.streamChunks ?? 3));
   let latencyMs = Math.max(0, opts.latencyMs ?? 0);
   const textTokenRatio = opts.textTokenRatio ?? 1;
+  const maxPageSize = Math.max(1, opts.maxPageSize ?? 1000);
   const billedTokens = (req: Record<string, unknown>): TokenCount => {
     const count = countRequestTokens(req);
     if (textTokenRatio === 1) return count;
@@ -450,6 +471,13 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
             };
             return sendBody(res, 200, Buffer.from(JSON.stringify(answer)));
           }
+          case 'missing_embedding': {
+            const asked = isObj(body) && Array.isArray(body.requests) ? body.requests.length : 1;
+            const embeddings = Array.from({ length: Math.max(0, asked - 1) }, () => ({
+              values: embedText('', DEFAULT_EMBEDDING_DIMENSIONS),
+            }));
+            return sendBody(res, 200, Buffer.from(JSON.stringify({ embeddings })));
+          }
           case 'hang':
             return; // the socket is destroyed by close() or by the client
           case 'stall':
@@ -494,7 +522,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       }
     }
 
-    if (route.kind === 'list') return sendBody(res, 200, MODELS_LIST_BODY);
+    if (route.kind === 'list') return sendBody(res, 200, modelsPage(search, maxPageSize));
     if (route.kind === 'get') {
       const b = MODEL_BODIES.get(route.model);
       return b ? sendBody(res, 200, b) : sendError(res, errModelNotFound(route.model, route.version, 'get'));

@@ -1,6 +1,7 @@
 import { ApiError, GoogleGenAI } from '@google/genai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { FAKE_MODELS } from '../../src/fake/fake-gemini-content.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
 type Json = any;
@@ -791,5 +792,37 @@ describe('stats and latency', () => {
     const t1 = Date.now();
     await post(fake, GEN, userText('x'));
     expect(Date.now() - t1).toBeLessThan(150);
+  });
+});
+
+describe('models.list paging (Google: pageSize, pageToken, nextPageToken)', () => {
+  it('the official SDK pages through every model', async () => {
+    const fake = await start();
+    const names: string[] = [];
+    for await (const m of await sdk(fake).models.list({ config: { pageSize: 3 } })) names.push(m.name ?? '');
+    expect(names.length).toBe(FAKE_MODELS.length);
+    expect(names).toEqual(FAKE_MODELS.map((m) => `models/${m.name}`));
+    const pages = fake.stats.log.filter((r) => r.path === '/v1beta/models');
+    expect(pages.length).toBe(Math.ceil(FAKE_MODELS.length / 3));
+  });
+
+  it('answers 50 a page by default, at most maxPageSize, and a last page without nextPageToken', async () => {
+    const fake = await start({ maxPageSize: 4 });
+    const page = async (search: string) =>
+      (
+        await fetch(`${fake.url}/v1beta/models${search}`, { headers: { 'x-goog-api-key': KEY } })
+      ).json() as Promise<Json>;
+    const first = await page('?pageSize=1000');
+    expect(first.models).toHaveLength(4);
+    expect(first.nextPageToken).toEqual(expect.any(String));
+    const last = await page(`?pageSize=1000&pageToken=${FAKE_MODELS.length - 1}`);
+    expect(last.models).toHaveLength(1);
+    expect(last.nextPageToken).toBeUndefined();
+    const whole = await start();
+    const all = (await (
+      await fetch(`${whole.url}/v1beta/models`, { headers: { 'x-goog-api-key': KEY } })
+    ).json()) as Json;
+    expect(all.models).toHaveLength(Math.min(50, FAKE_MODELS.length));
+    expect(all.nextPageToken).toBeUndefined();
   });
 });
