@@ -51,9 +51,8 @@ export interface OpenAiErrorBody {
   error: { message: string; type: string; code: string | null; param: string | null };
 }
 
-/** OpenAI's error `type` for an HTTP status. */
+/** OpenAI's error `type` for an HTTP status (a wrong API key is OpenAI's invalid_request_error, code invalid_api_key). */
 export function errorTypeFor(status: number): string {
-  if (status === 401) return 'authentication_error';
   if (status === 403) return 'permission_error';
   if (status === 429) return 'rate_limit_error';
   if (status >= 500) return 'server_error';

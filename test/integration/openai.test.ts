@@ -348,6 +348,7 @@ describe('OpenAI-compatible surface through the official openai SDK', () => {
       .catch((e: unknown) => e);
     expect(unauth).toBeInstanceOf(AuthenticationError);
     expect((unauth as AuthenticationError).code).toBe('invalid_api_key');
+    expect((unauth as AuthenticationError).type).toBe('invalid_request_error'); // as OpenAI answers it
 
     const res = await fetch(`${stack.url}/v1beta/openai/completions`, {
       method: 'POST',
