@@ -152,19 +152,13 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     clientErrorHandler,
     routerOptions: { ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance; // pino's Logger vs Fastify's base logger type
-  // Node's headersTimeout starts with the first byte: a connection that sends nothing at all
-  // is closed after HEADERS_TIMEOUT_MS too (idle keep-alive connections: keepAliveTimeout).
-  // Those silent sockets are also closed at shutdown: Node's closeIdleConnections() does not
-  // see a socket that never started a request, and close() would wait for its timeout.
+  // Node closes a connection that sends nothing at all after HEADERS_TIMEOUT_MS (tested), but
+  // at shutdown closeIdleConnections() does not see a socket that never started a request, and
+  // close() would wait for that timeout: such silent sockets are closed here.
   const silent = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
-    const timer = setTimeout(() => socket.destroy(), env.HEADERS_TIMEOUT_MS);
-    timer.unref();
     silent.add(socket);
-    const spoke = () => {
-      clearTimeout(timer);
-      silent.delete(socket);
-    };
+    const spoke = () => silent.delete(socket);
     socket.once('data', spoke);
     socket.once('close', spoke);
   });

@@ -1,0 +1,342 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildGateway } from '../../src/app/build.ts';
+import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { freePort } from '../../src/util/free-port.ts';
+import { has } from '../helpers/global-setup.ts';
+import { poolKeyValues, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+
+/** Tests written to kill mutants of src/http/app.ts, src/app/build.ts and src/main.ts that the suite let live. */
+
+// biome-ignore lint/suspicious/noExplicitAny: log lines are inspected dynamically
+type Json = any;
+
+const MODEL = 'gemini-2.5-flash-lite';
+const stack = stackPerTest();
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'gg-mut-app-'));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+async function fake(): Promise<FakeGemini> {
+  const f = await startFakeGemini({ keys: poolKeyValues(2).map((apiKey) => ({ apiKey })) });
+  cleanups.push(() => f.close());
+  return f;
+}
+
+const accessLines = (lines: string[]) =>
+  lines.map((l) => JSON.parse(l) as Json).filter((l) => l.msg === 'request');
+
+/** Waits until the log files of LOG_DIR hold `n` access lines; returns their whole text. */
+async function logText(dir: string, n: number): Promise<string> {
+  let text = '';
+  for (const until = Date.now() + 5000; Date.now() < until; ) {
+    text = readdirSync(dir)
+      .filter((f) => f.endsWith('.log'))
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .join('');
+    if ((text.match(/"msg":"request"/g) ?? []).length >= n) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return text;
+}
+
+/** A private redis-server that requires a password (the shared test one has none). */
+async function passwordRedis(password: string): Promise<number> {
+  const port = await freePort();
+  const dir = tempDir();
+  const child: ChildProcess = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
+  cleanups.push(() => {
+    child.kill('SIGKILL');
+  });
+  const probe = new Redis({
+    port,
+    host: '127.0.0.1',
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  probe.on('error', () => {}); // refused until the server listens
+  for (const until = Date.now() + 10_000; ; ) {
+    try {
+      await probe.connect();
+      await probe.config('SET', 'requirepass', password);
+      break;
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      probe.disconnect();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  probe.disconnect();
+  return port;
+}
+
+describe('configuration of the process', () => {
+  it('SERVER_PORT is an alias of PORT', async () => {
+    const f = await fake();
+    const port = await freePort();
+    const child = spawn(process.execPath, ['src/main.ts'], {
+      cwd: process.cwd(),
+      env: {
+        PATH: process.env.PATH ?? '',
+        NODE_ENV: 'production',
+        LOG_LEVEL: 'silent',
+        SERVER_PORT: String(port),
+        SERVER_HOST: '127.0.0.1',
+        GEMINI_BASE_URL: f.url,
+        GEMINI_API_KEYS: poolKeyValues(2).join(','),
+        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+      },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    let status = 0;
+    for (const until = Date.now() + 20_000; status !== 200 && Date.now() < until; ) {
+      if (child.exitCode !== null) break;
+      status = await fetch(`http://127.0.0.1:${port}/health`).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(200);
+  });
+
+  it.skipIf(!has('redis-server'))(
+    'REDIS_HOST, REDIS_PORT, REDIS_DB and REDIS_PASSWORD make one Redis URL; the password stays out of the logs',
+    async () => {
+      const password = 'redis-pass-word-4b9d7e1f';
+      const port = await passwordRedis(password);
+      const f = await fake();
+      const dir = tempDir();
+      const prefix = 'mut-redis-host:';
+      const gateway = await buildGateway({
+        NODE_ENV: 'production',
+        LOG_LEVEL: 'info',
+        LOG_DIR: dir,
+        LOG_STDOUT: 'false',
+        GEMINI_BASE_URL: f.url,
+        GEMINI_API_KEYS: poolKeyValues(2).join(','),
+        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+        REDIS_HOST: '127.0.0.1',
+        REDIS_PORT: String(port),
+        REDIS_DB: '5',
+        REDIS_PASSWORD: password,
+        STATE_PREFIX: prefix,
+      });
+      let closed = false;
+      cleanups.push(async () => {
+        if (!closed) await gateway.close();
+      });
+      await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+      const url = `http://127.0.0.1:${(gateway.app.server.address() as { port: number }).port}`;
+      const res = await fetch(`${url}/v1beta/models/${MODEL}:generateContent`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+        body: JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] }),
+      });
+      expect(res.status).toBe(200);
+      expect((await fetch(`${url}/no/such/${password}`)).status).toBe(404);
+
+      // The gateway's state is in database 5 of that server, not in database 0.
+      const client = new Redis({ port, host: '127.0.0.1', password, lazyConnect: true });
+      await client.connect();
+      try {
+        expect((await client.keys(`${prefix}*`)).length).toBe(0);
+        await client.select(5);
+        expect((await client.keys(`${prefix}*`)).length).toBeGreaterThan(0);
+      } finally {
+        client.disconnect();
+      }
+
+      await gateway.close();
+      closed = true;
+      const text = await logText(dir, 2);
+      expect(accessLines(text.trim().split('\n'))).toHaveLength(2);
+      expect(text).not.toContain(password);
+    },
+  );
+
+  it.skipIf(!has('redis-server'))(
+    'every configured secret is scrubbed from the logs, wherever it appears (REDIS_URL password, admin and provider tokens)',
+    async () => {
+      const redisPassword = 'url-redis-pass-8c2f6a0d';
+      const port = await passwordRedis(redisPassword);
+      const f = await fake();
+      const dir = tempDir();
+      const secrets = {
+        ADMIN_TOKEN: 'admin-token-secret-5e1c9b3a',
+        METRICS_TOKEN: 'metrics-token-secret-0a7d2f4e',
+        BACKEND_SERVICE_TOKEN: 'backend-token-secret-6b8e1c3d',
+        OPENAI_API_KEY: 'sk-openai-secret-9f4a2b7c',
+        STABILITY_API_KEY: 'sk-stability-secret-3d5e7f9a',
+      };
+      const gateway = await buildGateway({
+        NODE_ENV: 'production',
+        LOG_LEVEL: 'info',
+        LOG_DIR: dir,
+        LOG_STDOUT: 'false',
+        GEMINI_BASE_URL: f.url,
+        GEMINI_API_KEYS: poolKeyValues(2).join(','),
+        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+        REDIS_URL: `redis://:${redisPassword}@127.0.0.1:${port}/0`,
+        STATE_PREFIX: 'mut-scrub:',
+        GLOBAL_RATE_LIMIT: '0',
+        BURST_RATE_LIMIT: '0',
+        ...secrets,
+      });
+      let closed = false;
+      cleanups.push(async () => {
+        if (!closed) await gateway.close();
+      });
+      await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+      const url = `http://127.0.0.1:${(gateway.app.server.address() as { port: number }).port}`;
+      const all = [redisPassword, ...Object.values(secrets)];
+      for (const s of all) expect((await fetch(`${url}/no/such/${s}`)).status).toBe(404);
+      await gateway.close();
+      closed = true;
+      const text = await logText(dir, all.length);
+      expect(accessLines(text.trim().split('\n'))).toHaveLength(all.length);
+      for (const s of all) expect(text).not.toContain(s);
+    },
+  );
+});
+
+describe('access log line', () => {
+  it('masks a ?key= value even when it is no configured secret', async () => {
+    const lines: string[] = [];
+    const s = await stack({ logLines: lines });
+    const stray = 'AIzaSomeoneElsesGoogleKey0000000000001';
+    await fetch(`${s.url}/v1beta/models?key=${stray}`);
+    await new Promise((r) => setTimeout(r, 50));
+    const [line] = accessLines(lines);
+    expect(line.url).toBe('/v1beta/models?key=[REDACTED]');
+    expect(lines.join('')).not.toContain(stray);
+  });
+
+  it('the client IP: the peer, or X-Forwarded-For when the peer is one of TRUSTED_PROXIES', async () => {
+    const direct: string[] = [];
+    const a = await stack({ logLines: direct });
+    await fetch(`${a.url}/health`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
+    const proxied: string[] = [];
+    const b = await stack({ logLines: proxied, env: { TRUSTED_PROXIES: '127.0.0.1' } });
+    await fetch(`${b.url}/health`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(accessLines(direct)[0]).toMatchObject({ ip: '127.0.0.1', method: 'GET', status: 200 });
+    expect(accessLines(proxied)[0]).toMatchObject({ ip: '203.0.113.7' });
+  });
+
+  it('follows a LOG_LEVEL changed through CONFIG_FILE', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'config.json');
+    writeFileSync(file, '{}');
+    const lines: string[] = [];
+    const s = await stack({ logLines: lines, env: { CONFIG_FILE: file } });
+    await fetch(`${s.url}/health`, { headers: { 'x-request-id': 'before-reload' } });
+    writeFileSync(file, '{"LOG_LEVEL": "warn"}');
+    expect((await s.gateway.reloader.reloadConfig()).ok).toBe(true);
+    await fetch(`${s.url}/health`, { headers: { 'x-request-id': 'after-reload' } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(accessLines(lines).map((l) => l.request_id)).toEqual(['before-reload']);
+  });
+});
+
+describe('security headers and CORS', () => {
+  it('the CSP forbids framing by any origin', async () => {
+    const s = await stack();
+    const csp = (await fetch(`${s.url}/health`)).headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("frame-ancestors 'none'");
+  });
+
+  it('CORS_ORIGINS=* allows any origin', async () => {
+    const s = await stack({ env: { CORS_ORIGINS: '*' } });
+    const res = await fetch(`${s.url}/health`, { headers: { origin: 'https://anyone.example' } });
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+  });
+});
+
+describe('deadline and shutdown', () => {
+  it('a handler that ignores the abort signal still gets its 504 at the deadline, before it ends', async () => {
+    let handlerEnded = false;
+    const s = await stack({
+      env: { REQUEST_TIMEOUT: '0.3' },
+      routes: (app) =>
+        app.get('/stubborn', async () => {
+          await new Promise((r) => setTimeout(r, 4000));
+          handlerEnded = true;
+          return { late: true };
+        }),
+    });
+    const res = await fetch(`${s.url}/stubborn`, { headers: { 'x-goog-api-key': TEST_TOKEN } });
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as Json).detail).toContain('REQUEST_TIMEOUT');
+    expect(handlerEnded).toBe(false);
+  });
+
+  it('close() closes a connection that never sent a byte instead of waiting for its headers timeout', async () => {
+    const s = await stack({ env: { HEADERS_TIMEOUT_MS: '60000' } });
+    const { port } = new URL(s.url);
+    const socket: Socket = connect(Number(port), '127.0.0.1');
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const socketClosed = new Promise<string>((r) => socket.once('close', () => r('socket closed')));
+    const outcome = await Promise.race([
+      s.gateway.close().then(() => 'gateway closed'),
+      new Promise<string>((r) => setTimeout(() => r('still open'), 10_000)),
+    ]);
+    expect(outcome).toBe('gateway closed');
+    expect(await socketClosed).toBe('socket closed');
+  });
+
+  it('an answer finished during shutdown says Connection: close', async () => {
+    const s = await stack({ fake: { latencyMs: 600 } });
+    const { port } = new URL(s.url);
+    const body = JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] });
+    const answer = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: `/v1beta/models/${MODEL}:generateContent`,
+          headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+        },
+        (res) => {
+          res.resume();
+          resolve({ status: res.statusCode!, connection: res.headers.connection });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    for (const until = Date.now() + 5000; s.fake.stats.requests === 0 && Date.now() < until; )
+      await new Promise((r) => setTimeout(r, 20));
+    const closing = s.gateway.close();
+    const got = await answer;
+    await closing;
+    expect(got).toEqual({ status: 200, connection: 'close' });
+  });
+});
