@@ -98,7 +98,14 @@ export async function buildGateway(
   let redis: Redis | undefined;
   let store: StateStore;
   if (redisUrl) {
-    redis = new Redis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 2, lazyConnect: true });
+    redis = new Redis(redisUrl, {
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 2,
+      lazyConnect: true,
+      // Connected below before use; once connected, a lost connection fails commands at once
+      // (pool requests 503, readiness not ready) instead of queueing them through reconnect retries.
+      enableOfflineQueue: false,
+    });
     await redis.connect().catch((err: Error) => {
       throw new ConfigError(`REDIS_URL: cannot connect (${err.message})`);
     });
