@@ -1,15 +1,15 @@
-import type {
-  AcquireRequest,
-  AcquireResult,
-  CircuitSettings,
-  HitResult,
-  KeyState,
-  Outcome,
-  PoolKeyRecord,
-  Reservation,
-  StateStore,
+import {
+  type AcquireRequest,
+  type AcquireResult,
+  type CircuitSettings,
+  type HitResult,
+  type KeyState,
+  type Outcome,
+  type PoolKeyRecord,
+  type Reservation,
+  type StateStore,
+  settledTokens,
 } from './types.ts';
-import { settledTokens } from './types.ts';
 
 const MINUTE_MS = 60_000;
 const WINDOW_S = 60;

@@ -1,18 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import { circuitOf } from './memory.ts';
-import type {
-  AcquireRequest,
-  AcquireResult,
-  CircuitSettings,
-  HitResult,
-  KeyState,
-  Outcome,
-  PoolKeyRecord,
-  Reservation,
-  StateStore,
+import {
+  type AcquireRequest,
+  type AcquireResult,
+  type CircuitSettings,
+  type HitResult,
+  type KeyState,
+  type Outcome,
+  type PoolKeyRecord,
+  type Reservation,
+  type StateStore,
+  settledTokens,
 } from './types.ts';
-import { settledTokens } from './types.ts';
 
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const ACQUIRE_LUA = script('acquire');
