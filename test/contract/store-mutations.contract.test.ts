@@ -1,53 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
-import type {
-  AcquireRequest,
-  AcquireResult,
-  PoolKeyRecord,
-  Reservation,
-  StateStore,
-} from '../../src/store/types.ts';
-import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
+import type { AcquireResult, Reservation, StateStore } from '../../src/store/types.ts';
+import { warnSkipped } from '../helpers/redis.ts';
+import { CIRCUIT, DAY, key, redisUrl, req, STORES, T0 } from '../helpers/stores.ts';
 
 /**
  * Edges of the StateStore contract found by mutation testing: each test here fails when one
  * specific rule of memory.ts or the Redis scripts is broken, where store.contract.test.ts did not.
  * Same setup as store.contract.test.ts: every test runs against both stores, on fake clocks.
  */
-const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
-const DAY = '2026-11-25';
-const NEXT_DAY = Date.UTC(2026, 10, 26, 8, 0, 0);
-const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
-
-function key(id: string, over: Partial<PoolKeyRecord> = {}): PoolKeyRecord {
-  return { id, project: id, models: [], enabled: true, rpm: 1000, rpd: 100_000, tpm: 10_000_000, ...over };
-}
-function req(nowMs: number, over: Partial<AcquireRequest> = {}): AcquireRequest {
-  return {
-    model: 'gemini-2.5-flash',
-    estimatedTokens: 10,
-    nowMs,
-    day: DAY,
-    nextDayMs: NEXT_DAY,
-    exclude: [],
-    circuitProbeLeaseMs: 5000,
-    ...over,
-  };
-}
 function granted(r: AcquireResult): Reservation {
   if (!r.ok) throw new Error(`expected a key, got ${JSON.stringify(r)}`);
   return r.reservation;
 }
 
-const redisUrl = redisTestUrl();
-const stores: Array<[string, (() => StateStore) | null]> = [
-  ['memory', () => new MemoryStore()],
-  ['redis', redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`) : null],
-];
-
-for (const [name, make] of stores) {
+for (const [name, make] of STORES) {
   if (!make) {
     warnSkipped(`store mutation contract suite on ${name}`);
     describe.skip(`StateStore contract edges: ${name} (SKIPPED: no redis-server)`, () => {

@@ -1,42 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
-import type { AcquireRequest, AcquireResult, PoolKeyRecord, StateStore } from '../../src/store/types.ts';
-import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
+import type { AcquireResult, StateStore } from '../../src/store/types.ts';
+import { warnSkipped } from '../helpers/redis.ts';
+import { CIRCUIT, DAY, key, NEXT_DAY, redisUrl, req, STORES, T0 } from '../helpers/stores.ts';
 
 /** One behavioural contract, run against every StateStore implementation. */
-const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
-const DAY = '2026-11-25';
-const NEXT_DAY = Date.UTC(2026, 10, 26, 8, 0, 0);
-const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
-
-function key(id: string, over: Partial<PoolKeyRecord> = {}): PoolKeyRecord {
-  return { id, project: id, models: [], enabled: true, rpm: 1000, rpd: 100_000, tpm: 10_000_000, ...over };
-}
-function req(nowMs: number, over: Partial<AcquireRequest> = {}): AcquireRequest {
-  return {
-    model: 'gemini-2.5-flash',
-    estimatedTokens: 10,
-    nowMs,
-    day: DAY,
-    nextDayMs: NEXT_DAY,
-    exclude: [],
-    circuitProbeLeaseMs: 5000,
-    ...over,
-  };
-}
 function id(r: AcquireResult): string | null {
   return r.ok ? r.reservation.keyId : null;
 }
 
-const redisUrl = redisTestUrl();
-const stores: Array<[string, (() => StateStore) | null]> = [
-  ['memory', () => new MemoryStore()],
-  ['redis', redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`) : null],
-];
-
-for (const [name, make] of stores) {
+for (const [name, make] of STORES) {
   if (!make) {
     warnSkipped(`store contract suite on ${name}`);
     describe.skip(`StateStore contract: ${name} (SKIPPED: no redis-server)`, () => {

@@ -1,0 +1,36 @@
+import { randomUUID } from 'node:crypto';
+import { MemoryStore } from '../../src/store/memory.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import type { AcquireRequest, PoolKeyRecord, StateStore } from '../../src/store/types.ts';
+import { redisTestUrl } from './redis.ts';
+
+/** What the StateStore contract suites share: a fake clock's day, keys, requests, the stores. */
+export const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
+export const DAY = '2026-11-25';
+export const NEXT_DAY = Date.UTC(2026, 10, 26, 8, 0, 0);
+export const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
+
+export function key(id: string, over: Partial<PoolKeyRecord> = {}): PoolKeyRecord {
+  return { id, project: id, models: [], enabled: true, rpm: 1000, rpd: 100_000, tpm: 10_000_000, ...over };
+}
+
+export function req(nowMs: number, over: Partial<AcquireRequest> = {}): AcquireRequest {
+  return {
+    model: 'gemini-2.5-flash',
+    estimatedTokens: 10,
+    nowMs,
+    day: DAY,
+    nextDayMs: NEXT_DAY,
+    exclude: [],
+    circuitProbeLeaseMs: 5000,
+    ...over,
+  };
+}
+
+export const redisUrl = redisTestUrl();
+
+/** Every StateStore implementation, each with a maker of fresh instances (null: no redis-server). */
+export const STORES: ReadonlyArray<readonly [string, (() => StateStore) | null]> = [
+  ['memory', () => new MemoryStore()],
+  ['redis', redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`) : null],
+];
