@@ -1,52 +1,16 @@
 import { ApiError, GoogleGenAI } from '@google/genai';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { describe, expect, it } from 'vitest';
+import type { FakeGemini } from '../../src/fake/fake-gemini.ts';
 import { FAKE_MODELS } from '../../src/fake/fake-gemini-content.ts';
+import { fakePerTest, type Json, KEY, post } from '../helpers/fake.ts';
 
-// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
-type Json = any;
-
-const KEY = 'AIzaSyFAKE-key-000000000000000000001';
-const fakes: FakeGemini[] = [];
-
-async function start(opts?: FakeGeminiOptions): Promise<FakeGemini> {
-  const f = await startFakeGemini(opts);
-  fakes.push(f);
-  return f;
-}
-
-afterEach(async () => {
-  await Promise.all(fakes.splice(0).map((f) => f.close()));
-});
+const start = fakePerTest();
 
 function sdk(fake: FakeGemini, apiKey = KEY): GoogleGenAI {
   return new GoogleGenAI({ apiKey, httpOptions: { baseUrl: fake.url } });
 }
 
 const userText = (text: string) => ({ contents: [{ role: 'user', parts: [{ text }] }] });
-
-async function post(
-  fake: FakeGemini,
-  path: string,
-  body: unknown,
-  apiKey: string | null = KEY,
-): Promise<{ status: number; text: string; json: Json }> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (apiKey !== null) headers['x-goog-api-key'] = apiKey;
-  const res = await fetch(fake.url + path, {
-    method: 'POST',
-    headers,
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json: Json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
 
 const GEN = '/v1beta/models/gemini-2.5-flash:generateContent';
 const SSE = '/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse';

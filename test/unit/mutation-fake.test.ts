@@ -2,48 +2,11 @@
  * Tests written by manual mutation testing of src/fake (the fake Gemini API): each one kills a
  * mutant that test/unit/fake-gemini.test.ts and the integration tests let survive.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type FakeGemini,
-  type FakeGeminiOptions,
-  maskSecret,
-  startFakeGemini,
-} from '../../src/fake/fake-gemini.ts';
+import { describe, expect, it } from 'vitest';
+import { maskSecret } from '../../src/fake/fake-gemini.ts';
+import { fakePerTest, type Json, KEY, post } from '../helpers/fake.ts';
 
-// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
-type Json = any;
-
-const KEY = 'AIzaSyFAKE-key-000000000000000000001';
-const fakes: FakeGemini[] = [];
-
-async function start(opts?: FakeGeminiOptions): Promise<FakeGemini> {
-  const f = await startFakeGemini(opts);
-  fakes.push(f);
-  return f;
-}
-
-afterEach(async () => {
-  await Promise.all(fakes.splice(0).map((f) => f.close()));
-});
-
-async function post(
-  fake: FakeGemini,
-  path: string,
-  body: unknown,
-  apiKey: string | null = KEY,
-): Promise<{ status: number; text: string; json: Json }> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (apiKey !== null) headers['x-goog-api-key'] = apiKey;
-  const res = await fetch(fake.url + path, { method: 'POST', headers, body: JSON.stringify(body) });
-  const text = await res.text();
-  let json: Json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
+const start = fakePerTest();
 
 const GEN = '/v1beta/models/gemini-2.5-flash:generateContent';
 const ARRAY = '/v1beta/models/gemini-2.5-flash:streamGenerateContent';
