@@ -45,8 +45,6 @@ export class RedisStore implements StateStore {
   /** The registry last written, rewritten after a reconnect that finds it gone (Redis lost its data). */
   private registry: readonly PoolKeyRecord[] | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
-  /** The connection was ready at least once (from then on, a lost one fails ping() at once). */
-  private connectedOnce: boolean;
 
   constructor(redis: Redis, prefix: string) {
     this.p = prefix;
@@ -55,11 +53,7 @@ export class RedisStore implements StateStore {
     redis.defineCommand('ggSettle', { numberOfKeys: 0, lua: SETTLE_LUA });
     redis.defineCommand('ggBackoff', { numberOfKeys: 0, lua: BACKOFF_LUA });
     this.redis = redis as ScriptedRedis;
-    this.connectedOnce = redis.status === 'ready';
-    redis.on('ready', () => {
-      this.connectedOnce = true;
-      void this.restoreRegistry();
-    });
+    redis.on('ready', () => void this.restoreRegistry());
   }
 
   private async restoreRegistry(): Promise<void> {
@@ -245,9 +239,6 @@ export class RedisStore implements StateStore {
   }
 
   async ping(): Promise<void> {
-    // Once connected, a lost connection fails the check at once: a command would wait out
-    // ioredis' reconnect retries (seconds), longer than a readiness probe waits.
-    if (this.connectedOnce && this.redis.status !== 'ready') throw new Error(`redis is ${this.redis.status}`);
     await this.redis.ping();
   }
 
