@@ -150,7 +150,7 @@ export async function buildGateway(
   const acquire = pool.acquire.bind(pool);
   pool.acquire = (model, tokens, exclude, signal) =>
     acquire(model, tokens, exclude, signal).then((lease) => {
-      metrics.queueWait.series().observe(lease.queuedMs / 1000);
+      metrics.observeQueueWait(lease.queuedMs);
       return lease;
     });
 

@@ -481,7 +481,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
           case 'hang':
             return; // the socket is destroyed by close() or by the client
           case 'stall':
-            res.writeHead(200, { 'content-type': 'application/json; charset=UTF-8' });
+            res.writeHead(200, { 'content-type': JSON_TYPE });
             res.write('{"candidates": [');
             return;
           case 'reset':
