@@ -94,3 +94,12 @@ export function stackPerTest(defaults: StackOptions = {}): (opts?: StackOptions)
     return s;
   };
 }
+
+/** A native generateContent call on the stack's gemini-2.5-flash-lite, with the test client token. */
+export function generateText(s: Stack, text = 'hi'): Promise<Response> {
+  return fetch(`${s.url}/v1beta/models/gemini-2.5-flash-lite:generateContent`, {
+    method: 'POST',
+    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
+  });
+}

@@ -5,12 +5,12 @@ import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** The admin API (/admin) and the monitoring endpoints (/internal), behind ADMIN_TOKEN. */
 
 const ADMIN = 'admin-token-for-tests-0123456789';
-const MODEL = 'gemini-2.5-flash-lite';
+const _MODEL = 'gemini-2.5-flash-lite';
 const redisUrl = redisTestUrl();
 const dirs: string[] = [];
 afterEach(async () => {
@@ -24,14 +24,6 @@ function admin(s: Stack, method: string, path: string, body?: unknown, token = A
 }
 
 const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
-
-function generate(s: Stack, text = 'hi') {
-  return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
-    method: 'POST',
-    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
-    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
-  });
-}
 
 function keysFile(entries: Array<{ id: string; api_key: string; enabled?: boolean }>): string {
   const dir = mkdtempSync(join(tmpdir(), 'gg-admin-'));
@@ -67,7 +59,7 @@ describe('access', () => {
 describe('keys', () => {
   it('lists keys masked, with state, usage, limits and latency, never a key value', async () => {
     const s = await stack();
-    for (let i = 0; i < 3; i++) expect((await generate(s, `q${i}`)).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await generateText(s, `q${i}`)).status).toBe(200);
     const res = await admin(s, 'GET', '/admin/keys');
     const text = await res.text();
     for (const v of poolKeyValues(3)) expect(text).not.toContain(v);
@@ -119,14 +111,14 @@ describe('keys', () => {
       reason: 'disabled by admin: rotating it',
     });
     s.fake.resetStats();
-    for (let i = 0; i < 6; i++) expect((await generate(s, `d${i}`)).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await generateText(s, `d${i}`)).status).toBe(200);
     const value = poolKeyValues(2)[0]!;
     expect(s.fake.stats.byKey.get(value) ?? 0).toBe(0);
 
     const enabled = await admin(s, 'POST', `/admin/keys/${k1.id}/enable`);
     expect(((await enabled.json()) as Json).state).toBe('available');
     s.fake.resetStats();
-    for (let i = 0; i < 6; i++) await generate(s, `e${i}`);
+    for (let i = 0; i < 6; i++) await generateText(s, `e${i}`);
     expect(s.fake.stats.byKey.get(value) ?? 0).toBeGreaterThan(0);
   });
 
@@ -170,14 +162,14 @@ describe('keys', () => {
     expect([400, 422]).toContain(invalid.status);
 
     s.fake.resetStats();
-    for (let i = 0; i < 6; i++) expect((await generate(s, `a${i}`)).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await generateText(s, `a${i}`)).status).toBe(200);
     expect(s.fake.stats.byKey.get(values[2]!) ?? 0).toBeGreaterThan(0);
 
     const del = await admin(s, 'DELETE', '/admin/keys/first');
     expect(del.status).toBe(200);
     expect(JSON.parse(readFileSync(file, 'utf8')).keys.map((k: Json) => k.id)).toEqual(['second', 'third']);
     s.fake.resetStats();
-    for (let i = 0; i < 6; i++) await generate(s, `r${i}`);
+    for (let i = 0; i < 6; i++) await generateText(s, `r${i}`);
     expect(s.fake.stats.byKey.get(values[0]!) ?? 0).toBe(0);
     expect((await admin(s, 'DELETE', '/admin/keys/first')).status).toBe(404);
     expect((await listKeys(s)).map((k) => k.id)).toEqual(['second', 'third']);
@@ -186,14 +178,14 @@ describe('keys', () => {
   it('reset ends a rest', async () => {
     const s = await stack({ keys: 1 });
     s.fake.script({ kind: 'rate_limit', retryDelay: '3600s' }, { times: 1 });
-    const limited = await generate(s);
+    const limited = await generateText(s);
     expect(limited.status).toBe(429);
     const [k] = await listKeys(s);
     expect(k.state).toBe('resting');
     expect(k.rest_until).toEqual(expect.any(String));
     const reset = await admin(s, 'POST', `/admin/keys/${k.id}/reset`);
     expect(((await reset.json()) as Json).state).toBe('available');
-    expect((await generate(s)).status).toBe(200);
+    expect((await generateText(s)).status).toBe(200);
   });
 
   it('reload re-reads the keys file; an invalid one is refused with 422 and changes nothing', async () => {
@@ -250,7 +242,7 @@ describe('internal monitoring', () => {
     expect((await gen()).headers.get('x-cache')).toBe('MISS');
 
     s.fake.script({ kind: 'internal' }, { times: 20 });
-    await generate(s);
+    await generateText(s);
     const circuits = (await (await admin(s, 'GET', '/internal/circuits')).json()) as Json;
     expect(circuits.circuits).toHaveLength(3);
     const failing = circuits.circuits.find((c: Json) => c.consecutive_failures > 0);
@@ -273,12 +265,12 @@ describe.skipIf(!redisUrl)('admin changes on a shared Redis', () => {
     expect((await admin(a, 'POST', `/admin/keys/${k1.id}/disable`)).status).toBe(200);
     expect((await listKeys(b)).find((k) => k.id === k1.id).state).toBe('disabled');
     a.fake.resetStats();
-    for (let i = 0; i < 8; i++) expect((await generate(b, `b${i}`)).status).toBe(200);
+    for (let i = 0; i < 8; i++) expect((await generateText(b, `b${i}`)).status).toBe(200);
     expect(a.fake.stats.byKey.get(poolKeyValues(2)[0]!) ?? 0).toBe(0);
 
     expect((await admin(b, 'POST', `/admin/keys/${k1.id}/enable`)).status).toBe(200);
     a.fake.resetStats();
-    for (let i = 0; i < 8; i++) await generate(a, `a${i}`);
+    for (let i = 0; i < 8; i++) await generateText(a, `a${i}`);
     expect(a.fake.stats.byKey.get(poolKeyValues(2)[0]!) ?? 0).toBeGreaterThan(0);
   });
 
@@ -289,7 +281,7 @@ describe.skipIf(!redisUrl)('admin changes on a shared Redis', () => {
     const [k1] = await listKeys(a);
     expect((await admin(a, 'DELETE', `/admin/keys/${k1.id}`)).status).toBe(200);
     a.fake.resetStats();
-    for (let i = 0; i < 9; i++) expect((await generate(b, `b${i}`)).status).toBe(200);
+    for (let i = 0; i < 9; i++) expect((await generateText(b, `b${i}`)).status).toBe(200);
     expect(a.fake.stats.byKey.get(poolKeyValues(3)[0]!) ?? 0).toBe(0);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { sample } from '../helpers/metrics.ts';
+import { generateText, poolKeyValues, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** /metrics: Prometheus exposition of requests, upstream attempts, keys, limits, cache, overhead. */
 
@@ -8,30 +9,13 @@ const MODEL = 'gemini-2.5-flash-lite';
 
 const stack = stackPerTest();
 
-const generate = (s: Stack, text = 'hi') =>
-  fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
-    method: 'POST',
-    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
-    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
-  });
-
-/** The value of one sample, e.g. sample(text, 'http_requests_total', { route: '/health' }). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
-}
-
 describe('/metrics', () => {
   it('exposes request, upstream, key, queue, overhead, cache and process metrics', async () => {
     const s = await stack({ keys: 2, env: { ADMIN_TOKEN: ADMIN } });
-    for (let i = 0; i < 4; i++) expect((await generate(s, `m${i}`)).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await generateText(s, `m${i}`)).status).toBe(200);
     await fetch(`${s.url}/nope`);
     s.fake.script({ kind: 'rate_limit', retryDelay: '30s' }, { times: 1 });
-    await generate(s, 'limited');
+    await generateText(s, 'limited');
     const gen = () =>
       fetch(`${s.url}/v1/generate`, {
         method: 'POST',

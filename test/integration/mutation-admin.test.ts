@@ -8,8 +8,9 @@ import type { RedisStore } from '../../src/store/redis.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { has } from '../helpers/global-setup.ts';
+import { sample } from '../helpers/metrics.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /**
  * Tests written to kill mutants of the admin, internal, health and metrics routes and of the
@@ -30,14 +31,6 @@ const admin = (s: Stack, method: string, path: string, body?: unknown) =>
   adminFetch(s, ADMIN, method, path, body);
 const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 
-function generate(s: Stack, text = 'hi') {
-  return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
-    method: 'POST',
-    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
-    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
-  });
-}
-
 function tempFile(name: string, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'gg-mut-admin-'));
   dirs.push(dir);
@@ -46,21 +39,11 @@ function tempFile(name: string, text: string): string {
   return file;
 }
 
-/** The value of one Prometheus sample whose line carries all the given labels. */
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
-}
-
 describe('readiness counts only usable keys', () => {
   it('a pool whose only key is resting is not ready; the key shows its rest reason', async () => {
     const s = await stack({ keys: 1, env: { QUEUE_MAX_WAIT_MS: '0' } });
     s.fake.script({ kind: 'rate_limit', retryDelay: '3600s' }, { times: 1 });
-    expect((await generate(s)).status).toBe(429);
+    expect((await generateText(s)).status).toBe(429);
     const res = await fetch(`${s.url}/health/detailed`);
     expect(res.status).toBe(503);
     expect((await res.json()) as Json).toMatchObject({
@@ -80,7 +63,7 @@ describe('readiness counts only usable keys', () => {
       env: { QUEUE_MAX_WAIT_MS: '0', CIRCUIT_FAILURE_THRESHOLD: '1', CIRCUIT_COOLDOWN_MS: '600000' },
     });
     s.fake.script({ kind: 'internal' }, { times: 5 });
-    expect((await generate(s)).status).not.toBe(200);
+    expect((await generateText(s)).status).not.toBe(200);
     const res = await fetch(`${s.url}/health/detailed`);
     expect(res.status).toBe(503);
     expect((await res.json()) as Json).toMatchObject({
@@ -91,7 +74,7 @@ describe('readiness counts only usable keys', () => {
 
   it('reports the requests waiting in line for a key', async () => {
     const s = await stack({ keys: 1, env: { DEFAULT_RPM: '1', QUEUE_MAX_WAIT_MS: '120000' } });
-    expect((await generate(s, 'first')).status).toBe(200);
+    expect((await generateText(s, 'first')).status).toBe(200);
     const client = new AbortController();
     const waiting = fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
       method: 'POST',

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HttpProblem } from '../../src/http/problem.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { has } from '../helpers/global-setup.ts';
+import { sample } from '../helpers/metrics.ts';
 import { type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /**
@@ -55,15 +56,6 @@ function settleWithin<T>(p: Promise<T>, guardMs: number): Promise<T | HttpProble
     p.catch((e: unknown) => e as HttpProblem),
     new Promise<'still pending'>((r) => setTimeout(() => r('still pending'), guardMs).unref()),
   ]);
-}
-
-function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
 }
 
 describe('forwarder: deadlines', () => {

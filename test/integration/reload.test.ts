@@ -5,11 +5,11 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildGateway } from '../../src/app/build.ts';
 import { ConfigError } from '../../src/config/env.ts';
-import { poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { generateText, poolKeyValues, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** Hot reload of API_KEYS_FILE and CONFIG_FILE. */
 
-const MODEL = 'gemini-2.5-flash-lite';
+const _MODEL = 'gemini-2.5-flash-lite';
 const dirs: string[] = [];
 afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -42,13 +42,6 @@ async function until(cond: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
-const generate = (s: Stack, text = 'hi') =>
-  fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
-    method: 'POST',
-    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
-    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
-  });
-
 describe('keys file', () => {
   it('a changed file is applied without restart (in-place write and rename-over alike)', async () => {
     const file = join(tempDir(), 'keys.json');
@@ -60,7 +53,7 @@ describe('keys file', () => {
     writeFileSync(file, keysJson(3));
     await until(() => s.gateway.pool.keys.length === 3);
     s.fake.resetStats();
-    for (let i = 0; i < 6; i++) expect((await generate(s, `n${i}`)).status).toBe(200);
+    for (let i = 0; i < 6; i++) expect((await generateText(s, `n${i}`)).status).toBe(200);
     expect(s.fake.stats.byKey.get(values[2]!) ?? 0).toBeGreaterThan(0);
     expect(s.gateway.reloader.status.last_result).toBe('applied');
   });
@@ -84,7 +77,7 @@ describe('keys file', () => {
       replaceFile(file, broken);
       await until(() => lines.slice(before).some((l) => l.includes('reload rejected')));
       expect(s.gateway.pool.keys.map((k) => k.id)).toEqual(['k1', 'k2']);
-      expect((await generate(s)).status).toBe(200);
+      expect((await generateText(s)).status).toBe(200);
     }
     const rejected = lines.filter((l) => l.includes('reload rejected')).map((l) => JSON.parse(l));
     expect(rejected).toHaveLength(3);
@@ -108,7 +101,7 @@ describe('keys file', () => {
     let stop = false;
     const statuses: number[] = [];
     const worker = async (w: number) => {
-      for (let i = 0; !stop; i++) statuses.push((await generate(s, `w${w}-${i}`)).status);
+      for (let i = 0; !stop; i++) statuses.push((await generateText(s, `w${w}-${i}`)).status);
     };
     const workers = Array.from({ length: 8 }, (_, w) => worker(w));
     // At least 8 reloads, and on until 60 requests went through them (a busy machine is slower).
