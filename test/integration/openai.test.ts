@@ -195,39 +195,46 @@ describe('OpenAI-compatible surface through the official openai SDK', () => {
     expect(raw).not.toContain('"usage"');
   });
 
-  it('a mid-stream upstream error ends the stream with an error chunk the SDK raises', async () => {
-    stack = await startStack({ fake: { streamChunks: 3 } });
-    stack.fake.script({ kind: 'midstream_error' }, { method: 'streamGenerateContent' });
-    const s = await client(stack).chat.completions.create({
-      model: MODEL,
-      messages: [{ role: 'user', content: 'break please' }],
-      stream: true,
-    });
-    const got: string[] = [];
-    const err = await (async () => {
-      try {
-        for await (const c of s) got.push(c.choices[0]?.delta.content ?? '');
-      } catch (e) {
-        return e;
-      }
-      return undefined;
-    })();
-    expect(err).toBeInstanceOf(OpenAI.APIError);
-    expect((err as Error).message).toContain('internal error');
-    expect(got.join('')).not.toBe('');
+  // An error event from Google, and a connection that breaks without one: both end the stream
+  // with an error chunk the SDK raises, never [DONE].
+  it.each([
+    { kind: 'midstream_error', message: 'internal error', code: 'internal' },
+    { kind: 'midstream_break', message: 'upstream stream broke off', code: 'upstream_stream_error' },
+  ] as const)(
+    'a stream whose upstream fails midway ($kind) ends with an error chunk the SDK raises',
+    async ({ kind, message, code }) => {
+      stack = await startStack({ fake: { streamChunks: 3 } });
+      stack.fake.script({ kind }, { method: 'streamGenerateContent', times: 2 });
+      const s = await client(stack).chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'break please' }],
+        stream: true,
+      });
+      const got: string[] = [];
+      const err = await (async () => {
+        try {
+          for await (const c of s) got.push(c.choices[0]?.delta.content ?? '');
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      expect((err as Error).message).toContain(message);
+      expect(got.join('')).not.toBe('');
 
-    stack.fake.script({ kind: 'midstream_error' }, { method: 'streamGenerateContent' });
-    const raw = await fetch(`${stack.url}/v1beta/openai/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.token}` },
-      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: true }),
-    }).then((r) => r.text());
-    const frames = raw.split('\n\n').filter(Boolean);
-    expect(JSON.parse(frames[frames.length - 1]!.slice(6))).toMatchObject({
-      error: { type: 'server_error', code: 'internal' },
-    });
-    expect(raw).not.toContain('[DONE]');
-  });
+      const raw = await fetch(`${stack.url}/v1beta/openai/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.token}` },
+        body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: true }),
+      }).then((r) => r.text());
+      const frames = raw.split('\n\n').filter(Boolean);
+      expect(JSON.parse(frames[frames.length - 1]!.slice(6))).toMatchObject({
+        error: { type: 'server_error', code },
+      });
+      expect(raw).not.toContain('[DONE]');
+    },
+  );
 
   it('embeddings: string and list input, float and the SDK default (base64) encoding', async () => {
     stack = await startStack();
