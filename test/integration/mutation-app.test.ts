@@ -88,6 +88,28 @@ async function passwordRedis(password: string): Promise<number> {
   return port;
 }
 
+/** A gateway built in-process that logs only to files in `dir`, listening on a free port; closed once. */
+async function loggedGateway(fakeUrl: string, dir: string, env: Record<string, string>) {
+  const gateway = await buildGateway({
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'info',
+    LOG_DIR: dir,
+    LOG_STDOUT: 'false',
+    GEMINI_BASE_URL: fakeUrl,
+    GEMINI_API_KEYS: poolKeyValues(2).join(','),
+    CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+    ...env,
+  });
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= gateway.close();
+    return closing;
+  };
+  cleanups.push(close);
+  await gateway.app.listen({ port: 0, host: '127.0.0.1' });
+  return { url: `http://127.0.0.1:${(gateway.app.server.address() as { port: number }).port}`, close };
+}
+
 describe('configuration of the process', () => {
   it('SERVER_PORT is an alias of PORT', async () => {
     const f = await fake();
@@ -131,26 +153,14 @@ describe('configuration of the process', () => {
       const f = await fake();
       const dir = tempDir();
       const prefix = 'mut-redis-host:';
-      const gateway = await buildGateway({
-        NODE_ENV: 'production',
-        LOG_LEVEL: 'info',
-        LOG_DIR: dir,
-        LOG_STDOUT: 'false',
-        GEMINI_BASE_URL: f.url,
-        GEMINI_API_KEYS: poolKeyValues(2).join(','),
-        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+      const gateway = await loggedGateway(f.url, dir, {
         REDIS_HOST: '127.0.0.1',
         REDIS_PORT: String(port),
         REDIS_DB: '5',
         REDIS_PASSWORD: password,
         STATE_PREFIX: prefix,
       });
-      let closed = false;
-      cleanups.push(async () => {
-        if (!closed) await gateway.close();
-      });
-      await gateway.app.listen({ port: 0, host: '127.0.0.1' });
-      const url = `http://127.0.0.1:${(gateway.app.server.address() as { port: number }).port}`;
+      const url = gateway.url;
       const res = await fetch(`${url}/v1beta/models/${MODEL}:generateContent`, {
         method: 'POST',
         headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
@@ -171,7 +181,6 @@ describe('configuration of the process', () => {
       }
 
       await gateway.close();
-      closed = true;
       const text = await logText(dir, 2);
       expect(accessLines(text.trim().split('\n'))).toHaveLength(2);
       expect(text).not.toContain(password);
@@ -192,30 +201,17 @@ describe('configuration of the process', () => {
         OPENAI_API_KEY: 'sk-openai-secret-9f4a2b7c',
         STABILITY_API_KEY: 'sk-stability-secret-3d5e7f9a',
       };
-      const gateway = await buildGateway({
-        NODE_ENV: 'production',
-        LOG_LEVEL: 'info',
-        LOG_DIR: dir,
-        LOG_STDOUT: 'false',
-        GEMINI_BASE_URL: f.url,
-        GEMINI_API_KEYS: poolKeyValues(2).join(','),
-        CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
+      const gateway = await loggedGateway(f.url, dir, {
         REDIS_URL: `redis://:${redisPassword}@127.0.0.1:${port}/0`,
         STATE_PREFIX: 'mut-scrub:',
         GLOBAL_RATE_LIMIT: '0',
         BURST_RATE_LIMIT: '0',
         ...secrets,
       });
-      let closed = false;
-      cleanups.push(async () => {
-        if (!closed) await gateway.close();
-      });
-      await gateway.app.listen({ port: 0, host: '127.0.0.1' });
-      const url = `http://127.0.0.1:${(gateway.app.server.address() as { port: number }).port}`;
+      const url = gateway.url;
       const all = [redisPassword, ...Object.values(secrets)];
       for (const s of all) expect((await fetch(`${url}/no/such/${s}`)).status).toBe(404);
       await gateway.close();
-      closed = true;
       const text = await logText(dir, all.length);
       expect(accessLines(text.trim().split('\n'))).toHaveLength(all.length);
       for (const s of all) expect(text).not.toContain(s);
