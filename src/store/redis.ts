@@ -21,11 +21,22 @@ const SETTLE_LUA = script('settle');
 const BACKOFF_LUA = script('backoff');
 /** How long token settlements of clean successes are gathered before one script call applies them. */
 const SETTLE_BATCH_MS = 20;
+/** Most acquires one script call carries (bounds how long one call holds Redis). */
+const ACQUIRE_BATCH_MAX = 32;
+/** The real one, taken before any test's fake timers could replace it. */
+const nextTurn = setImmediate;
+
+/** acquire.lua's answer for one request: {1, id, project, slot, probe, failures} or {0, retry_at, backoff}. */
+type AcquireReply = [number, string | number, string | number, number?, number?, number?];
+
+interface PendingAcquire {
+  req: AcquireRequest;
+  resolve: (result: AcquireResult) => void;
+  reject: (err: unknown) => void;
+}
 
 type ScriptedRedis = Redis & {
-  ggAcquire(
-    ...args: (string | number)[]
-  ): Promise<[number, string | number, string | number, number?, number?, number?]>;
+  ggAcquire(...args: (string | number)[]): Promise<AcquireReply[]>;
   ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
   ggBackoff(key: string, untilMs: number, ttlMs: number): Promise<number>;
@@ -45,6 +56,8 @@ export class RedisStore implements StateStore {
   /** The registry last written, rewritten after a reconnect that finds it gone (Redis lost its data). */
   private registry: readonly PoolKeyRecord[] | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
+  private pendingAcquires: PendingAcquire[] = [];
+  private acquiresScheduled = false;
 
   constructor(redis: Redis, prefix: string) {
     this.p = prefix;
@@ -94,34 +107,51 @@ export class RedisStore implements StateStore {
     await tx.exec();
   }
 
-  async acquire(req: AcquireRequest): Promise<AcquireResult> {
-    const r = await this.redis.ggAcquire(
-      this.p,
-      req.nowMs,
-      req.model,
-      req.estimatedTokens,
-      req.day,
-      req.nextDayMs,
-      req.circuitProbeLeaseMs,
-      req.exclude.length ? `,${req.exclude.join(',')},` : '',
-    );
-    if (r[0] === 1) {
-      return {
-        ok: true,
-        reservation: {
-          keyId: String(r[1]),
-          project: String(r[2]),
-          tokenSlot: Number(r[3]),
-          tokens: req.estimatedTokens,
-          probe: r[4] === 1,
-          clean: r[4] !== 1 && Number(r[5] ?? 0) === 0,
-          atMs: req.nowMs,
-          day: req.day,
-        },
-      };
+  /**
+   * Acquires are gathered for one event-loop turn and sent in one script call: under load, the
+   * requests that arrive together share one command, one write and one reply, and Redis runs
+   * their choices one after the other in a single atomic step.
+   */
+  acquire(req: AcquireRequest): Promise<AcquireResult> {
+    return new Promise((resolve, reject) => {
+      this.pendingAcquires.push({ req, resolve, reject });
+      if (!this.acquiresScheduled) {
+        this.acquiresScheduled = true;
+        nextTurn(() => this.flushAcquires());
+      }
+    });
+  }
+
+  private flushAcquires(): void {
+    this.acquiresScheduled = false;
+    const pending = this.pendingAcquires;
+    this.pendingAcquires = [];
+    for (let i = 0; i < pending.length; i += ACQUIRE_BATCH_MAX) {
+      this.sendAcquires(pending.slice(i, i + ACQUIRE_BATCH_MAX));
     }
-    const at = Number(r[1]);
-    return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: Number(r[2]) === 1 };
+  }
+
+  private sendAcquires(batch: PendingAcquire[]): void {
+    const args: (string | number)[] = [this.p];
+    for (const { req } of batch) {
+      args.push(
+        req.nowMs,
+        req.model,
+        req.estimatedTokens,
+        req.day,
+        req.nextDayMs,
+        req.circuitProbeLeaseMs,
+        req.exclude.length ? `,${req.exclude.join(',')},` : '',
+      );
+    }
+    this.redis.ggAcquire(...args).then(
+      (replies) => {
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, replies[i]!));
+      },
+      (err: unknown) => {
+        for (const pending of batch) pending.reject(err);
+      },
+    );
   }
 
   async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
@@ -243,7 +273,28 @@ export class RedisStore implements StateStore {
   }
 
   async close(): Promise<void> {
+    if (this.acquiresScheduled) this.flushAcquires();
     await this.flushSettlements();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+function acquireResult(req: AcquireRequest, r: AcquireReply): AcquireResult {
+  if (r[0] === 1) {
+    return {
+      ok: true,
+      reservation: {
+        keyId: String(r[1]),
+        project: String(r[2]),
+        tokenSlot: Number(r[3]),
+        tokens: req.estimatedTokens,
+        probe: r[4] === 1,
+        clean: r[4] !== 1 && Number(r[5] ?? 0) === 0,
+        atMs: req.nowMs,
+        day: req.day,
+      },
+    };
+  }
+  const at = Number(r[1]);
+  return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: Number(r[2]) === 1 };
 }

@@ -288,8 +288,75 @@ for (const [name, make] of STORES) {
       );
       expect(results.filter((r) => r.ok)).toHaveLength(14);
     });
+
+    it('acquires made at once each get their own answer, in the order they were made', async () => {
+      const flash = ['gemini-2.5-flash'];
+      await store.syncKeys([
+        key('a', { rpm: 1, models: flash }),
+        key('b', { models: ['gemini-2.5-pro'] }),
+        key('c', { models: flash }),
+      ]);
+      const [first, pro, excluded, noModel, full] = await Promise.all([
+        store.acquire(req(T0)),
+        store.acquire(req(T0, { model: 'gemini-2.5-pro' })),
+        store.acquire(req(T0, { exclude: ['a', 'b', 'c'] })),
+        store.acquire(req(T0, { model: 'gemini-9' })),
+        store.acquire(req(T0 + 1, { exclude: ['c'] })),
+      ]);
+      const firstKey = first!.ok ? first!.reservation.keyId : 'none';
+      expect(['a', 'c']).toContain(firstKey);
+      expect(pro).toMatchObject({ ok: true, reservation: { keyId: 'b' } });
+      expect(excluded).toEqual({ ok: false, retryAtMs: null, globalBackoff: false });
+      expect(noModel).toEqual({ ok: false, retryAtMs: null, globalBackoff: false });
+      // Without 'c', only 'a' (rpm 1) serves flash: free unless the first request took it.
+      if (firstKey === 'a') expect(full).toEqual({ ok: false, retryAtMs: T0 + 60_000, globalBackoff: false });
+      else expect(full).toMatchObject({ ok: true, reservation: { keyId: 'a', atMs: T0 + 1 } });
+    });
   });
 }
+
+/** Redis only: the acquires of one event-loop turn travel in one script call. */
+describe.runIf(redisUrl)('RedisStore acquire batches', () => {
+  it('sends the acquires of one turn as one call (at most 32 each) and those of later turns apart', async () => {
+    const { Redis } = await import('ioredis');
+    const prefix = `test:${randomUUID()}:`;
+    const store = RedisStore.connect(redisUrl!, prefix);
+    // What the Redis server itself receives: the requests carried by each acquire call.
+    const monitor = await new Redis(redisUrl!).monitor();
+    const batches: number[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      // EVAL or EVALSHA, script, 0 keys, prefix, then 7 arguments per request
+      if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) batches.push((args.length - 4) / 7);
+    });
+    const seen = async (n: number) => {
+      for (let i = 0; i < 100 && batches.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    };
+    try {
+      await store.syncKeys([key('a'), key('b')]);
+      const results = await Promise.all(Array.from({ length: 40 }, () => store.acquire(req(T0))));
+      await seen(2);
+      expect(batches).toEqual([32, 8]);
+      const used = results.map((r) => (r.ok ? r.reservation.keyId : 'refused'));
+      expect(used.filter((id) => id === 'a')).toHaveLength(20);
+      expect(used.filter((id) => id === 'b')).toHaveLength(20);
+      await store.acquire(req(T0));
+      await store.acquire(req(T0));
+      await seen(4);
+      expect(batches).toEqual([32, 8, 1, 1]);
+    } finally {
+      monitor.disconnect();
+      await store.close();
+    }
+  });
+
+  it('a failed call fails every acquire it carried', async () => {
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    await store.syncKeys([key('a')]);
+    store.redis.disconnect();
+    const results = await Promise.allSettled([store.acquire(req(T0)), store.acquire(req(T0))]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+  });
+});
 
 /** Redis only: budget state carries expiries, so projects that go quiet leave nothing behind. */
 describe.runIf(redisUrl)('RedisStore expiries', () => {

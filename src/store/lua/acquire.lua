@@ -1,36 +1,22 @@
--- Round-robin choice of a key with budget and reservation of that budget, atomically.
+-- Round-robin choice of a key with budget and reservation of that budget, atomically, for a
+-- batch of requests (RedisStore sends every acquire of one event-loop turn in one call).
 -- Mirrors MemoryStore.acquire; test/contract runs one suite against both.
--- ARGV: prefix, now_ms, model, est_tokens, day, next_day_ms, probe_lease_ms, exclude (",id1,id2,")
--- Returns {1, id, project, token_slot, probe, failures} or {0, retry_at_ms (-1 = never), global_backoff}
+-- ARGV: prefix, then per request: now_ms, model, est_tokens, day, next_day_ms, probe_lease_ms,
+--       exclude (",id1,id2,")
+-- Returns one result per request, in order: {1, id, project, token_slot, probe, failures} or
+-- {0, retry_at_ms (-1 = never), global_backoff}
 local P = ARGV[1]
-local now = tonumber(ARGV[2])
-local model = ARGV[3]
-local est = tonumber(ARGV[4])
-local day = ARGV[5]
-local next_day = tonumber(ARGV[6])
-local probe_lease = tonumber(ARGV[7])
-local exclude = ARGV[8]
-
 local gb = tonumber(redis.call('GET', P .. 'global_backoff') or '0') or 0
-if gb > now then return {0, gb, 1} end
-
 -- Keys are read one at a time from the ring: a free key is usually the first one looked at.
 local ring = P .. 'keys'
 local n = redis.call('LLEN', ring)
-if n == 0 then return {0, -1, 0} end
-local start = redis.call('INCR', P .. 'rr') % n
-local now_sec = math.floor(now / 1000)
-local earliest = -1
-local function consider(t)
-  if earliest < 0 or t < earliest then earliest = t end
-end
 
 -- Token slots: hash `tok` (second -> tokens, plus 'sum') and list `secs` (its seconds, oldest
 -- first). Slots that left the rolling minute are dropped from the head: O(1) amortized, where
 -- summing the whole hash on every acquire cost a loop over up to 60 fields. A slot can only
 -- leave the minute when the clock enters a new second, so `trim` is set on the project's first
 -- acquire of each second only.
-local function tokens_used(tok_key, secs_key, trim)
+local function tokens_used(tok_key, secs_key, trim, now_sec)
   if trim then
     local head = redis.call('LINDEX', secs_key, 0)
     while head and tonumber(head) <= now_sec - 60 do
@@ -46,7 +32,7 @@ local function tokens_used(tok_key, secs_key, trim)
 end
 
 -- When enough tokens leave the window for `est` more (refusal path only).
-local function tokens_free_at(tok_key, secs_key, used, limit)
+local function tokens_free_at(tok_key, secs_key, used, limit, est, now_sec)
   local secs = redis.call('LRANGE', secs_key, 0, -1)
   local remaining = used
   for _, sec in ipairs(secs) do
@@ -56,84 +42,102 @@ local function tokens_free_at(tok_key, secs_key, used, limit)
   return (now_sec + 60) * 1000
 end
 
-for i = 0, n - 1 do
-  local id = redis.call('LINDEX', ring, (start + i) % n)
-  if not string.find(exclude, ',' .. id .. ',', 1, true) then
-    local k = P .. 'k:' .. id
-    local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until', 'failures')
-    local models = f[2] or ''
-    if f[3] == '1' and (f[7] == false or f[7] == '') and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true))
-      then
-      local skip = false
-      local probe = 0
-      local open_until = tonumber(f[8] or '0') or 0
-      if open_until > now then
-        consider(open_until); skip = true
-      elseif open_until > 0 then
-        local probe_until = tonumber(f[9] or '0') or 0
-        if probe_until > now then consider(probe_until); skip = true else probe = 1 end
-      end
-      local pk = P .. 'p:' .. f[1]
-      if not skip then
-        local rest_until = tonumber(redis.call('HGET', pk, 'rest_until') or '0') or 0
-        if rest_until > now then consider(rest_until); skip = true end
-      end
-      local rpm, rpd, tpm = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
-      local log_key, tok_key, secs_key = pk .. ':log', pk .. ':tok', pk .. ':secs'
-      -- Seconds are booked in order; housekeeping (dropping what left the rolling minute,
-      -- refreshing expiries) runs on the project's first acquire of a second, not on every one.
-      local last, new_second = -1, false
-      if not skip then
-        last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
-        new_second = last < now_sec
-        -- The request log is newest first: index rpm-1 is the rpm-th most recent request, and
-        -- the key is full while that one is inside the minute. Older entries at the tail are
-        -- dropped once a second, so the list stays near one minute's worth.
-        if new_second then
-          local oldest = redis.call('LINDEX', log_key, -1)
-          while oldest and tonumber(oldest) <= now - 60000 do
-            redis.call('RPOP', log_key)
-            oldest = redis.call('LINDEX', log_key, -1)
+local function acquire(now, model, est, day, next_day, probe_lease, exclude)
+  if gb > now then return {0, gb, 1} end
+  if n == 0 then return {0, -1, 0} end
+  local start = redis.call('INCR', P .. 'rr') % n
+  local now_sec = math.floor(now / 1000)
+  local earliest = -1
+  local function consider(t)
+    if earliest < 0 or t < earliest then earliest = t end
+  end
+
+  for i = 0, n - 1 do
+    local id = redis.call('LINDEX', ring, (start + i) % n)
+    if not string.find(exclude, ',' .. id .. ',', 1, true) then
+      local k = P .. 'k:' .. id
+      local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until', 'failures')
+      local models = f[2] or ''
+      if f[3] == '1' and (f[7] == false or f[7] == '') and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true))
+        then
+        local skip = false
+        local probe = 0
+        local open_until = tonumber(f[8] or '0') or 0
+        if open_until > now then
+          consider(open_until); skip = true
+        elseif open_until > 0 then
+          local probe_until = tonumber(f[9] or '0') or 0
+          if probe_until > now then consider(probe_until); skip = true else probe = 1 end
+        end
+        local pk = P .. 'p:' .. f[1]
+        if not skip then
+          local rest_until = tonumber(redis.call('HGET', pk, 'rest_until') or '0') or 0
+          if rest_until > now then consider(rest_until); skip = true end
+        end
+        local rpm, rpd, tpm = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
+        local log_key, tok_key, secs_key = pk .. ':log', pk .. ':tok', pk .. ':secs'
+        -- Seconds are booked in order; housekeeping (dropping what left the rolling minute,
+        -- refreshing expiries) runs on the project's first acquire of a second, not on every one.
+        local last, new_second = -1, false
+        if not skip then
+          last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
+          new_second = last < now_sec
+          -- The request log is newest first: index rpm-1 is the rpm-th most recent request, and
+          -- the key is full while that one is inside the minute. Older entries at the tail are
+          -- dropped once a second, so the list stays near one minute's worth.
+          if new_second then
+            local oldest = redis.call('LINDEX', log_key, -1)
+            while oldest and tonumber(oldest) <= now - 60000 do
+              redis.call('RPOP', log_key)
+              oldest = redis.call('LINDEX', log_key, -1)
+            end
+          end
+          if redis.call('LLEN', log_key) >= rpm then
+            local boundary = tonumber(redis.call('LINDEX', log_key, rpm - 1))
+            if boundary > now - 60000 then consider(boundary + 60000); skip = true end
           end
         end
-        if redis.call('LLEN', log_key) >= rpm then
-          local boundary = tonumber(redis.call('LINDEX', log_key, rpm - 1))
-          if boundary > now - 60000 then consider(boundary + 60000); skip = true end
+        local day_key = pk .. ':d:' .. day
+        if not skip and (tonumber(redis.call('GET', day_key) or '0') or 0) >= rpd then
+          consider(next_day); skip = true
         end
-      end
-      local day_key = pk .. ':d:' .. day
-      if not skip and (tonumber(redis.call('GET', day_key) or '0') or 0) >= rpd then
-        consider(next_day); skip = true
-      end
-      if not skip then
-        local used = tokens_used(tok_key, secs_key, new_second)
-        if used > 0 and used + est > tpm then
-          consider(tokens_free_at(tok_key, secs_key, used, tpm)); skip = true
+        if not skip then
+          local used = tokens_used(tok_key, secs_key, new_second, now_sec)
+          if used > 0 and used + est > tpm then
+            consider(tokens_free_at(tok_key, secs_key, used, tpm, est, now_sec)); skip = true
+          end
         end
-      end
-      if not skip then
-        redis.call('LPUSH', log_key, now)
-        -- A day counter is that day's alone: its expiry is set once, when it is created.
-        if redis.call('INCR', day_key) == 1 then redis.call('EXPIRE', day_key, 172800) end
-        -- An instance whose clock lags books into the newest slot.
-        local slot = last
-        if new_second then
-          slot = now_sec
-          redis.call('RPUSH', secs_key, slot)
+        if not skip then
+          redis.call('LPUSH', log_key, now)
+          -- A day counter is that day's alone: its expiry is set once, when it is created.
+          if redis.call('INCR', day_key) == 1 then redis.call('EXPIRE', day_key, 172800) end
+          -- An instance whose clock lags books into the newest slot.
+          local slot = last
+          if new_second then
+            slot = now_sec
+            redis.call('RPUSH', secs_key, slot)
+          end
+          redis.call('HINCRBY', tok_key, slot, est)
+          redis.call('HINCRBY', tok_key, 'sum', est)
+          if new_second then
+            redis.call('LTRIM', log_key, 0, rpm - 1)
+            -- The log gets 61 s, so that an entry booked later in this second outlives its minute.
+            redis.call('PEXPIRE', log_key, 61000)
+            redis.call('PEXPIRE', tok_key, 120000)
+            redis.call('PEXPIRE', secs_key, 120000)
+          end
+          if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
+          return {1, id, f[1], slot, probe, tonumber(f[10] or '0') or 0}
         end
-        redis.call('HINCRBY', tok_key, slot, est)
-        redis.call('HINCRBY', tok_key, 'sum', est)
-        if new_second then
-          redis.call('LTRIM', log_key, 0, rpm - 1)
-          -- The log gets 61 s, so that an entry booked later in this second outlives its minute.
-          redis.call('PEXPIRE', log_key, 61000)
-          redis.call('PEXPIRE', tok_key, 120000)
-          redis.call('PEXPIRE', secs_key, 120000)
-        end
-        if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
-        return {1, id, f[1], slot, probe, tonumber(f[10] or '0') or 0}
       end
     end
   end
+  return {0, earliest, 0}
 end
-return {0, earliest, 0}
+
+local results = {}
+for i = 2, #ARGV, 7 do
+  results[#results + 1] = acquire(tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3],
+    tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6])
+end
+return results
