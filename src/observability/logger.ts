@@ -283,13 +283,43 @@ const STDOUT_FLUSH_MS = 250;
  */
 export function bufferedStdout(dest = 1, flushMs = STDOUT_FLUSH_MS): ReturnType<typeof pino.destination> {
   const stdout = pino.destination({ dest, sync: false, minLength: STDOUT_BUFFER_BYTES });
-  // sonic-boom's flush() writes even an empty buffer: an idle process would write nothing
-  // four times a second. Flush only when a line came in since the last flush.
-  let fresh = false;
+  // Lines gather here and reach sonic-boom as one string per batch: sonic-boom measures the
+  // byte length of its whole pending buffer on every write it is given, which line by line
+  // cost more the longer the batch grew.
+  let lines: string[] = [];
+  let chars = 0;
   const write = stdout.write.bind(stdout);
+  const release = () => {
+    if (lines.length === 0) return;
+    const batch = lines.join('');
+    lines = [];
+    chars = 0;
+    write(batch);
+  };
+  // sonic-boom's flush() writes even an empty buffer: an idle process would write nothing
+  // four times a second. The timer flushes only when a line came in since its last tick.
+  let fresh = false;
   stdout.write = (line: string) => {
     fresh = true;
-    return write(line);
+    lines.push(line);
+    chars += line.length;
+    if (chars >= STDOUT_BUFFER_BYTES) release();
+    return true;
+  };
+  const flush = stdout.flush.bind(stdout);
+  stdout.flush = (cb?: (err?: Error) => unknown) => {
+    release();
+    flush(cb);
+  };
+  const flushSync = stdout.flushSync.bind(stdout);
+  stdout.flushSync = () => {
+    release();
+    flushSync();
+  };
+  const end = stdout.end.bind(stdout);
+  stdout.end = () => {
+    release();
+    end();
   };
   const timer = setInterval(() => {
     if (!fresh) return;

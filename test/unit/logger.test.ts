@@ -6,6 +6,7 @@ import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import {
   bufferedStdout,
+  flushLogger,
   LazyRequestLogger,
   loggerOptions,
   logTargets,
@@ -190,6 +191,30 @@ describe('destinations', () => {
       expect(JSON.parse(line)).toMatchObject({ msg: 'lone line', level: 30 });
     } finally {
       child.kill('SIGKILL');
+    }
+  });
+
+  it('the batched stdout hands lines on in batches, every line whole and in order', async () => {
+    const dir = fs.mkdtempSync(join(tmpdir(), 'gg-log-'));
+    const file = join(dir, 'out.log');
+    const fd = fs.openSync(file, 'w');
+    const writes = vi.spyOn(fs, 'write');
+    const dest = bufferedStdout(fd, 60_000); // no timer flush within the test: batches and flushLogger only
+    try {
+      const logger = pino(dest);
+      for (let i = 0; i < 500; i++) logger.info({ i, pad: 'x'.repeat(i % 50) }, `line ${i}`);
+      await flushLogger(logger);
+      await vi.waitFor(() => expect(fs.readFileSync(file, 'utf8').split('\n').length).toBe(501));
+      const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+      expect(lines.map((l) => JSON.parse(l).i)).toEqual(Array.from({ length: 500 }, (_, i) => i));
+      // about 50 KB of lines in batches of at least 4 KB
+      const toFile = writes.mock.calls.filter((call) => call[0] === fd).length;
+      expect(toFile).toBeGreaterThan(1);
+      expect(toFile).toBeLessThanOrEqual(15);
+    } finally {
+      writes.mockRestore();
+      dest.end();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
