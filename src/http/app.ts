@@ -154,13 +154,13 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   }) as unknown as FastifyInstance; // pino's Logger vs Fastify's base logger type
   // Node closes a connection that sends nothing at all after HEADERS_TIMEOUT_MS (tested), but
   // at shutdown closeIdleConnections() does not see a socket that never started a request, and
-  // close() would wait for that timeout: such silent sockets are closed here.
+  // close() would wait for that timeout: such silent sockets are closed here. A socket leaves
+  // the set with its first request (onRequest below), not through a 'data' listener: one would
+  // switch Node's HTTP parser from reading the socket natively to a JS callback per chunk.
   const silent = new Set<Socket>();
   app.server.on('connection', (socket: Socket) => {
     silent.add(socket);
-    const spoke = () => silent.delete(socket);
-    socket.once('data', spoke);
-    socket.once('close', spoke);
+    socket.once('close', () => silent.delete(socket));
   });
   app.addHook('preClose', (done) => {
     for (const socket of silent) socket.destroy();
@@ -174,6 +174,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   // middleware on every request, which cost 5% of the proxy's CPU in the benchmark profile.
   const securityHeaders = computeSecurityHeaders();
   app.addHook('onRequest', (request, reply, done) => {
+    silent.delete(request.raw.socket);
     reply.headers(securityHeaders);
     reply.header('x-request-id', request.id);
     if (closing) {
