@@ -146,13 +146,6 @@ export async function buildGateway(
   await keys.apply();
 
   const metrics = new GatewayMetrics();
-  // Queue wait of every key reservation (native proxy and application services alike).
-  const acquire = pool.acquire.bind(pool);
-  pool.acquire = (model, tokens, exclude, signal) =>
-    acquire(model, tokens, exclude, signal).then((lease) => {
-      metrics.observeQueueWait(lease.queuedMs);
-      return lease;
-    });
 
   const agent = createUpstreamAgent(env.UPSTREAM_TIMEOUT_MS);
   const forwarder = new Forwarder({

@@ -15,7 +15,9 @@ export function estimateInputTokens(body: unknown): number {
     if (Array.isArray(node)) {
       for (const item of node) stack.push(item);
     } else if (node !== null && typeof node === 'object') {
-      for (const [key, value] of Object.entries(node)) {
+      const record = node as Record<string, unknown>;
+      for (const key in record) {
+        const value = record[key];
         if (key === 'text' && typeof value === 'string') chars += value.length;
         else if (key === 'inlineData' || key === 'inline_data' || key === 'fileData' || key === 'file_data')
           media += 1;

@@ -51,9 +51,11 @@ export interface StreamAnswer extends Answer {
 export type UpstreamAnswer = UnaryAnswer | StreamAnswer;
 export type StreamEnd = 'complete' | 'broken' | 'client_gone';
 
-/** Receives one event per upstream attempt (metrics, logs). */
+/** Receives one event per upstream attempt and per key reservation (metrics, logs). */
 export interface AttemptObserver {
   attempt(keyId: string, model: string, outcome: string, durationMs: number): void;
+  /** How long a reservation waited in line for its key. */
+  observeQueueWait(ms: number): void;
 }
 
 export interface ForwarderOptions {
@@ -115,6 +117,7 @@ export class Forwarder {
           googleStatus: 'UNAVAILABLE',
         });
       }
+      this.o.observer?.observeQueueWait(lease.queuedMs);
       if (this.now() >= call.deadlineMs) {
         // It waited in line past its deadline (a caller without a request signal): not sent.
         void this.o.pool.report(lease, { kind: 'unused' });

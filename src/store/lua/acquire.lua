@@ -10,6 +10,16 @@ local gb = tonumber(redis.call('GET', P .. 'global_backoff') or '0') or 0
 -- Keys are read one at a time from the ring: a free key is usually the first one looked at.
 local ring = P .. 'keys'
 local n = redis.call('LLEN', ring)
+-- The round-robin counter moves once per request that looks at the ring: one INCRBY for the
+-- batch, and each such request takes the next value in order (as if each had done its own INCR).
+local rr = 0
+if n > 0 then
+  local looking = 0
+  for i = 2, #ARGV, 7 do
+    if gb <= tonumber(ARGV[i]) then looking = looking + 1 end
+  end
+  if looking > 0 then rr = redis.call('INCRBY', P .. 'rr', looking) - looking end
+end
 
 -- Token slots: hash `tok` (second -> tokens, plus 'sum') and list `secs` (its seconds, oldest
 -- first). Slots that left the rolling minute are dropped from the head: O(1) amortized, where
@@ -45,7 +55,8 @@ end
 local function acquire(now, model, est, day, next_day, probe_lease, exclude)
   if gb > now then return {0, gb, 1} end
   if n == 0 then return {0, -1, 0} end
-  local start = redis.call('INCR', P .. 'rr') % n
+  rr = rr + 1
+  local start = rr % n
   local now_sec = math.floor(now / 1000)
   local earliest = -1
   local function consider(t)
