@@ -1,21 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { tempDirs } from '../helpers/temp.ts';
 
 /** The admin API (/admin) and the monitoring endpoints (/internal), behind ADMIN_TOKEN. */
 
 const ADMIN = 'admin-token-for-tests-0123456789';
-const _MODEL = 'gemini-2.5-flash-lite';
 const redisUrl = redisTestUrl();
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('gg-admin-');
 
 const stack = stackPerTest({ env: { ADMIN_TOKEN: ADMIN } });
 
@@ -26,9 +22,7 @@ function admin(s: Stack, method: string, path: string, body?: unknown, token = A
 const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 
 function keysFile(entries: Array<{ id: string; api_key: string; enabled?: boolean }>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gg-admin-'));
-  dirs.push(dir);
-  const file = join(dir, 'keys.json');
+  const file = join(tempDir(), 'keys.json');
   writeFileSync(file, JSON.stringify({ keys: entries }), { mode: 0o600 });
   return file;
 }

@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { RedisStore } from '../../src/store/redis.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
@@ -11,6 +10,7 @@ import { has } from '../helpers/global-setup.ts';
 import { sample } from '../helpers/metrics.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { tempDirs } from '../helpers/temp.ts';
 
 /**
  * Tests written to kill mutants of the admin, internal, health and metrics routes and of the
@@ -20,10 +20,7 @@ import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } fro
 const ADMIN = 'admin-token-for-mutation-tests-0123';
 const MODEL = 'gemini-2.5-flash-lite';
 const redisUrl = redisTestUrl();
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs('gg-mut-admin-');
 
 const stack = stackPerTest({ env: { ADMIN_TOKEN: ADMIN } });
 
@@ -32,9 +29,7 @@ const admin = (s: Stack, method: string, path: string, body?: unknown) =>
 const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 
 function tempFile(name: string, text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gg-mut-admin-'));
-  dirs.push(dir);
-  const file = join(dir, name);
+  const file = join(tempDir(), name);
   writeFileSync(file, text, { mode: 0o600 });
   return file;
 }

@@ -1,27 +1,17 @@
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildGateway } from '../../src/app/build.ts';
 import { ConfigError } from '../../src/config/env.ts';
 import { generateText, poolKeyValues, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { tempDirs } from '../helpers/temp.ts';
 
 /** Hot reload of API_KEYS_FILE and CONFIG_FILE. */
 
-const _MODEL = 'gemini-2.5-flash-lite';
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-
 const stack = stackPerTest();
 
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'gg-reload-'));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('gg-reload-');
 
 const values = poolKeyValues(3);
 const keysJson = (n: number) =>

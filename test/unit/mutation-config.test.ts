@@ -1,9 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, parseEnv } from '../../src/config/env.ts';
 import { assertUnique, keyFromEntry, keyToEntry, parseKeysFile } from '../../src/config/keys.ts';
 import { KeyManager } from '../../src/config/keys-store.ts';
@@ -11,18 +10,11 @@ import { ConfigReloader, effectiveSettings, parseRuntimeConfig } from '../../src
 import { loggerOptions, redactUrl, SecretScrubber } from '../../src/observability/logger.ts';
 import { KeyPool } from '../../src/pool/key-pool.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
+import { tempDirs } from '../helpers/temp.ts';
 
 /** Tests written to kill mutants of src/config and src/observability/logger.ts that the suite let live. */
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'gg-mut-config-'));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('gg-mut-config-');
 
 describe('environment settings', () => {
   it('defaults are the documented ones (README, docs/operations.md)', () => {

@@ -1,31 +1,14 @@
-import {
-  linkSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, parseEnv } from '../../src/config/env.ts';
 import { KeyManager, maskKey, writeFileAtomic } from '../../src/config/keys-store.ts';
 import { effectiveSettings, parseRuntimeConfig } from '../../src/config/reload.ts';
 import { KeyPool } from '../../src/pool/key-pool.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
+import { tempDirs } from '../helpers/temp.ts';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'gg-reload-'));
-  dirs.push(d);
-  return d;
-}
+const tempDir = tempDirs('gg-reload-');
 
 const KEY_A = 'AIzaUnitTestKeyAAAAAAAAAAAAAAAAAAAAAA1';
 const KEY_B = 'AIzaUnitTestKeyBBBBBBBBBBBBBBBBBBBBBB2';
@@ -42,6 +25,10 @@ function setup(fileKeys: unknown, extraEnv: Record<string, string> = {}) {
   const keys = new KeyManager({ env, pool, store });
   return { dir, file, env, store, pool, keys };
 }
+
+/** Rewrites the keys file with these entries, as an operator's edit would. */
+const writeKeys = (file: string, ...keys: Array<Record<string, unknown>>) =>
+  writeFileSync(file, JSON.stringify({ keys }));
 
 const readKeys = (file: string) =>
   JSON.parse(readFileSync(file, 'utf8')).keys as Array<Record<string, unknown>>;
@@ -136,15 +123,7 @@ describe('KeyManager', () => {
     const { file, keys, pool } = setup({ keys: [{ id: 'a', api_key: KEY_A }] });
     await keys.load();
     await keys.apply();
-    writeFileSync(
-      file,
-      JSON.stringify({
-        keys: [
-          { id: 'a', api_key: KEY_A },
-          { id: 'b', api_key: KEY_B },
-        ],
-      }),
-    );
+    writeKeys(file, { id: 'a', api_key: KEY_A }, { id: 'b', api_key: KEY_B });
     expect(await keys.reloadFile()).toMatchObject({ changed: true, added: ['b'], removed: [], total: 2 });
     expect(await keys.reloadFile()).toMatchObject({ changed: false });
 
@@ -176,15 +155,7 @@ describe('KeyManager', () => {
     await keys.load();
     await keys.apply();
     await store.setKeyEnabled('a', false, 'disabled by admin', Date.now());
-    writeFileSync(
-      file,
-      JSON.stringify({
-        keys: [
-          { id: 'a', api_key: KEY_A, enabled: true },
-          { id: 'b', api_key: KEY_B },
-        ],
-      }),
-    );
+    writeKeys(file, { id: 'a', api_key: KEY_A, enabled: true }, { id: 'b', api_key: KEY_B });
     await keys.reloadFile();
     const a = (await store.keyStates(Date.now(), '2026-01-01')).find((s) => s.id === 'a')!;
     expect(a.enabled).toBe(true);
@@ -246,15 +217,7 @@ describe('KeyManager: concurrent changes, reloads and change events', () => {
       { GEMINI_API_KEYS: KEY_ENV },
     );
     const envId = pool.keys.find((k) => k.id.startsWith('env_'))!.id;
-    writeFileSync(
-      file,
-      JSON.stringify({
-        keys: [
-          { id: 'a', api_key: KEY_A },
-          { id: 'b', api_key: KEY_B },
-        ],
-      }),
-    );
+    writeKeys(file, { id: 'a', api_key: KEY_A }, { id: 'b', api_key: KEY_B });
     expect(await keys.reloadFile()).toMatchObject({ changed: true, added: ['b'], removed: [], total: 3 });
     expect(pool.keys.map((k) => k.id)).toEqual(['a', 'b', envId]);
   });
@@ -265,15 +228,7 @@ describe('KeyManager: concurrent changes, reloads and change events', () => {
       { GEMINI_API_KEYS: KEY_ENV },
     );
     const before = pool.keys.map((k) => k.id);
-    writeFileSync(
-      file,
-      JSON.stringify({
-        keys: [
-          { id: 'a', api_key: KEY_A },
-          { id: 'dup', api_key: KEY_ENV },
-        ],
-      }),
-    );
+    writeKeys(file, { id: 'a', api_key: KEY_A }, { id: 'dup', api_key: KEY_ENV });
     const err = await keys.reloadFile().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(String(err)).not.toContain(KEY_ENV);
@@ -289,16 +244,7 @@ describe('KeyManager: concurrent changes, reloads and change events', () => {
     });
     // found dead upstream (e.g. API_KEY_INVALID): disabled in the store, still enabled in the file
     await store.setKeyEnabled('a', false, 'API_KEY_INVALID', Date.now());
-    writeFileSync(
-      file,
-      JSON.stringify({
-        keys: [
-          { id: 'a', api_key: KEY_A },
-          { id: 'b', api_key: KEY_B },
-          { id: 'c', api_key: KEY_C },
-        ],
-      }),
-    );
+    writeKeys(file, { id: 'a', api_key: KEY_A }, { id: 'b', api_key: KEY_B }, { id: 'c', api_key: KEY_C });
     expect(await keys.reloadFile()).toMatchObject({ changed: true, added: ['c'] });
     const a = (await store.keyStates(Date.now(), '2026-01-01')).find((s) => s.id === 'a')!;
     expect(a.enabled).toBe(false);
