@@ -10,33 +10,12 @@ import { prepareProcess, runProcess } from '../../src/services/text/processor.ts
 import { buildTextRequest, delimit, MARKERS } from '../../src/services/text/prompt.ts';
 import { TRANSLATE_SYSTEM_INSTRUCTION } from '../../src/services/translate/prompt.ts';
 import { prepareTranslate, runTranslate } from '../../src/services/translate/translate.ts';
-import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
-import type { GenerateContentRequest, GenerateContentResponse } from '../../src/upstream/gemini-types.ts';
 import { PNG } from '../fixtures/images.ts';
 import { problemOf } from '../helpers/problem.ts';
+import { answer, scripted } from '../helpers/scripted-gemini.ts';
 
 const env = parseEnv({ TEXT_MAX_LENGTH: '200' });
 const ctx = { requestId: 'r1' };
-
-function answer(text: string, finishReason = 'STOP'): GenerateContentResponse {
-  return {
-    candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason }],
-    usageMetadata: { promptTokenCount: 10, candidatesTokenCount: 5, totalTokenCount: 15 },
-  };
-}
-
-function scripted(...answers: GenerateContentResponse[]) {
-  const calls: GenerateContentRequest[] = [];
-  const gemini: GeminiCaller = {
-    async generateContent(_model, request) {
-      calls.push(request);
-      const next = answers.shift();
-      if (!next) throw new Error('no more scripted answers');
-      return next;
-    },
-  };
-  return { gemini, calls };
-}
 
 describe('prompt-injection guard: what mutation testing found unpinned', () => {
   it.each([

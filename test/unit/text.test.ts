@@ -6,33 +6,12 @@ import { generateStructured, parseJsonAnswer, resolveModel } from '../../src/ser
 import { prepareGenerate } from '../../src/services/generate/generate.ts';
 import { optionsSchema } from '../../src/services/text/operations.ts';
 import { mapWithConcurrency, prepareProcess, runProcess } from '../../src/services/text/processor.ts';
-import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
-import type { GenerateContentRequest, GenerateContentResponse } from '../../src/upstream/gemini-types.ts';
+import type { GenerateContentRequest } from '../../src/upstream/gemini-types.ts';
 import { problemOf } from '../helpers/problem.ts';
+import { answer, scripted } from '../helpers/scripted-gemini.ts';
 
 const env = parseEnv({ TEXT_MAX_LENGTH: '200' });
 const ctx = { requestId: 'r1' };
-
-function answer(text: string, finishReason = 'STOP'): GenerateContentResponse {
-  return {
-    candidates: [{ content: { role: 'model', parts: [{ text }] }, finishReason }],
-    usageMetadata: { promptTokenCount: 10, candidatesTokenCount: 5, totalTokenCount: 15 },
-  };
-}
-
-/** A GeminiCaller answering from a list, recording what it was sent. */
-function scripted(...answers: GenerateContentResponse[]) {
-  const calls: Array<{ model: string; request: GenerateContentRequest }> = [];
-  const gemini: GeminiCaller = {
-    async generateContent(model, request) {
-      calls.push({ model, request });
-      const next = answers.shift();
-      if (!next) throw new Error('no more scripted answers');
-      return next;
-    },
-  };
-  return { gemini, calls };
-}
 
 describe('prepareProcess (input validation)', () => {
   it('applies option defaults and builds a normalized cache input', () => {
