@@ -103,3 +103,29 @@ export function generateText(s: Stack, text = 'hi'): Promise<Response> {
     body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
   });
 }
+
+// biome-ignore lint/suspicious/noExplicitAny: application answers are inspected dynamically in tests
+type Json = any;
+
+/**
+ * A POST to an application endpoint with the stack's client token: a FormData body as
+ * multipart, anything else as JSON. Returns the answer with its status, X-Cache and JSON body.
+ */
+export async function postApp(
+  stack: Stack,
+  path: string,
+  body: FormData | unknown,
+  headers: Record<string, string> = {},
+) {
+  const isForm = body instanceof FormData;
+  const res = await fetch(`${stack.url}${path}`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${stack.token}`,
+      ...(isForm ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
+    body: isForm ? body : JSON.stringify(body),
+  });
+  return { res, status: res.status, xcache: res.headers.get('x-cache'), json: (await res.json()) as Json };
+}

@@ -3,29 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getResponseCache } from '../../src/cache/index.ts';
 import { JPEG, PNG } from '../fixtures/images.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { type Stack, startStack } from '../helpers/stack.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON answers
-type Json = any;
-
-async function post(
-  stack: Stack,
-  path: string,
-  body: FormData | unknown,
-  headers: Record<string, string> = {},
-) {
-  const isForm = body instanceof FormData;
-  const res = await fetch(`${stack.url}${path}`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${stack.token}`,
-      ...(isForm ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    body: isForm ? body : JSON.stringify(body),
-  });
-  return { res, status: res.status, xcache: res.headers.get('x-cache'), json: (await res.json()) as Json };
-}
+import { postApp, type Stack, startStack } from '../helpers/stack.ts';
 
 function imageForm(bytes: Buffer, fields: Record<string, string> = {}) {
   const fd = new FormData();
@@ -47,11 +25,11 @@ function cacheSuite(name: string, env: () => Record<string, string> | undefined)
 
     it('/translate: a second identical call makes no upstream call and says HIT / cached', async () => {
       const before = stack.fake.stats.requests;
-      const first = await post(stack, '/translate', imageForm(PNG, { target_language: 'Korean' }));
+      const first = await postApp(stack, '/translate', imageForm(PNG, { target_language: 'Korean' }));
       expect(first.status).toBe(200);
       expect(first.xcache).toBe('MISS');
       expect(first.json.cached).toBe(false);
-      const second = await post(stack, '/translate', imageForm(PNG, { target_language: 'Korean' }));
+      const second = await postApp(stack, '/translate', imageForm(PNG, { target_language: 'Korean' }));
       expect(second.status).toBe(200);
       expect(second.xcache).toBe('HIT');
       expect(second.json.cached).toBe(true);
@@ -59,10 +37,10 @@ function cacheSuite(name: string, env: () => Record<string, string> | undefined)
       expect(second.json.request_id).not.toBe(first.json.request_id);
       expect(stack.fake.stats.requests).toBe(before + 1);
       // other image bytes or another language: a different entry
-      expect((await post(stack, '/translate', imageForm(JPEG, { target_language: 'Korean' }))).xcache).toBe(
-        'MISS',
-      );
-      expect((await post(stack, '/translate', imageForm(PNG, { target_language: 'Thai' }))).xcache).toBe(
+      expect(
+        (await postApp(stack, '/translate', imageForm(JPEG, { target_language: 'Korean' }))).xcache,
+      ).toBe('MISS');
+      expect((await postApp(stack, '/translate', imageForm(PNG, { target_language: 'Thai' }))).xcache).toBe(
         'MISS',
       );
       expect(stack.fake.stats.requests).toBe(before + 3);
@@ -71,40 +49,40 @@ function cacheSuite(name: string, env: () => Record<string, string> | undefined)
     it('/v1/generate: HIT on repeat; Cache-Control: no-cache bypasses, calls upstream and refreshes', async () => {
       const body = { prompt: `cache probe ${name}` };
       const before = stack.fake.stats.requests;
-      expect((await post(stack, '/v1/generate', body)).xcache).toBe('MISS');
-      const hit = await post(stack, '/v1/generate', body);
+      expect((await postApp(stack, '/v1/generate', body)).xcache).toBe('MISS');
+      const hit = await postApp(stack, '/v1/generate', body);
       expect(hit.xcache).toBe('HIT');
       expect(hit.json.cached).toBe(true);
       expect(stack.fake.stats.requests).toBe(before + 1);
-      const bypass = await post(stack, '/v1/generate', body, { 'cache-control': 'no-cache' });
+      const bypass = await postApp(stack, '/v1/generate', body, { 'cache-control': 'no-cache' });
       expect(bypass.status).toBe(200);
       expect(bypass.xcache).toBe('BYPASS');
       expect(bypass.json.cached).toBe(false);
       expect(stack.fake.stats.requests).toBe(before + 2);
-      expect((await post(stack, '/v1/generate', body)).xcache).toBe('HIT');
+      expect((await postApp(stack, '/v1/generate', body)).xcache).toBe('HIT');
       expect(stack.fake.stats.requests).toBe(before + 2);
     });
 
     it('the key covers the normalized request: defaults applied, key order irrelevant', async () => {
       const text = `Normalization probe for ${name}.`;
       const before = stack.fake.stats.requests;
-      const a = await post(stack, '/v1/text_processing/process', { text, operation: 'summarize' });
+      const a = await postApp(stack, '/v1/text_processing/process', { text, operation: 'summarize' });
       expect(a.xcache).toBe('MISS');
-      const b = await post(stack, '/v1/text_processing/process', {
+      const b = await postApp(stack, '/v1/text_processing/process', {
         options: { max_length: 150 },
         operation: 'summarize',
         text,
       });
       expect(b.xcache).toBe('HIT');
       expect(b.json.cached).toBe(true);
-      const c = await post(stack, '/v1/text_processing/process', {
+      const c = await postApp(stack, '/v1/text_processing/process', {
         text,
         operation: 'summarize',
         options: { max_length: 20 },
       });
       expect(c.xcache).toBe('MISS');
       // batch items share the entries of single requests
-      const batch = await post(stack, '/v1/text_processing/batch_process', {
+      const batch = await postApp(stack, '/v1/text_processing/batch_process', {
         requests: [{ text, operation: 'summarize' }],
       });
       expect(batch.json.results[0]).toMatchObject({ success: true, cached: true });
@@ -114,11 +92,11 @@ function cacheSuite(name: string, env: () => Record<string, string> | undefined)
     it('failures are not cached', async () => {
       const body = { prompt: `failure probe ${name}` };
       stack.fake.script({ kind: 'bad_request' }, { times: 1 });
-      const failed = await post(stack, '/v1/generate', body);
+      const failed = await postApp(stack, '/v1/generate', body);
       expect(failed.status).toBe(400);
       expect(failed.xcache).toBeNull();
       const before = stack.fake.stats.requests;
-      const retry = await post(stack, '/v1/generate', body);
+      const retry = await postApp(stack, '/v1/generate', body);
       expect(retry.status).toBe(200);
       expect(retry.xcache).toBe('MISS');
       expect(stack.fake.stats.requests).toBe(before + 1);
@@ -135,7 +113,7 @@ function cacheSuite(name: string, env: () => Record<string, string> | undefined)
       const removed = await cache.invalidate('generate:');
       expect(removed).toBeGreaterThan(0);
       const before = stack.fake.stats.requests;
-      expect((await post(stack, '/v1/generate', { prompt: `cache probe ${name}` })).xcache).toBe('MISS');
+      expect((await postApp(stack, '/v1/generate', { prompt: `cache probe ${name}` })).xcache).toBe('MISS');
       expect(stack.fake.stats.requests).toBe(before + 1);
     });
   });
@@ -154,7 +132,7 @@ if (redisUrl) {
       });
       const redis = new Redis(redisUrl);
       try {
-        await post(stack, '/v1/generate', { prompt: 'ttl probe' });
+        await postApp(stack, '/v1/generate', { prompt: 'ttl probe' });
         const keys = await redis.keys(`${prefix}cache:generate:*`);
         expect(keys.length).toBeGreaterThan(0);
         const ttls = await Promise.all(keys.map((k) => redis.ttl(k)));
@@ -176,8 +154,8 @@ describe('response cache disabled', () => {
     const stack = await startStack({ env: { CACHE_ENABLED: 'false' } });
     try {
       const before = stack.fake.stats.requests;
-      const a = await post(stack, '/v1/generate', { prompt: 'no cache' });
-      const b = await post(stack, '/v1/generate', { prompt: 'no cache' });
+      const a = await postApp(stack, '/v1/generate', { prompt: 'no cache' });
+      const b = await postApp(stack, '/v1/generate', { prompt: 'no cache' });
       expect([a.status, b.status]).toEqual([200, 200]);
       expect(a.xcache).toBeNull();
       expect(b.json.cached).toBe(false);

@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getResponseCache } from '../../src/cache/index.ts';
 import { NOT_AN_IMAGE, PNG } from '../fixtures/images.ts';
-import { type Stack, startStack } from '../helpers/stack.ts';
-
-// biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON answers
-type Json = any;
+import { postApp, type Stack, startStack } from '../helpers/stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -14,18 +11,7 @@ afterAll(async () => {
   await stack?.close();
 });
 
-async function post(path: string, body: FormData | unknown) {
-  const isForm = body instanceof FormData;
-  const res = await fetch(`${stack.url}${path}`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${stack.token}`,
-      ...(isForm ? {} : { 'content-type': 'application/json' }),
-    },
-    body: isForm ? body : JSON.stringify(body),
-  });
-  return { res, status: res.status, xcache: res.headers.get('x-cache'), json: (await res.json()) as Json };
-}
+const post = (path: string, body: FormData | unknown) => postApp(stack, path, body);
 
 describe('response cache keys: a different request is a different entry', () => {
   it('/v1/generate keys on system and max_tokens too', async () => {
