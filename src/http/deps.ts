@@ -58,5 +58,7 @@ declare module 'fastify' {
     googleErrors?: boolean;
     /** false: exempt from the caller rate limits (health, metrics, docs). */
     rateLimit?: boolean;
+    /** true: an HTML page (docs, dashboard): helmet's full header set instead of the API set. */
+    page?: boolean;
   }
 }

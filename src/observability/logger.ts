@@ -35,6 +35,7 @@ export const REDACT_PATHS = [
 
 /** The URL with any `key=` query value masked (clients may send their token as ?key=). */
 export function redactUrl(url: string): string {
+  if (!url.includes('?')) return url;
   return url.replace(/([?&](?:key|api_key|apikey|token|access_token)=)[^&#]*/gi, '$1[REDACTED]');
 }
 

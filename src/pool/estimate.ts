@@ -37,3 +37,27 @@ export function lastPromptTokenCount(text: string): number | undefined {
   for (let m = PROMPT_TOKENS.exec(text); m !== null; m = PROMPT_TOKENS.exec(text)) found = Number(m[1]);
   return found;
 }
+
+const PROMPT_MARKER = Buffer.from('"promptTokenCount"');
+const SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+/**
+ * lastPromptTokenCount of a whole answer body, read from its bytes: the usage sits at the end of
+ * an answer, so it is found without decoding the whole body to a string.
+ */
+export function bodyPromptTokenCount(body: Buffer): number | undefined {
+  const at = body.lastIndexOf(PROMPT_MARKER);
+  if (at < 0) return undefined;
+  let i = at + PROMPT_MARKER.length;
+  while (SPACE.has(body[i]!)) i++;
+  if (body[i] === 0x3a) {
+    i++;
+    while (SPACE.has(body[i]!)) i++;
+    let value = 0;
+    const start = i;
+    for (; body[i]! >= 0x30 && body[i]! <= 0x39; i++) value = value * 10 + body[i]! - 0x30;
+    if (i > start && i - start < 16) return value;
+  }
+  // Not followed by a count (or an absurd one): let the text scan decide.
+  return lastPromptTokenCount(body.toString('utf8'));
+}

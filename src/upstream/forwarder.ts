@@ -1,9 +1,10 @@
 import type { Agent, Dispatcher } from 'undici';
 import { HttpProblem } from '../http/problem.ts';
 import { classifyUpstream, type Verdict } from '../pool/classify.ts';
-import { lastPromptTokenCount } from '../pool/estimate.ts';
+import { bodyPromptTokenCount, lastPromptTokenCount } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
 import type { Outcome } from '../store/types.ts';
+import { requestWhole, type TransferError, type WholeAnswer } from './whole.ts';
 
 export interface UpstreamCall {
   method: 'GET' | 'POST';
@@ -181,51 +182,65 @@ export class Forwarder {
     // (capped by the request's deadline), then no silence longer than UPSTREAM_TIMEOUT_MS
     // between body chunks. The request's signal (client gone, deadline) aborts the call.
     const budget = Math.max(1, Math.min(this.o.attemptTimeoutMs, call.deadlineMs - this.now()));
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.o.agent.request({
-        origin: this.origin,
-        path: `${this.basePath}${call.path}${call.search}`,
-        method: call.method,
-        headers:
-          call.body !== undefined
-            ? { 'x-goog-api-key': lease.apiKey, 'content-type': 'application/json' }
-            : { 'x-goog-api-key': lease.apiKey },
-        body: call.body,
-        signal: call.signal,
-        headersTimeout: budget,
-        bodyTimeout: this.o.attemptTimeoutMs,
-      });
-    } catch (err) {
-      return this.failedTransfer(call, lease, err, 'NETWORK_ERROR');
+    const options: Dispatcher.RequestOptions = {
+      origin: this.origin,
+      path: `${this.basePath}${call.path}${call.search}`,
+      method: call.method,
+      headers:
+        call.body !== undefined
+          ? { 'x-goog-api-key': lease.apiKey, 'content-type': 'application/json' }
+          : { 'x-goog-api-key': lease.apiKey },
+      body: call.body,
+      headersTimeout: budget,
+      bodyTimeout: this.o.attemptTimeoutMs,
+    };
+    let whole: WholeAnswer;
+    if (call.stream) {
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await this.o.agent.request({ ...options, signal: call.signal });
+      } catch (err) {
+        return this.failedTransfer(call, lease, err, 'NETWORK_ERROR');
+      }
+      const contentType = String(res.headers['content-type'] ?? JSON_TYPE);
+      if (res.statusCode >= 200 && res.statusCode < 300)
+        return this.streamAnswer(call, lease, res, contentType);
+      // An error answer to a stream request is read whole, like any other.
+      try {
+        whole = { statusCode: res.statusCode, contentType, body: Buffer.from(await res.body.arrayBuffer()) };
+      } catch (err) {
+        return this.failedTransfer(call, lease, err, 'BODY_ERROR');
+      }
+    } else {
+      try {
+        whole = await requestWhole(this.o.agent, options, call.signal);
+      } catch (err) {
+        const transfer = err as TransferError;
+        return this.failedTransfer(
+          call,
+          lease,
+          transfer.cause,
+          transfer.afterHeaders ? 'BODY_ERROR' : 'NETWORK_ERROR',
+        );
+      }
     }
 
-    const contentType = String(res.headers['content-type'] ?? JSON_TYPE);
-    if (res.statusCode >= 200 && res.statusCode < 300 && call.stream) {
-      return this.streamAnswer(call, lease, res, contentType);
-    }
-
-    let body: Buffer;
-    try {
-      body = Buffer.from(await res.body.arrayBuffer());
-    } catch (err) {
-      return this.failedTransfer(call, lease, err, 'BODY_ERROR');
-    }
+    const { statusCode, body } = whole;
     const answer: UnaryAnswer = {
       kind: 'unary',
-      status: res.statusCode,
-      contentType,
+      status: statusCode,
+      contentType: whole.contentType ?? JSON_TYPE,
       body,
       keyId: lease.keyId,
       attempts: 0,
       upstreamMs: 0,
       queuedMs: 0,
     };
-    if (res.statusCode >= 200 && res.statusCode < 300) {
-      void pool.report(lease, { kind: 'success', actualTokens: lastPromptTokenCount(body.toString('utf8')) });
+    if (statusCode >= 200 && statusCode < 300) {
+      void pool.report(lease, { kind: 'success', actualTokens: bodyPromptTokenCount(body) });
       return { kind: 'answer', answer, outcome: 'success' };
     }
-    const verdict = classifyUpstream(res.statusCode, safeJson(body), this.now());
+    const verdict = classifyUpstream(statusCode, safeJson(body), this.now());
     return this.settleFailure(lease, verdict, answer);
   }
 

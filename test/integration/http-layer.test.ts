@@ -120,16 +120,30 @@ describe('request id', () => {
 });
 
 describe('security headers and CORS', () => {
-  it('sends the OWASP headers on answers and errors', async () => {
+  it('sends the OWASP REST set on API answers and errors, and no HTML-only header', async () => {
     const s = await stack();
     for (const path of ['/health', '/nope']) {
       const res = await fetch(s.url + path);
       expect(res.headers.get('strict-transport-security')).toMatch(/max-age=\d+/);
-      expect(res.headers.get('content-security-policy')).toContain("default-src 'self'");
+      expect(res.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none'");
       expect(res.headers.get('x-frame-options')).toBe('DENY');
       expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+      expect(res.headers.get('cross-origin-opener-policy')).toBeNull();
+      expect(res.headers.get('x-dns-prefetch-control')).toBeNull();
     }
+  });
+
+  it("sends helmet's full set on the pages a browser renders", async () => {
+    const s = await stack();
+    const res = await fetch(`${s.url}/docs/static/index.html`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-security-policy')).toContain("script-src 'self' 'unsafe-inline'");
+    expect(res.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(res.headers.get('strict-transport-security')).toMatch(/max-age=\d+/);
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    expect(res.headers.get('cross-origin-opener-policy')).toBe('same-origin');
+    expect(res.headers.get('x-dns-prefetch-control')).toBe('off');
   });
 
   it('is closed to cross-origin callers by default', async () => {
@@ -138,6 +152,7 @@ describe('security headers and CORS', () => {
       method: 'OPTIONS',
       headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
     });
+    expect(pre.status).toBe(405);
     expect(pre.headers.get('access-control-allow-origin')).toBeNull();
     const get = await fetch(`${s.url}/health`, { headers: { origin: 'https://evil.example' } });
     expect(get.headers.get('access-control-allow-origin')).toBeNull();

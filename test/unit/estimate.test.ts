@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { estimateInputTokens, lastPromptTokenCount, TOKENS_PER_MEDIA_PART } from '../../src/pool/estimate.ts';
+import {
+  bodyPromptTokenCount,
+  estimateInputTokens,
+  lastPromptTokenCount,
+  TOKENS_PER_MEDIA_PART,
+} from '../../src/pool/estimate.ts';
 
 describe('token estimate', () => {
   it('counts text at 4 chars a token and a tile per media part, in either case style', () => {
@@ -23,5 +28,24 @@ describe('token estimate', () => {
       'data: {"usageMetadata":{"promptTokenCount": 12}}\r\n\r\ndata: {"usageMetadata":{"promptTokenCount":15}}\r\n\r\n';
     expect(lastPromptTokenCount(chunk)).toBe(15);
     expect(lastPromptTokenCount('data: {"candidates":[]}')).toBeUndefined();
+  });
+  it('reads the same count from the bytes of an answer body as from its text', () => {
+    const bodies = [
+      '{"candidates":[],"usageMetadata":{"promptTokenCount":42,"totalTokenCount":50}}',
+      '{"usageMetadata":{"promptTokenCount" :\n 7}}',
+      '[{"usageMetadata":{"promptTokenCount":3}},\r\n{"usageMetadata":{"promptTokenCount":9}}]',
+      // The model's text quotes the field name: escaped, so it is not a match.
+      '{"candidates":[{"content":{"parts":[{"text":"say \\"promptTokenCount\\": 5"}]}}],"usageMetadata":{"promptTokenCount":11}}',
+      // The last occurrence is not followed by a count: the earlier, well-formed one wins.
+      '{"usageMetadata":{"promptTokenCount":4},"note":{"promptTokenCount":null}}',
+      '{"candidates":[]}',
+      '{"usageMetadata":{"promptTokenCount":12345678901234567000}}',
+      '{"text":"é ü 😀","usageMetadata":{"promptTokenCount":8}}',
+    ];
+    const expected = [42, 7, 9, 11, 4, undefined, 12345678901234567000, 8];
+    bodies.forEach((text, i) => {
+      expect(bodyPromptTokenCount(Buffer.from(text)), text).toBe(expected[i]);
+      expect(bodyPromptTokenCount(Buffer.from(text)), text).toBe(lastPromptTokenCount(text));
+    });
   });
 });

@@ -12,7 +12,7 @@ export async function dashboardRoutes(app: FastifyInstance, deps: AppDeps): Prom
   app.get(
     '/admin/dashboard',
     {
-      config: { clientAuth: false },
+      config: { clientAuth: false, page: true },
       schema: {
         tags: ['admin'],
         summary: 'Admin dashboard (HTML): key states, usage and actions; asks for ADMIN_TOKEN in the page',
