@@ -94,7 +94,9 @@ export class MemoryStore implements StateStore {
         earliest = Math.min(earliest, p.requestLog[p.requestLog.length - key.rpm]! + MINUTE_MS);
         continue;
       }
-      if (p.day !== req.day) {
+      // The newest day seen is counted: a request dated the day before (a clock still before
+      // midnight, on Redis another instance's) counts into it instead of restarting the old one.
+      if (req.day > p.day) {
         p.day = req.day;
         p.dayCount = 0;
       }

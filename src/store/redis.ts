@@ -62,6 +62,8 @@ export class RedisStore implements StateStore {
   private settleTimer: NodeJS.Timeout | null = null;
   private pendingAcquires: PendingAcquire[] = [];
   private acquiresScheduled = false;
+  /** Acquire calls sent and not answered yet. */
+  private acquireCallsOut = 0;
 
   constructor(redis: Redis, prefix: string) {
     this.p = prefix;
@@ -119,11 +121,19 @@ export class RedisStore implements StateStore {
   acquire(req: AcquireRequest): Promise<AcquireResult> {
     return new Promise((resolve, reject) => {
       this.pendingAcquires.push({ req, resolve, reject });
-      if (!this.acquiresScheduled) {
-        this.acquiresScheduled = true;
-        nextTurn(() => this.flushAcquires());
-      }
+      this.scheduleAcquires();
     });
+  }
+
+  /**
+   * While a call is out, new acquires wait for its answer and then go together (group commit):
+   * under load the batches grow instead of the calls, so Redis is woken, and runs its per-call
+   * work, once per batch; with nothing out, a batch leaves at the end of the current turn.
+   */
+  private scheduleAcquires(): void {
+    if (this.acquiresScheduled || this.acquireCallsOut > 0 || this.pendingAcquires.length === 0) return;
+    this.acquiresScheduled = true;
+    nextTurn(() => this.flushAcquires());
   }
 
   private flushAcquires(): void {
@@ -148,14 +158,22 @@ export class RedisStore implements StateStore {
         req.exclude.length ? `,${req.exclude.join(',')},` : '',
       );
     }
+    this.acquireCallsOut += 1;
     this.redis.ggAcquire(...args).then(
       (replies) => {
+        this.acquireCallDone();
         for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, replies[i]!));
       },
       (err: unknown) => {
+        this.acquireCallDone();
         for (const pending of batch) pending.reject(err);
       },
     );
+  }
+
+  private acquireCallDone(): void {
+    this.acquireCallsOut -= 1;
+    this.scheduleAcquires();
   }
 
   async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
@@ -228,10 +246,9 @@ export class RedisStore implements StateStore {
       ids.map(async (id, i) => {
         const h = hashes[i]!;
         const pk = `${this.p}p:${h.project}`;
-        const [project, log, today, tokens] = await Promise.all([
+        const [project, log, tokens] = await Promise.all([
           this.redis.hgetall(pk),
           this.redis.lrange(`${pk}:log`, 0, -1),
-          this.redis.get(`${pk}:d:${day}`),
           this.redis.hgetall(`${pk}:tok`),
         ]);
         const restUntil = Number(project.rest_until ?? 0);
@@ -249,7 +266,7 @@ export class RedisStore implements StateStore {
           circuit: circuitOf({ openUntilMs }, nowMs),
           consecutiveFailures: Number(h.failures ?? 0),
           requestsThisMinute: log.filter((t) => Number(t) > nowMs - 60_000).length,
-          requestsToday: Number(today ?? 0),
+          requestsToday: project.day === day ? Number(project.day_count ?? 0) : 0,
           tokensThisMinute: Object.entries(tokens)
             .filter(([sec]) => Number(sec) > nowSec - 60)
             .reduce((sum, [, t]) => sum + Number(t), 0),
@@ -277,7 +294,7 @@ export class RedisStore implements StateStore {
   }
 
   async close(): Promise<void> {
-    if (this.acquiresScheduled) this.flushAcquires();
+    if (this.pendingAcquires.length > 0) this.flushAcquires();
     await this.flushSettlements();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }

@@ -76,6 +76,33 @@ for (const [name, make] of STORES) {
       ).toBe('a');
     });
 
+    it('a request dated before the newest day seen counts into that day (a clock still before midnight)', async () => {
+      await store.syncKeys([key('a', { rpd: 2 })]);
+      const tomorrow = { day: '2026-11-26', nextDayMs: NEXT_DAY + 86_400_000 };
+      expect(id(await store.acquire(req(NEXT_DAY, tomorrow)))).toBe('a');
+      expect(id(await store.acquire(req(NEXT_DAY - 1)))).toBe('a'); // dated DAY by a lagging clock
+      expect(await store.acquire(req(NEXT_DAY + 2, tomorrow))).toMatchObject({
+        ok: false,
+        retryAtMs: NEXT_DAY + 86_400_000,
+      });
+      expect((await store.keyStates(NEXT_DAY + 3, '2026-11-26'))[0]!.requestsToday).toBe(2);
+    });
+
+    it('a request refused for its day or token budget takes no place in the minute', async () => {
+      await store.syncKeys([key('a', { rpm: 2, rpd: 1, tpm: 100 })]);
+      const tomorrow = { day: '2026-11-26', nextDayMs: NEXT_DAY + 86_400_000 };
+      expect(id(await store.acquire(req(NEXT_DAY - 2_000)))).toBe('a');
+      expect((await store.acquire(req(NEXT_DAY - 1_000))).ok).toBe(false); // rpd
+      expect((await store.acquire(req(NEXT_DAY, { ...tomorrow, estimatedTokens: 95 }))).ok).toBe(false); // tpm
+      // One request in the minute so far: the second of the rpm still fits.
+      expect(id(await store.acquire(req(NEXT_DAY + 1, tomorrow)))).toBe('a');
+      expect(await store.acquire(req(NEXT_DAY + 2, tomorrow))).toMatchObject({
+        ok: false,
+        retryAtMs: NEXT_DAY - 2_000 + 60_000,
+      });
+      expect((await store.keyStates(NEXT_DAY + 3, '2026-11-26'))[0]!.requestsThisMinute).toBe(2);
+    });
+
     it('reserves estimated tokens and settles them with the actual count', async () => {
       await store.syncKeys([key('a', { tpm: 1000 })]);
       const first = await store.acquire(req(T0, { estimatedTokens: 600 }));
@@ -349,6 +376,37 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
     }
   });
 
+  it('acquires made while a call is out wait for its answer and then go together', async () => {
+    const { Redis } = await import('ioredis');
+    const prefix = `test:${randomUUID()}:`;
+    const store = RedisStore.connect(redisUrl!, prefix);
+    const admin = new Redis(redisUrl!);
+    const monitor = await new Redis(redisUrl!).monitor();
+    const batches: number[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) batches.push((args.length - 4) / 7);
+    });
+    try {
+      await store.syncKeys([key('a')]);
+      // Redis holds write commands for 300 ms: the first call stays out that long.
+      await admin.call('CLIENT', 'PAUSE', '300', 'WRITE');
+      const first = store.acquire(req(T0));
+      const later: Promise<AcquireResult>[] = [];
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 20)); // five separate turns
+        later.push(store.acquire(req(T0 + 1 + i)));
+      }
+      const results = await Promise.all([first, ...later]);
+      expect(results.every((r) => r.ok)).toBe(true);
+      await vi.waitFor(() => expect(batches).toEqual([1, 5]));
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE').catch(() => {});
+      admin.disconnect();
+      monitor.disconnect();
+      await store.close();
+    }
+  });
+
   it('a failed call fails every acquire it carried', async () => {
     const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
     await store.syncKeys([key('a')]);
@@ -374,9 +432,27 @@ describe.runIf(redisUrl)('RedisStore expiries', () => {
       expect(await ttl('log')).toBeGreaterThan(60_000);
       expect(await ttl('tok')).toBeGreaterThan(60_000);
       expect(await ttl('secs')).toBeGreaterThan(60_000);
-      expect(await ttl(`d:${DAY}`)).toBeGreaterThan(24 * 3600_000);
+      expect(await probe.pttl(`${prefix}p:a`)).toBeGreaterThan(24 * 3600_000);
       expect(await probe.llen(`${prefix}p:a:log`)).toBe(2);
-      expect(await probe.get(`${prefix}p:a:d:${DAY}`)).toBe('2');
+      expect(await probe.hmget(`${prefix}p:a`, 'day', 'day_count')).toEqual([DAY, '2']);
+    } finally {
+      probe.disconnect();
+      await store.close();
+    }
+  });
+
+  it('a project whose token slots expired starts its token count from zero', async () => {
+    const { Redis } = await import('ioredis');
+    const prefix = `test:${randomUUID()}:`;
+    const store = RedisStore.connect(redisUrl!, prefix);
+    const probe = new Redis(redisUrl!);
+    try {
+      await store.syncKeys([key('a', { tpm: 1000 })]);
+      expect((await store.acquire(req(T0, { estimatedTokens: 900 }))).ok).toBe(true);
+      // What their expiry does after two quiet minutes; the project hash (its sum) outlives them.
+      await probe.del(`${prefix}p:a:secs`, `${prefix}p:a:tok`);
+      expect((await store.acquire(req(T0 + 130_000, { estimatedTokens: 900 }))).ok).toBe(true);
+      expect((await store.keyStates(T0 + 130_001, DAY))[0]!.tokensThisMinute).toBe(900);
     } finally {
       probe.disconnect();
       await store.close();

@@ -21,24 +21,27 @@ if n > 0 then
   if looking > 0 then rr = redis.call('INCRBY', P .. 'rr', looking) - looking end
 end
 
--- Token slots: hash `tok` (second -> tokens, plus 'sum') and list `secs` (its seconds, oldest
--- first). Slots that left the rolling minute are dropped from the head: O(1) amortized, where
--- summing the whole hash on every acquire cost a loop over up to 60 fields. A slot can only
--- leave the minute when the clock enters a new second, so `trim` is set on the project's first
--- acquire of each second only.
-local function tokens_used(tok_key, secs_key, trim, now_sec)
+-- Project state: one hash `p:<project>` with rest_until/rest_reason (report.lua), the day's
+-- request count (day, day_count) and the token slots' sum and newest second (tok_sum, tok_last):
+-- read in one call and written back in one call when a request is admitted.
+-- Token slots: hash `tok` (second -> tokens) and list `secs` (its seconds, oldest first). Slots
+-- that left the rolling minute are dropped from the head: O(1) amortized. A slot can only leave
+-- the minute when the clock enters a new second, so `trim` is set on the project's first acquire
+-- of each second only. Returns the sum of the slots still in the minute.
+local function tokens_used(tok_key, secs_key, sum, trim, now_sec)
   if trim then
     local head = redis.call('LINDEX', secs_key, 0)
+    -- No slot listed (a project quiet long enough for its lists to expire): nothing is in use.
+    if not head then return 0 end
     while head and tonumber(head) <= now_sec - 60 do
-      local v = tonumber(redis.call('HGET', tok_key, head) or '0') or 0
+      sum = sum - (tonumber(redis.call('HGET', tok_key, head) or '0') or 0)
       redis.call('HDEL', tok_key, head)
-      -- `0 - v`, not `-v`: Lua's -0 reaches Redis as "-0", which HINCRBY refuses (a slot can hold 0).
-      redis.call('HINCRBY', tok_key, 'sum', 0 - v)
       redis.call('LPOP', secs_key)
       head = redis.call('LINDEX', secs_key, 0)
     end
   end
-  return tonumber(redis.call('HGET', tok_key, 'sum') or '0') or 0
+  if sum < 0 then return 0 end
+  return sum
 end
 
 -- When enough tokens leave the window for `est` more (refusal path only).
@@ -81,21 +84,22 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
           if probe_until > now then consider(probe_until); skip = true else probe = 1 end
         end
         local pk = P .. 'p:' .. f[1]
+        local ps
         if not skip then
-          local rest_until = tonumber(redis.call('HGET', pk, 'rest_until') or '0') or 0
+          ps = redis.call('HMGET', pk, 'rest_until', 'tok_sum', 'tok_last', 'day', 'day_count')
+          local rest_until = tonumber(ps[1] or '0') or 0
           if rest_until > now then consider(rest_until); skip = true end
         end
         local rpm, rpd, tpm = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
         local log_key, tok_key, secs_key = pk .. ':log', pk .. ':tok', pk .. ':secs'
         -- Seconds are booked in order; housekeeping (dropping what left the rolling minute,
         -- refreshing expiries) runs on the project's first acquire of a second, not on every one.
-        local last, new_second = -1, false
+        local last, new_second, pushed = -1, false, false
         if not skip then
-          last = tonumber(redis.call('LINDEX', secs_key, -1) or '-1') or -1
+          last = tonumber(ps[3] or '-1') or -1
           new_second = last < now_sec
-          -- The request log is newest first: index rpm-1 is the rpm-th most recent request, and
-          -- the key is full while that one is inside the minute. Older entries at the tail are
-          -- dropped once a second, so the list stays near one minute's worth.
+          -- The request log is newest first. Older entries at the tail are dropped once a
+          -- second, so the list stays near one minute's worth.
           if new_second then
             local oldest = redis.call('LINDEX', log_key, -1)
             while oldest and tonumber(oldest) <= now - 60000 do
@@ -103,25 +107,34 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
               oldest = redis.call('LINDEX', log_key, -1)
             end
           end
-          if redis.call('LLEN', log_key) >= rpm then
-            local boundary = tonumber(redis.call('LINDEX', log_key, rpm - 1))
+          -- Booked first, taken back if the key turns out full: one call when it has room. With
+          -- this request at index 0, index rpm holds the rpm-th most recent request before it,
+          -- and the key is full while that one is inside the minute.
+          pushed = true
+          if redis.call('LPUSH', log_key, now) > rpm then
+            local boundary = tonumber(redis.call('LINDEX', log_key, rpm))
             if boundary > now - 60000 then consider(boundary + 60000); skip = true end
           end
         end
-        local day_key = pk .. ':d:' .. day
-        if not skip and (tonumber(redis.call('GET', day_key) or '0') or 0) >= rpd then
-          consider(next_day); skip = true
-        end
+        -- The day counted is the newest one seen: an instance whose clock is still before
+        -- midnight counts into the new day instead of restarting the old one.
+        local count_day, day_count = day, 0
         if not skip then
-          local used = tokens_used(tok_key, secs_key, new_second, now_sec)
+          if ps[4] and ps[4] > day then count_day = ps[4] end
+          if ps[4] == count_day then day_count = tonumber(ps[5] or '0') or 0 end
+          if day_count >= rpd then consider(next_day); skip = true end
+        end
+        local used = 0
+        if not skip then
+          local sum = tonumber(ps[2] or '0') or 0
+          used = tokens_used(tok_key, secs_key, sum, new_second, now_sec)
           if used > 0 and used + est > tpm then
             consider(tokens_free_at(tok_key, secs_key, used, tpm, est, now_sec)); skip = true
           end
+          if skip and used ~= sum then redis.call('HSET', pk, 'tok_sum', used) end
         end
+        if skip and pushed then redis.call('LPOP', log_key) end
         if not skip then
-          redis.call('LPUSH', log_key, now)
-          -- A day counter is that day's alone: its expiry is set once, when it is created.
-          if redis.call('INCR', day_key) == 1 then redis.call('EXPIRE', day_key, 172800) end
           -- An instance whose clock lags books into the newest slot.
           local slot = last
           if new_second then
@@ -129,13 +142,15 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
             redis.call('RPUSH', secs_key, slot)
           end
           redis.call('HINCRBY', tok_key, slot, est)
-          redis.call('HINCRBY', tok_key, 'sum', est)
+          redis.call('HSET', pk, 'tok_sum', used + est, 'tok_last', slot, 'day', count_day, 'day_count', day_count + 1)
           if new_second then
             redis.call('LTRIM', log_key, 0, rpm - 1)
             -- The log gets 61 s, so that an entry booked later in this second outlives its minute.
             redis.call('PEXPIRE', log_key, 61000)
             redis.call('PEXPIRE', tok_key, 120000)
             redis.call('PEXPIRE', secs_key, 120000)
+            -- The project hash holds the day's count and may hold a rest until the next day.
+            redis.call('PEXPIRE', pk, 172800000)
           end
           if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
           return {1, id, f[1], slot, probe, tonumber(f[10] or '0') or 0}

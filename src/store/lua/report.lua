@@ -12,8 +12,8 @@ local pk = P .. 'p:' .. project
 if kind == 'unused' then
   -- Never sent upstream: give back its request-log entry and its day count (tokens: settle.lua).
   redis.call('LREM', pk .. ':log', 1, ARGV[11])
-  local day_key = pk .. ':d:' .. ARGV[12]
-  if (tonumber(redis.call('GET', day_key) or '0') or 0) > 0 then redis.call('DECR', day_key) end
+  local d = redis.call('HMGET', pk, 'day', 'day_count')
+  if d[1] == ARGV[12] and (tonumber(d[2] or '0') or 0) > 0 then redis.call('HINCRBY', pk, 'day_count', -1) end
 end
 
 if redis.call('EXISTS', k) == 0 then return 0 end
