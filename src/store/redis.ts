@@ -98,8 +98,12 @@ export class RedisStore implements StateStore {
     const tx = this.redis.multi();
     const ids = new Set(keys.map((k) => k.id));
     for (const old of previous) if (!ids.has(old)) tx.del(`${this.p}k:${old}`);
-    tx.del(listKey);
-    if (keys.length > 0) tx.rpush(listKey, ...keys.map((k) => k.id));
+    tx.del(listKey, `${this.p}ring`);
+    if (keys.length > 0) {
+      tx.rpush(listKey, ...keys.map((k) => k.id));
+      // The acquire script's ring: position -> id (a list would be walked to reach a position).
+      tx.hset(`${this.p}ring`, Object.fromEntries(keys.map((k, i) => [String(i), k.id])));
+    }
     for (const k of keys) {
       tx.hset(`${this.p}k:${k.id}`, {
         project: k.project,

@@ -1,15 +1,24 @@
 -- Round-robin choice of a key with budget and reservation of that budget, atomically, for a
--- batch of requests (RedisStore sends every acquire of one event-loop turn in one call).
+-- batch of requests (RedisStore gathers acquires into batches: see RedisStore.acquire).
 -- Mirrors MemoryStore.acquire; test/contract runs one suite against both.
 -- ARGV: prefix, then per request: now_ms, model, est_tokens, day, next_day_ms, probe_lease_ms,
 --       exclude (",id1,id2,")
 -- Returns one result per request, in order: {1, id, project, token_slot, probe, failures} or
 -- {0, retry_at_ms (-1 = never), global_backoff}
 local P = ARGV[1]
-local gb = tonumber(redis.call('GET', P .. 'global_backoff') or '0') or 0
--- Keys are read one at a time from the ring: a free key is usually the first one looked at.
-local ring = P .. 'keys'
-local n = redis.call('LLEN', ring)
+-- Numbers cross into Redis as text: Lua's own number-to-text (%.14g) and text-to-number are a
+-- large share of this script's time, so values Redis stores are passed on as the text they came
+-- as, integers are written with %d, and fields that are absent or '0' are not parsed.
+local function num(s)
+  if not s or s == '' or s == '0' then return 0 end
+  return tonumber(s) or 0
+end
+local function int(x) return string.format('%d', x) end
+local gb = num(redis.call('GET', P .. 'global_backoff'))
+-- Keys are read one at a time from the ring (a hash: position -> key id, so reading a position
+-- costs the same wherever it is): a free key is usually the first one looked at.
+local ring = P .. 'ring'
+local n = redis.call('HLEN', ring)
 -- The round-robin counter moves once per request that looks at the ring: one INCRBY for the
 -- batch, and each such request takes the next value in order (as if each had done its own INCR).
 local rr = 0
@@ -55,7 +64,8 @@ local function tokens_free_at(tok_key, secs_key, used, limit, est, now_sec)
   return (now_sec + 60) * 1000
 end
 
-local function acquire(now, model, est, day, next_day, probe_lease, exclude)
+local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, exclude)
+  local now, est = tonumber(now_s), tonumber(est_s)
   if gb > now then return {0, gb, 1} end
   if n == 0 then return {0, -1, 0} end
   rr = rr + 1
@@ -67,7 +77,7 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
   end
 
   for i = 0, n - 1 do
-    local id = redis.call('LINDEX', ring, (start + i) % n)
+    local id = redis.call('HGET', ring, int((start + i) % n))
     if not string.find(exclude, ',' .. id .. ',', 1, true) then
       local k = P .. 'k:' .. id
       local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until', 'failures')
@@ -76,18 +86,18 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
         then
         local skip = false
         local probe = 0
-        local open_until = tonumber(f[8] or '0') or 0
+        local open_until = num(f[8])
         if open_until > now then
           consider(open_until); skip = true
         elseif open_until > 0 then
-          local probe_until = tonumber(f[9] or '0') or 0
+          local probe_until = num(f[9])
           if probe_until > now then consider(probe_until); skip = true else probe = 1 end
         end
         local pk = P .. 'p:' .. f[1]
         local ps
         if not skip then
           ps = redis.call('HMGET', pk, 'rest_until', 'tok_sum', 'tok_last', 'day', 'day_count')
-          local rest_until = tonumber(ps[1] or '0') or 0
+          local rest_until = num(ps[1])
           if rest_until > now then consider(rest_until); skip = true end
         end
         local rpm, rpd, tpm = tonumber(f[4]), tonumber(f[5]), tonumber(f[6])
@@ -96,7 +106,7 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
         -- refreshing expiries) runs on the project's first acquire of a second, not on every one.
         local last, new_second, pushed = -1, false, false
         if not skip then
-          last = tonumber(ps[3] or '-1') or -1
+          last = ps[3] and tonumber(ps[3]) or -1
           new_second = last < now_sec
           -- The request log is newest first. Older entries at the tail are dropped once a
           -- second, so the list stays near one minute's worth.
@@ -111,7 +121,7 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
           -- this request at index 0, index rpm holds the rpm-th most recent request before it,
           -- and the key is full while that one is inside the minute.
           pushed = true
-          if redis.call('LPUSH', log_key, now) > rpm then
+          if redis.call('LPUSH', log_key, now_s) > rpm then
             local boundary = tonumber(redis.call('LINDEX', log_key, rpm))
             if boundary > now - 60000 then consider(boundary + 60000); skip = true end
           end
@@ -121,39 +131,40 @@ local function acquire(now, model, est, day, next_day, probe_lease, exclude)
         local count_day, day_count = day, 0
         if not skip then
           if ps[4] and ps[4] > day then count_day = ps[4] end
-          if ps[4] == count_day then day_count = tonumber(ps[5] or '0') or 0 end
-          if day_count >= rpd then consider(next_day); skip = true end
+          if ps[4] == count_day then day_count = num(ps[5]) end
+          if day_count >= rpd then consider(tonumber(next_day_s)); skip = true end
         end
         local used = 0
         if not skip then
-          local sum = tonumber(ps[2] or '0') or 0
+          local sum = num(ps[2])
           used = tokens_used(tok_key, secs_key, sum, new_second, now_sec)
           if used > 0 and used + est > tpm then
             consider(tokens_free_at(tok_key, secs_key, used, tpm, est, now_sec)); skip = true
           end
-          if skip and used ~= sum then redis.call('HSET', pk, 'tok_sum', used) end
+          if skip and used ~= sum then redis.call('HSET', pk, 'tok_sum', int(used)) end
         end
         if skip and pushed then redis.call('LPOP', log_key) end
         if not skip then
           -- An instance whose clock lags books into the newest slot.
-          local slot = last
+          local slot, slot_s = last, ps[3]
           if new_second then
             slot = now_sec
-            redis.call('RPUSH', secs_key, slot)
+            slot_s = int(now_sec)
+            redis.call('RPUSH', secs_key, slot_s)
           end
-          redis.call('HINCRBY', tok_key, slot, est)
-          redis.call('HSET', pk, 'tok_sum', used + est, 'tok_last', slot, 'day', count_day, 'day_count', day_count + 1)
+          redis.call('HINCRBY', tok_key, slot_s, est_s)
+          redis.call('HSET', pk, 'tok_sum', int(used + est), 'tok_last', slot_s, 'day', count_day, 'day_count', int(day_count + 1))
           if new_second then
-            redis.call('LTRIM', log_key, 0, rpm - 1)
+            redis.call('LTRIM', log_key, '0', int(rpm - 1))
             -- The log gets 61 s, so that an entry booked later in this second outlives its minute.
-            redis.call('PEXPIRE', log_key, 61000)
-            redis.call('PEXPIRE', tok_key, 120000)
-            redis.call('PEXPIRE', secs_key, 120000)
+            redis.call('PEXPIRE', log_key, '61000')
+            redis.call('PEXPIRE', tok_key, '120000')
+            redis.call('PEXPIRE', secs_key, '120000')
             -- The project hash holds the day's count and may hold a rest until the next day.
-            redis.call('PEXPIRE', pk, 172800000)
+            redis.call('PEXPIRE', pk, '172800000')
           end
-          if probe == 1 then redis.call('HSET', k, 'probe_until', now + probe_lease) end
-          return {1, id, f[1], slot, probe, tonumber(f[10] or '0') or 0}
+          if probe == 1 then redis.call('HSET', k, 'probe_until', int(now + tonumber(probe_lease_s))) end
+          return {1, id, f[1], slot, probe, num(f[10])}
         end
       end
     end
@@ -163,7 +174,6 @@ end
 
 local results = {}
 for i = 2, #ARGV, 7 do
-  results[#results + 1] = acquire(tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3],
-    tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5]), ARGV[i + 6])
+  results[#results + 1] = acquire(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6])
 end
 return results
