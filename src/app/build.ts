@@ -100,6 +100,9 @@ export async function buildGateway(
   if (redisUrl) {
     redis = new Redis(redisUrl, {
       enableAutoPipelining: true,
+      // Scripts skip it: the store batches its acquires itself, and auto-pipelining would only
+      // wrap each batch in a pipeline of one.
+      autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
       maxRetriesPerRequest: 2,
       lazyConnect: true,
       // Connected below before use; once connected, a lost connection fails commands at once

@@ -63,6 +63,11 @@ export class HotMetric {
     this.all.length = 0;
   }
 
+  /** Every label combination seen so far. */
+  seriesList(): readonly Series[] {
+    return this.all;
+  }
+
   async get(): Promise<{
     name: string;
     help: string;
@@ -85,6 +90,39 @@ export class HotMetric {
       values.push({ labels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
     }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+}
+
+/**
+ * A counter read off a HotMetric histogram's series counts at scrape time: a request counter
+ * and a duration histogram with the same labels then cost one series lookup per request.
+ */
+export class CountOf {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly histogram: HotMetric;
+
+  constructor(registry: Registry, histogram: HotMetric, options: { name: string; help: string }) {
+    this.name = options.name;
+    this.help = options.help;
+    this.histogram = histogram;
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** Nothing of its own to reset: it shows the histogram's counts. */
+  reset(): void {}
+
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: SampleValue[];
+  }> {
+    const values = this.histogram.seriesList().map((s) => ({ labels: s.labels, value: s.count }));
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }

@@ -29,8 +29,7 @@ interface ProjectRuntime {
   requestLog: number[];
   day: string;
   dayCount: number;
-  /** epoch second → input tokens reserved/settled in that second. */
-  tokenSlots: Map<number, number>;
+  tokens: TokenWindow;
   restUntilMs: number;
   restReason: string | null;
 }
@@ -104,7 +103,7 @@ export class MemoryStore implements StateStore {
         earliest = Math.min(earliest, req.nextDayMs);
         continue;
       }
-      const tokenWait = tokenAdmission(p.tokenSlots, nowSec, req.estimatedTokens, key.tpm);
+      const tokenWait = p.tokens.admission(nowSec, req.estimatedTokens, key.tpm);
       if (tokenWait !== 0) {
         earliest = Math.min(earliest, tokenWait);
         continue;
@@ -114,7 +113,7 @@ export class MemoryStore implements StateStore {
       p.requestLog.push(now);
       if (p.requestLog.length > key.rpm) p.requestLog.splice(0, p.requestLog.length - key.rpm);
       p.dayCount += 1;
-      p.tokenSlots.set(nowSec, (p.tokenSlots.get(nowSec) ?? 0) + req.estimatedTokens);
+      p.tokens.book(nowSec, req.estimatedTokens);
       if (probe) rt.probeUntilMs = now + req.circuitProbeLeaseMs;
       return {
         ok: true,
@@ -134,9 +133,7 @@ export class MemoryStore implements StateStore {
   }
 
   async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
-    const slots = this.project(res.project).tokenSlots;
-    const slot = slots.get(res.tokenSlot);
-    if (slot !== undefined) slots.set(res.tokenSlot, Math.max(0, slot + actualTokens - res.tokens));
+    this.project(res.project).tokens.settle(res.tokenSlot, actualTokens - res.tokens);
   }
 
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
@@ -226,7 +223,7 @@ export class MemoryStore implements StateStore {
         consecutiveFailures: rt.failures,
         requestsThisMinute: p.requestLog.filter((t) => t > nowMs - MINUTE_MS).length,
         requestsToday: p.day === day ? p.dayCount : 0,
-        tokensThisMinute: sumTokens(p.tokenSlots, nowSec),
+        tokensThisMinute: p.tokens.used(nowSec),
         lastError: rt.lastError,
         lastErrorAtMs: rt.lastErrorAtMs,
       };
@@ -255,7 +252,14 @@ export class MemoryStore implements StateStore {
   private project(name: string): ProjectRuntime {
     let p = this.projects.get(name);
     if (!p) {
-      p = { requestLog: [], day: '', dayCount: 0, tokenSlots: new Map(), restUntilMs: 0, restReason: null };
+      p = {
+        requestLog: [],
+        day: '',
+        dayCount: 0,
+        tokens: new TokenWindow(),
+        restUntilMs: 0,
+        restReason: null,
+      };
       this.projects.set(name, p);
     }
     return p;
@@ -284,28 +288,58 @@ export function circuitOf(rt: { openUntilMs: number }, nowMs: number): KeyState[
   return rt.openUntilMs > nowMs ? 'open' : 'half_open';
 }
 
-function sumTokens(slots: Map<number, number>, nowSec: number): number {
-  let sum = 0;
-  for (const [sec, tokens] of slots) {
-    if (sec <= nowSec - WINDOW_S) slots.delete(sec);
-    else sum += tokens;
-  }
-  return sum;
-}
-
 /**
- * 0 when `tokens` fit in the rolling minute (a lone request larger than the limit is let through
- * when nothing else is in the window, or it could never be served); otherwise the epoch ms when
- * enough of the window will have expired.
+ * Input tokens reserved (and settled) per epoch second over the rolling minute, with their running
+ * sum: slots that left the minute are dropped when the clock enters a new second, not summed
+ * again on every acquire (a busy project has up to 60 slots).
  */
-function tokenAdmission(slots: Map<number, number>, nowSec: number, tokens: number, limit: number): number {
-  const used = sumTokens(slots, nowSec);
-  if (used === 0 || used + tokens <= limit) return 0;
-  const ordered = [...slots.entries()].sort((a, b) => a[0] - b[0]);
-  let remaining = used;
-  for (const [sec, t] of ordered) {
-    remaining -= t;
-    if (remaining === 0 || remaining + tokens <= limit) return (sec + WINDOW_S) * 1000;
+class TokenWindow {
+  private readonly slots = new Map<number, number>();
+  private sum = 0;
+  private trimmedAt = Number.NaN;
+
+  /** Tokens in the minute that ends with second `nowSec`. */
+  used(nowSec: number): number {
+    if (nowSec !== this.trimmedAt) {
+      this.trimmedAt = nowSec;
+      for (const [sec, tokens] of this.slots) {
+        if (sec <= nowSec - WINDOW_S) {
+          this.slots.delete(sec);
+          this.sum -= tokens;
+        }
+      }
+    }
+    return this.sum;
   }
-  return (nowSec + WINDOW_S) * 1000;
+
+  book(sec: number, tokens: number): void {
+    this.slots.set(sec, (this.slots.get(sec) ?? 0) + tokens);
+    this.sum += tokens;
+  }
+
+  /** Corrects a slot by `delta` (never below zero); a slot that left the minute stays gone. */
+  settle(sec: number, delta: number): void {
+    const slot = this.slots.get(sec);
+    if (slot === undefined) return;
+    const next = Math.max(0, slot + delta);
+    this.slots.set(sec, next);
+    this.sum += next - slot;
+  }
+
+  /**
+   * 0 when `tokens` fit in the rolling minute (a lone request larger than the limit is let through
+   * when nothing else is in the window, or it could never be served); otherwise the epoch ms when
+   * enough of the window will have expired.
+   */
+  admission(nowSec: number, tokens: number, limit: number): number {
+    const used = this.used(nowSec);
+    if (used === 0 || used + tokens <= limit) return 0;
+    const ordered = [...this.slots.entries()].sort((a, b) => a[0] - b[0]);
+    let remaining = used;
+    for (const [sec, t] of ordered) {
+      remaining -= t;
+      if (remaining === 0 || remaining + tokens <= limit) return (sec + WINDOW_S) * 1000;
+    }
+    return (nowSec + WINDOW_S) * 1000;
+  }
 }

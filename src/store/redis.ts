@@ -86,7 +86,12 @@ export class RedisStore implements StateStore {
 
   static connect(url: string, prefix: string, options: RedisOptions = {}): RedisStore {
     return new RedisStore(
-      new Redis(url, { enableAutoPipelining: true, maxRetriesPerRequest: 2, ...options }),
+      new Redis(url, {
+        enableAutoPipelining: true,
+        autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
+        maxRetriesPerRequest: 2,
+        ...options,
+      }),
       prefix,
     );
   }
@@ -150,16 +155,12 @@ export class RedisStore implements StateStore {
   }
 
   private sendAcquires(batch: PendingAcquire[]): void {
-    const args: (string | number)[] = [this.p];
+    const args: string[] = [this.p];
     for (const { req } of batch) {
+      // acquire.lua's request format: tab-separated, the model last (ids and days have no tabs).
+      const exclude = req.exclude.length ? `,${req.exclude.join(',')},` : '';
       args.push(
-        req.nowMs,
-        req.model,
-        req.estimatedTokens,
-        req.day,
-        req.nextDayMs,
-        req.circuitProbeLeaseMs,
-        req.exclude.length ? `,${req.exclude.join(',')},` : '',
+        `${req.nowMs}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${exclude}\t${req.model}`,
       );
     }
     this.acquireCallsOut += 1;

@@ -1,6 +1,6 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { HotMetric } from '../../src/observability/hot-metric.ts';
+import { CountOf, HotMetric } from '../../src/observability/hot-metric.ts';
 
 /** HotMetric must render exactly what prom-client's own metric renders for the same observations. */
 describe('HotMetric', () => {
@@ -57,6 +57,41 @@ describe('HotMetric', () => {
     }
     expect(await ours.metrics()).toBe(await theirs.metrics());
     expect(await ours.metrics()).toContain('c_total{method="GET",status="200"} 4');
+  });
+
+  it("renders a histogram's counts as a counter of their own, as prom-client renders that counter", async () => {
+    const ours = new Registry();
+    const theirs = new Registry();
+    const hot = new HotMetric(ours, {
+      name: 'd_seconds',
+      help: 'd',
+      labelNames: ['method', 'status'],
+      buckets,
+    });
+    new CountOf(ours, hot, { name: 'd_total', help: 'c' });
+    new Histogram({
+      name: 'd_seconds',
+      help: 'd',
+      labelNames: ['method', 'status'],
+      buckets,
+      registers: [theirs],
+    });
+    const reference = new Counter({
+      name: 'd_total',
+      help: 'c',
+      labelNames: ['method', 'status'],
+      registers: [theirs],
+    });
+    const refHistogram = theirs.getSingleMetric('d_seconds') as Histogram<'method' | 'status'>;
+    for (const [m, s, v] of observations) {
+      hot.series(m, s).observe(v);
+      refHistogram.observe({ method: m, status: s }, v);
+      reference.inc({ method: m, status: s });
+    }
+    expect(await ours.metrics()).toBe(await theirs.metrics());
+    expect(await ours.metrics()).toContain('d_total{method="POST",status="500"} 1');
+    ours.resetMetrics();
+    expect(await ours.metrics()).not.toContain('d_total{');
   });
 
   it('ignores a value that is not a number instead of poisoning the sum', async () => {
