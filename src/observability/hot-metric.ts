@@ -68,13 +68,7 @@ export class HotMetric {
     return this.all;
   }
 
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: SampleValue[];
-  }> {
+  async get(): Promise<MetricSnapshot> {
     const values: SampleValue[] = [];
     for (const s of this.all) {
       if (this.type === 'counter') {
@@ -115,16 +109,19 @@ export class CountOf {
   /** Nothing of its own to reset: it shows the histogram's counts. */
   reset(): void {}
 
-  async get(): Promise<{
-    name: string;
-    help: string;
-    type: string;
-    aggregator: string;
-    values: SampleValue[];
-  }> {
+  async get(): Promise<MetricSnapshot> {
     const values = this.histogram.seriesList().map((s) => ({ labels: s.labels, value: s.count }));
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
+}
+
+/** What prom-client's registry reads from a metric on scrape. */
+interface MetricSnapshot {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: SampleValue[];
 }
 
 interface SampleValue {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RedisStore } from '../../src/store/redis.ts';
 import type { AcquireResult, StateStore } from '../../src/store/types.ts';
@@ -342,19 +343,26 @@ for (const [name, make] of STORES) {
   });
 }
 
-/** Redis only: the acquires of one event-loop turn travel in one script call. */
+/**
+ * What the Redis server itself receives: the number of requests each acquire call of the store
+ * with `prefix` carried (EVAL or EVALSHA, script, 0 keys, prefix, then one argument per request).
+ */
+async function watchAcquireCalls(prefix: string) {
+  const { Redis } = await import('ioredis');
+  const monitor = await new Redis(redisUrl!).monitor();
+  const batches: number[] = [];
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) batches.push(args.length - 4);
+  });
+  return { batches, monitor };
+}
+
+/** Redis only: acquires travel together in script calls. */
 describe.runIf(redisUrl)('RedisStore acquire batches', () => {
   it('sends the acquires of one turn as one call (at most 32 each) and those of later turns apart', async () => {
-    const { Redis } = await import('ioredis');
     const prefix = `test:${randomUUID()}:`;
     const store = RedisStore.connect(redisUrl!, prefix);
-    // What the Redis server itself receives: the requests carried by each acquire call.
-    const monitor = await new Redis(redisUrl!).monitor();
-    const batches: number[] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      // EVAL or EVALSHA, script, 0 keys, prefix, then one argument per request
-      if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) batches.push(args.length - 4);
-    });
+    const { batches, monitor } = await watchAcquireCalls(prefix);
     const seen = async (n: number) => {
       for (let i = 0; i < 100 && batches.length < n; i++) await new Promise((r) => setTimeout(r, 10));
     };
@@ -381,11 +389,7 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
     const prefix = `test:${randomUUID()}:`;
     const store = RedisStore.connect(redisUrl!, prefix);
     const admin = new Redis(redisUrl!);
-    const monitor = await new Redis(redisUrl!).monitor();
-    const batches: number[] = [];
-    monitor.on('monitor', (_time: string, args: string[]) => {
-      if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) batches.push(args.length - 4);
-    });
+    const { batches, monitor } = await watchAcquireCalls(prefix);
     try {
       await store.syncKeys([key('a')]);
       // Redis holds write commands for 300 ms: the first call stays out that long.
@@ -418,12 +422,22 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
 
 /** Redis only: budget state carries expiries, so projects that go quiet leave nothing behind. */
 describe.runIf(redisUrl)('RedisStore expiries', () => {
-  it('every structure an acquire writes expires, the request log only after its minute', async () => {
+  /** A store on a fresh prefix, a plain client to look at its keys, and both closed after `check`. */
+  async function withProbe(check: (store: RedisStore, probe: Redis, prefix: string) => Promise<void>) {
     const { Redis } = await import('ioredis');
     const prefix = `test:${randomUUID()}:`;
     const store = RedisStore.connect(redisUrl!, prefix);
     const probe = new Redis(redisUrl!);
     try {
+      await check(store, probe, prefix);
+    } finally {
+      probe.disconnect();
+      await store.close();
+    }
+  }
+
+  it('every structure an acquire writes expires, the request log only after its minute', () =>
+    withProbe(async (store, probe, prefix) => {
       await store.syncKeys([key('a')]);
       // Two acquires in one second: the second refreshes nothing, the first set every expiry.
       expect((await store.acquire(req(T0))).ok).toBe(true);
@@ -435,27 +449,15 @@ describe.runIf(redisUrl)('RedisStore expiries', () => {
       expect(await probe.pttl(`${prefix}p:a`)).toBeGreaterThan(24 * 3600_000);
       expect(await probe.llen(`${prefix}p:a:log`)).toBe(2);
       expect(await probe.hmget(`${prefix}p:a`, 'day', 'day_count')).toEqual([DAY, '2']);
-    } finally {
-      probe.disconnect();
-      await store.close();
-    }
-  });
+    }));
 
-  it('a project whose token slots expired starts its token count from zero', async () => {
-    const { Redis } = await import('ioredis');
-    const prefix = `test:${randomUUID()}:`;
-    const store = RedisStore.connect(redisUrl!, prefix);
-    const probe = new Redis(redisUrl!);
-    try {
+  it('a project whose token slots expired starts its token count from zero', () =>
+    withProbe(async (store, probe, prefix) => {
       await store.syncKeys([key('a', { tpm: 1000 })]);
       expect((await store.acquire(req(T0, { estimatedTokens: 900 }))).ok).toBe(true);
       // What their expiry does after two quiet minutes; the project hash (its sum) outlives them.
       await probe.del(`${prefix}p:a:secs`, `${prefix}p:a:tok`);
       expect((await store.acquire(req(T0 + 130_000, { estimatedTokens: 900 }))).ok).toBe(true);
       expect((await store.keyStates(T0 + 130_001, DAY))[0]!.tokensThisMinute).toBe(900);
-    } finally {
-      probe.disconnect();
-      await store.close();
-    }
-  });
+    }));
 });
