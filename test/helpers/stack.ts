@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterEach } from 'vitest';
@@ -93,6 +94,21 @@ export function stackPerTest(defaults: StackOptions = {}): (opts?: StackOptions)
     stacks.push(s);
     return s;
   };
+}
+
+/**
+ * Two instances of one deployment: gateways A and B on one fake and one Redis state (under a
+ * fresh prefix). `start` is the test file's own stack starter; `opts` apply to both.
+ */
+export async function sharedRedisPair(
+  start: (opts: StackOptions) => Promise<Stack>,
+  redisUrl: string,
+  opts: StackOptions = {},
+): Promise<[Stack, Stack]> {
+  const env = { REDIS_URL: redisUrl, STATE_PREFIX: `pair:${randomUUID()}:`, ...opts.env };
+  const a = await start({ ...opts, env });
+  const b = await start({ ...opts, env, fakeInstance: a.fake });
+  return [a, b];
 }
 
 /** A native generateContent call on the stack's gemini-2.5-flash-lite, with the test client token. */

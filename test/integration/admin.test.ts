@@ -1,10 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import {
+  generateText,
+  poolKeyValues,
+  type Stack,
+  sharedRedisPair,
+  stackPerTest,
+  TEST_TOKEN,
+} from '../helpers/stack.ts';
 import { tempDirs } from '../helpers/temp.ts';
 
 /** The admin API (/admin) and the monitoring endpoints (/internal), behind ADMIN_TOKEN. */
@@ -252,9 +258,7 @@ if (!redisUrl) warnSkipped('admin changes seen by every instance');
 
 describe.skipIf(!redisUrl)('admin changes on a shared Redis', () => {
   it('a key disabled through instance A is skipped by instance B; enabling it on B brings it back', async () => {
-    const env = { REDIS_URL: redisUrl!, STATE_PREFIX: `adm:${randomUUID()}:` };
-    const a = await stack({ keys: 2, env });
-    const b = await stack({ keys: 2, env, fakeInstance: a.fake });
+    const [a, b] = await sharedRedisPair(stack, redisUrl!, { keys: 2 });
     const [k1] = await listKeys(a);
     expect((await admin(a, 'POST', `/admin/keys/${k1.id}/disable`)).status).toBe(200);
     expect((await listKeys(b)).find((k) => k.id === k1.id).state).toBe('disabled');
@@ -269,9 +273,7 @@ describe.skipIf(!redisUrl)('admin changes on a shared Redis', () => {
   });
 
   it('a key removed through A is no longer used by B', async () => {
-    const env = { REDIS_URL: redisUrl!, STATE_PREFIX: `adm:${randomUUID()}:` };
-    const a = await stack({ keys: 3, env });
-    const b = await stack({ keys: 3, env, fakeInstance: a.fake });
+    const [a, b] = await sharedRedisPair(stack, redisUrl!, { keys: 3 });
     const [k1] = await listKeys(a);
     expect((await admin(a, 'DELETE', `/admin/keys/${k1.id}`)).status).toBe(200);
     a.fake.resetStats();

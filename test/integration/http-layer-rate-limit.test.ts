@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
+import { type Stack, type StackOptions, sharedRedisPair, startStack, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** Caller rate limits: per IP (minute + burst), per client, across instances, behind proxies. */
 
@@ -147,15 +146,9 @@ if (!redisUrl) warnSkipped('caller rate limits across instances');
 
 describe.skipIf(!redisUrl)('limits shared by instances on one Redis', () => {
   it('two gateways count one caller together', async () => {
-    const env = {
-      REDIS_URL: redisUrl!,
-      STATE_PREFIX: `rl:${randomUUID()}:`,
-      GLOBAL_RATE_LIMIT: '4',
-      BURST_RATE_LIMIT: '0',
-      CLIENT_RATE_LIMIT: '0',
-    };
-    const a = await stack({ env });
-    const b = await stack({ env, fakeInstance: a.fake });
+    const [a, b] = await sharedRedisPair(stack, redisUrl!, {
+      env: { GLOBAL_RATE_LIMIT: '4', BURST_RATE_LIMIT: '0', CLIENT_RATE_LIMIT: '0' },
+    });
     await freshWindow(60_000, 5_000);
     const statuses: number[] = [];
     for (const s of [a, b, a, b, a, b])
@@ -164,15 +157,9 @@ describe.skipIf(!redisUrl)('limits shared by instances on one Redis', () => {
   });
 
   it('a client limit holds across instances', async () => {
-    const env = {
-      REDIS_URL: redisUrl!,
-      STATE_PREFIX: `rl:${randomUUID()}:`,
-      GLOBAL_RATE_LIMIT: '0',
-      BURST_RATE_LIMIT: '0',
-      CLIENT_RATE_LIMIT: '3',
-    };
-    const a = await stack({ env });
-    const b = await stack({ env, fakeInstance: a.fake });
+    const [a, b] = await sharedRedisPair(stack, redisUrl!, {
+      env: { GLOBAL_RATE_LIMIT: '0', BURST_RATE_LIMIT: '0', CLIENT_RATE_LIMIT: '3' },
+    });
     await freshWindow(60_000, 5_000);
     const statuses: number[] = [];
     for (const s of [b, a, b, a]) statuses.push((await get(s, '/v1/text_processing/operations')).status);

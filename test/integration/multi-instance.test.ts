@@ -4,12 +4,24 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
+import {
+  poolKeyValues,
+  type Stack,
+  type StackOptions,
+  sharedRedisPair,
+  startStack,
+} from '../helpers/stack.ts';
 
 /** Several gateway instances sharing one real Redis spend one budget between them. */
 const redisUrl = redisTestUrl();
 const MODEL = 'gemini-2.5-flash-lite';
 const stacks: Stack[] = [];
+/** startStack, closed after the test. */
+async function tracked(opts: StackOptions): Promise<Stack> {
+  const s = await startStack(opts);
+  stacks.push(s);
+  return s;
+}
 afterEach(async () => {
   await Promise.all(stacks.splice(0).map((s) => s.close()));
 });
@@ -50,11 +62,7 @@ describe.skipIf(!redisUrl)('gateway instances sharing Redis', () => {
   });
 
   it('a key disabled through one instance is skipped by the others', async () => {
-    const env = { REDIS_URL: redisUrl!, STATE_PREFIX: `mi:${randomUUID()}:` };
-    const a = await startStack({ keys: 2, env });
-    stacks.push(a);
-    const b = await startStack({ keys: 2, env, fakeInstance: a.fake });
-    stacks.push(b);
+    const [a, b] = await sharedRedisPair(tracked, redisUrl!, { keys: 2 });
     a.fake.setKeyState(poolKeyValues(2)[0]!, 'invalid');
     const call = (s: Stack) =>
       fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
@@ -71,16 +79,10 @@ describe.skipIf(!redisUrl)('gateway instances sharing Redis', () => {
 
 describe.skipIf(!redisUrl)('a key added on one instance', () => {
   it('is used there, and skipped without delay by an instance that does not hold its secret', async () => {
-    const env = {
-      REDIS_URL: redisUrl!,
-      STATE_PREFIX: `mi:${randomUUID()}:`,
-      ADMIN_TOKEN: 'admin-token-multi-1234',
-      QUEUE_MAX_WAIT_MS: '0',
-    };
-    const a = await startStack({ keys: 1, env });
-    stacks.push(a);
-    const b = await startStack({ keys: 1, env, fakeInstance: a.fake });
-    stacks.push(b);
+    const [a, b] = await sharedRedisPair(tracked, redisUrl!, {
+      keys: 1,
+      env: { ADMIN_TOKEN: 'admin-token-multi-1234', QUEUE_MAX_WAIT_MS: '0' },
+    });
     const added = 'AIzaAddedAtRuntimeOnA0000000000000000';
     a.fake.addKey(added);
     const res = await fetch(`${a.url}/admin/keys`, {

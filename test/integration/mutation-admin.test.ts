@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -9,7 +8,14 @@ import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/adm
 import { has } from '../helpers/global-setup.ts';
 import { sample } from '../helpers/metrics.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
-import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import {
+  generateText,
+  poolKeyValues,
+  type Stack,
+  sharedRedisPair,
+  stackPerTest,
+  TEST_TOKEN,
+} from '../helpers/stack.ts';
 import { tempDirs } from '../helpers/temp.ts';
 
 /**
@@ -139,9 +145,7 @@ if (!redisUrl) warnSkipped('a key added on another instance in the admin list');
 
 describe.skipIf(!redisUrl)('keys known only from the shared store', () => {
   it('are listed by every instance, without a key value, as other_instance', async () => {
-    const env = { REDIS_URL: redisUrl!, STATE_PREFIX: `madm:${randomUUID()}:` };
-    const a = await stack({ keys: 2, env });
-    const b = await stack({ keys: 2, env, fakeInstance: a.fake });
+    const [a, b] = await sharedRedisPair(stack, redisUrl!, { keys: 2 });
     const extra = 'AIzaAddedOnInstanceA0000000000000000001';
     expect((await admin(a, 'POST', '/admin/keys', { id: 'only-on-a', api_key: extra })).status).toBe(201);
     const res = await admin(b, 'GET', '/admin/keys');
