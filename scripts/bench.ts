@@ -17,6 +17,7 @@ import {
   BODY,
   cpuMs,
   gatewayEnv,
+  hasRedisServer,
   KEYS,
   median,
   nodeArgs,
@@ -149,23 +150,16 @@ async function main(): Promise<void> {
     gateway: true,
   });
 
-  const hasRedis =
-    process.env.BENCH_SKIP_REDIS !== '1' && spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
+  const hasRedis = process.env.BENCH_SKIP_REDIS !== '1' && hasRedisServer();
   let redisPid: number | undefined;
   if (hasRedis) {
-    const redisPort = await freePort();
-    const redis = servers.start(
-      'redis-server',
-      ['--port', String(redisPort), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'],
-      {},
-    );
+    const redis = await servers.startRedis();
     redisPid = redis.pid;
-    await new Promise((r) => setTimeout(r, 300));
     const rPort = await freePort();
     const gw = servers.start(
       node,
       [...nodeArgs('GATEWAY_REDIS_NODE_ARGS'), 'dist/main.js'],
-      env(rPort, { REDIS_URL: `redis://127.0.0.1:${redisPort}` }),
+      env(rPort, { REDIS_URL: redis.url }),
     );
     await waitFor(`http://127.0.0.1:${rPort}/health`);
     targets.push({

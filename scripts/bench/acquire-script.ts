@@ -4,27 +4,21 @@
  * benchmark's pool), on a redis-server of its own. Each batch is one script call; the simulated
  * clock moves 1 ms per batch, so each project meets a new second every dozen or so acquires.
  */
-import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis.ts';
-import { freePort } from '../../src/util/free-port.ts';
-import { Servers } from './common.ts';
+import { hasRedisServer, Servers } from './common.ts';
 
 const { values } = parseArgs({
   options: { batch: { type: 'string', default: '12' }, acquires: { type: 'string', default: '40000' } },
 });
 const BATCH = Number(values.batch);
 const ACQUIRES = Number(values.acquires);
-if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0)
-  throw new Error('redis-server is not installed');
+if (!hasRedisServer()) throw new Error('redis-server is not installed');
 
 const servers = new Servers();
 try {
-  const port = await freePort();
-  servers.start('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {});
-  await new Promise((r) => setTimeout(r, 300));
-  const url = `redis://127.0.0.1:${port}`;
+  const { url } = await servers.startRedis();
   const admin = new Redis(url);
   const store = RedisStore.connect(url, 'bench:');
   await store.syncKeys(

@@ -2,9 +2,10 @@
  * What `npm run bench` and `npm run bench:compare` share: the servers they start, the request
  * they send, and how they read a process's CPU time and memory.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { freePort } from '../../src/util/free-port.ts';
 
 export const KEYS = 1000;
 export const TOKEN = 'bench-client-token';
@@ -40,6 +41,18 @@ export class Servers {
       });
       child.kill('SIGTERM');
     });
+  }
+
+  /** A throwaway redis-server on a free port (no persistence, loopback only). */
+  async startRedis(): Promise<{ pid: number; url: string }> {
+    const port = await freePort();
+    const redis = this.start(
+      'redis-server',
+      ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'],
+      {},
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    return { pid: redis.pid!, url: `redis://127.0.0.1:${port}` };
   }
 
   killAll(): void {
@@ -116,6 +129,8 @@ export function gatewayEnv(
     ...extra,
   };
 }
+
+export const hasRedisServer = (): boolean => spawnSync('sh', ['-c', 'command -v redis-server']).status === 0;
 
 /** Node flags from an environment variable (GATEWAY_NODE_ARGS and the like). */
 export function nodeArgs(variable: string): string[] {

@@ -106,16 +106,7 @@ async function main(): Promise<void> {
   const keysFile = writeBenchKeys(dir);
 
   let redisUrl: string | null = null;
-  if (values.redis) {
-    const redisPort = await freePort();
-    servers.start(
-      'redis-server',
-      ['--port', String(redisPort), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'],
-      {},
-    );
-    redisUrl = `redis://127.0.0.1:${redisPort}`;
-    await new Promise((r) => setTimeout(r, 300));
-  }
+  if (values.redis) redisUrl = (await servers.startRedis()).url;
 
   const gateways: Array<{ name: string; pid: number; pool: Pool }> = [];
   for (const [name, main] of [

@@ -8,14 +8,24 @@
  * (the fake does the same work every time, so gateway/fake corrects for the machine's speed of
  * the moment), redis-server's CPU per request with --redis, and requests per second.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import { freePort } from '../../src/util/free-port.ts';
-import { BODY, cpuMs, gatewayEnv, median, PATH, Servers, TOKEN, waitFor, writeBenchKeys } from './common.ts';
+import {
+  BODY,
+  cpuMs,
+  gatewayEnv,
+  hasRedisServer,
+  median,
+  PATH,
+  Servers,
+  TOKEN,
+  waitFor,
+  writeBenchKeys,
+} from './common.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -62,16 +72,8 @@ async function main(): Promise<void> {
   let redisPid: number | undefined;
   let redisUrl: string | undefined;
   if (values.redis) {
-    if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0)
-      throw new Error('redis-server is not installed');
-    const port = await freePort();
-    redisPid = servers.start(
-      'redis-server',
-      ['--port', String(port), '--save', '', '--appendonly', 'no'],
-      {},
-    ).pid;
-    redisUrl = `redis://127.0.0.1:${port}`;
-    await new Promise((r) => setTimeout(r, 300));
+    if (!hasRedisServer()) throw new Error('redis-server is not installed');
+    ({ pid: redisPid, url: redisUrl } = await servers.startRedis());
   }
 
   const ratios: Record<'A' | 'B', number[]> = { A: [], B: [] };
