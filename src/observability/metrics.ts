@@ -2,7 +2,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { KeyConfig } from '../config/keys.ts';
 import type { KeyState } from '../store/types.ts';
 import type { AttemptObserver } from '../upstream/forwarder.ts';
-import { CountOf, HotMetric, type Series } from './hot-metric.ts';
+import { CountOf, HotMetric } from './hot-metric.ts';
 import { requestContext } from './logger.ts';
 
 /** Cache counters as the response cache reports them (src/cache ResponseCache.stats()). */
@@ -47,7 +47,6 @@ export class GatewayMetrics implements AttemptObserver {
   readonly upstreamDuration: HotMetric;
   readonly rateLimited: Counter<'scope'>;
   readonly queueWait: HotMetric;
-  private readonly queueWaitSeries: Series;
   readonly overhead: HotMetric;
   readonly reloads: Counter<'source' | 'result'>;
   private readonly models = new Set<string>();
@@ -95,7 +94,6 @@ export class GatewayMetrics implements AttemptObserver {
       help: 'Time a request waited in line for a pool key (per key reservation).',
       buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     });
-    this.queueWaitSeries = this.queueWait.series(); // unlabelled: one series, looked up once
     this.overhead = new HotMetric(this.registry, {
       name: 'gateway_overhead_seconds',
       help: 'Gateway time of a request: total duration minus time spent waiting on the upstream (unary answers).',
@@ -223,7 +221,7 @@ export class GatewayMetrics implements AttemptObserver {
 
   /** How long a request waited in line for its pool key. */
   observeQueueWait(ms: number): void {
-    this.queueWaitSeries.observe(ms / 1000);
+    this.queueWait.series().observe(ms / 1000);
   }
 
   /** Time the gateway itself added to an answer (total minus upstream and queue time). */

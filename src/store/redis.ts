@@ -40,7 +40,7 @@ interface PendingAcquire {
 }
 
 type ScriptedRedis = Redis & {
-  ggAcquire(...args: (string | number)[]): Promise<AcquireReply[]>;
+  ggAcquire(...args: string[]): Promise<AcquireReply[]>;
   ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
   ggBackoff(key: string, untilMs: number, ttlMs: number): Promise<number>;
@@ -123,9 +123,9 @@ export class RedisStore implements StateStore {
   }
 
   /**
-   * Acquires are gathered for one event-loop turn and sent in one script call: under load, the
-   * requests that arrive together share one command, one write and one reply, and Redis runs
-   * their choices one after the other in a single atomic step.
+   * Acquires are gathered and sent together in one script call (when: see scheduleAcquires):
+   * under load, the requests that arrive together share one command, one write and one reply,
+   * and Redis runs their choices one after the other in a single atomic step.
    */
   acquire(req: AcquireRequest): Promise<AcquireResult> {
     return new Promise((resolve, reject) => {
