@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { MODEL_NAME } from '../upstream/gemini-types.ts';
 import { ConfigError, type Env, parseSettingJson } from './env.ts';
 
 export interface KeyLimits {
@@ -36,8 +37,14 @@ const keyEntrySchema = z
       .max(100)
       .regex(/^[A-Za-z0-9_.:-]+$/, 'letters, digits, _ . : - only'),
     api_key: z.string().min(1),
-    project: z.string().min(1).optional(),
-    models: z.array(z.string().min(1)).optional(),
+    // No control characters: the Redis store writes projects and models into tab-separated text.
+    project: z
+      .string()
+      .min(1)
+      .max(200)
+      .refine((s) => ![...s].some((c) => c < ' '), 'no control characters (tabs, line breaks)')
+      .optional(),
+    models: z.array(z.string().regex(MODEL_NAME, 'a model name: letters, digits, . _ - only')).optional(),
     enabled: z.boolean().optional(),
     limits: limitsSchema,
   })

@@ -5,12 +5,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type {
-  Content,
-  GenerateContentRequest,
-  GenerateContentResponse,
-  Part,
-  UsageMetadata,
+import {
+  type Content,
+  type GenerateContentRequest,
+  type GenerateContentResponse,
+  MODEL_NAME,
+  type Part,
+  type UsageMetadata,
 } from '../upstream/gemini-types.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -129,8 +130,6 @@ function parseWith<T>(schema: z.ZodType<T>, raw: unknown): T {
   const message = issue?.message ?? 'invalid value';
   throw new OpenAiError(400, param ? `${param}: ${message}` : message, { param });
 }
-
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** The model id the client sent, without a leading `models/`; 400 when it cannot be a model name. */
 export function normalizeModel(raw: string, param = 'model'): string {

@@ -30,9 +30,6 @@ const ACQUIRE_BATCH_MAX = 32;
 /** The real one, taken before any test's fake timers could replace it. */
 const nextTurn = setImmediate;
 
-/** acquire.lua's answer for one request: {1, id, project, slot, probe, failures} or {0, retry_at, backoff}. */
-type AcquireReply = [number, string | number, string | number, number?, number?, number?];
-
 interface PendingAcquire {
   req: AcquireRequest;
   resolve: (result: AcquireResult) => void;
@@ -40,7 +37,7 @@ interface PendingAcquire {
 }
 
 type ScriptedRedis = Redis & {
-  ggAcquire(...args: string[]): Promise<AcquireReply[]>;
+  ggAcquire(prefix: string, requests: string): Promise<string>;
   ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
   ggBackoff(key: string, untilMs: number, ttlMs: number): Promise<number>;
@@ -106,19 +103,13 @@ export class RedisStore implements StateStore {
     tx.del(listKey, `${this.p}ring`);
     if (keys.length > 0) {
       tx.rpush(listKey, ...keys.map((k) => k.id));
-      // The acquire script's ring: position -> id (a list would be walked to reach a position).
-      tx.hset(`${this.p}ring`, Object.fromEntries(keys.map((k, i) => [String(i), k.id])));
+      // The acquire script's ring: position -> the key's configuration (format: acquire.lua).
+      // A hash, because a list would be walked to reach a position.
+      tx.hset(`${this.p}ring`, Object.fromEntries(keys.map((k, i) => [String(i), ringEntry(k)])));
     }
-    for (const k of keys) {
-      tx.hset(`${this.p}k:${k.id}`, {
-        project: k.project,
-        models: k.models.length ? `,${k.models.join(',')},` : '',
-        enabled: k.enabled ? '1' : '0',
-        rpm: k.rpm,
-        rpd: k.rpd,
-        tpm: k.tpm,
-      });
-    }
+    // The key's hash holds what reports change, and what the admin views read.
+    for (const k of keys)
+      tx.hset(`${this.p}k:${k.id}`, { project: k.project, enabled: k.enabled ? '1' : '0' });
     await tx.exec();
   }
 
@@ -154,20 +145,29 @@ export class RedisStore implements StateStore {
     }
   }
 
-  private sendAcquires(batch: PendingAcquire[]): void {
-    const args: string[] = [this.p];
-    for (const { req } of batch) {
-      // acquire.lua's request format: tab-separated, the model last (ids and days have no tabs).
+  private sendAcquires(pending: PendingAcquire[]): void {
+    // acquire.lua's request format: a line per request, tab-separated, the model last (ids and
+    // days hold no tabs). Model names are checked where requests come in; one with a line break
+    // would shift every answer after it, so it is refused here too.
+    const batch: PendingAcquire[] = [];
+    let lines = '';
+    for (const p of pending) {
+      const { req } = p;
+      if (req.model.includes('\n')) {
+        p.reject(new Error('model name contains a line break'));
+        continue;
+      }
       const exclude = req.exclude.length ? `,${req.exclude.join(',')},` : '';
-      args.push(
-        `${req.nowMs}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${exclude}\t${req.model}`,
-      );
+      lines += `${req.nowMs}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${exclude}\t${req.model}\n`;
+      batch.push(p);
     }
+    if (batch.length === 0) return;
     this.acquireCallsOut += 1;
-    this.redis.ggAcquire(...args).then(
-      (replies) => {
+    this.redis.ggAcquire(this.p, lines).then(
+      (reply) => {
         this.acquireCallDone();
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, replies[i]!));
+        const lines = reply.split('\n');
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, lines[i]!));
       },
       (err: unknown) => {
         this.acquireCallDone();
@@ -305,22 +305,33 @@ export class RedisStore implements StateStore {
   }
 }
 
-function acquireResult(req: AcquireRequest, r: AcquireReply): AcquireResult {
-  if (r[0] === 1) {
+function ringEntry(k: PoolKeyRecord): string {
+  const models = k.models.length ? `,${k.models.join(',')},` : '';
+  return [k.id, k.project, models, k.enabled ? '1' : '0', k.rpm, k.rpd, k.tpm].join('\t');
+}
+
+/**
+ * One line of acquire.lua's answer: `1 id project token_slot probe failures` or
+ * `0 retry_at_ms global_backoff`, tab-separated (ids and projects hold no tabs: config/keys.ts).
+ */
+function acquireResult(req: AcquireRequest, line: string): AcquireResult {
+  const r = line.split('\t');
+  if (r[0] === '1') {
+    const probe = r[4] === '1';
     return {
       ok: true,
       reservation: {
-        keyId: String(r[1]),
-        project: String(r[2]),
+        keyId: r[1]!,
+        project: r[2]!,
         tokenSlot: Number(r[3]),
         tokens: req.estimatedTokens,
-        probe: r[4] === 1,
-        clean: r[4] !== 1 && Number(r[5] ?? 0) === 0,
+        probe,
+        clean: !probe && Number(r[5] || 0) === 0,
         atMs: req.nowMs,
         day: req.day,
       },
     };
   }
   const at = Number(r[1]);
-  return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: Number(r[2]) === 1 };
+  return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: r[2] === '1' };
 }

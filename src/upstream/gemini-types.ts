@@ -1,4 +1,8 @@
 /** The subset of Gemini's wire format the gateway and its services read or build. */
+
+/** A model name as requests may give it (in a path or a body) and a keys file may list it. */
+export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 export interface InlineData {
   mimeType: string;
   data: string; // base64

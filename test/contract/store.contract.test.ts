@@ -352,7 +352,11 @@ async function watchAcquireCalls(prefix: string) {
   const monitor = await new Redis(redisUrl!).monitor();
   const batches: number[] = [];
   monitor.on('monitor', (_time: string, args: string[]) => {
-    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) batches.push(args.length - 4);
+    // acquire.lua's arguments: the prefix, then the requests, a line each (MONITOR shows a line
+    // break escaped, as backslash and n).
+    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) {
+      batches.push((args[4] ?? '').split('\\n').filter(Boolean).length);
+    }
   });
   return { batches, monitor };
 }
@@ -407,6 +411,31 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
       await admin.call('CLIENT', 'UNPAUSE').catch(() => {});
       admin.disconnect();
       monitor.disconnect();
+      await store.close();
+    }
+  });
+
+  it('a model name with a line break is refused alone; the rest of its batch is answered in order', async () => {
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    try {
+      await store.syncKeys([
+        key('a', { project: 'shared project', models: ['m1'] }),
+        key('b', { models: ['m2'] }),
+      ]);
+      const results = await Promise.allSettled([
+        store.acquire(req(T0, { model: 'm1' })),
+        store.acquire(req(T0, { model: 'm2\n1\tb\tb\t0\t0\t0' })),
+        store.acquire(req(T0, { model: 'm2' })),
+        store.acquire(req(T0, { model: 'm1' })),
+      ]);
+      expect(results[1]).toMatchObject({ status: 'rejected', reason: { message: /line break/ } });
+      const ids = results.map((r) =>
+        r.status === 'fulfilled' && r.value.ok ? r.value.reservation.keyId : null,
+      );
+      expect(ids).toEqual(['a', null, 'b', 'a']);
+      const first = results[0]!.status === 'fulfilled' ? results[0]!.value : null;
+      expect(first?.ok && first.reservation.project).toBe('shared project');
+    } finally {
       await store.close();
     }
   });

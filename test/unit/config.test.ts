@@ -100,6 +100,24 @@ describe('configuration', () => {
     );
   });
 
+  it('projects with control characters and model names that no request could give are refused', () => {
+    const env = parseEnv({});
+    const file = (entry: object) => JSON.stringify({ keys: [{ id: 'k', api_key: 'AIza-x', ...entry }] });
+    expect(() => parseKeysFile(file({ project: 'a\tb' }), 'keys.json', env)).toThrow(/keys\.0\.project/);
+    expect(() => parseKeysFile(file({ project: 'line\nbreak' }), 'keys.json', env)).toThrow(
+      /control characters/,
+    );
+    expect(() => parseKeysFile(file({ models: ['gemini-2.5-flash', 'a,b'] }), 'keys.json', env)).toThrow(
+      /keys\.0\.models\.1/,
+    );
+    const [parsed] = parseKeysFile(
+      file({ project: 'My Project (EU)', models: ['gemini-2.5-flash'] }),
+      'keys.json',
+      env,
+    );
+    expect(parsed).toMatchObject({ project: 'My Project (EU)', models: ['gemini-2.5-flash'] });
+  });
+
   it('duplicate keys are refused', async () => {
     await expect(loadKeys(parseEnv({ GEMINI_API_KEYS: 'a,a' }))).rejects.toThrow(/duplicate key id/);
   });

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
 import type { StreamAnswer, UpstreamAnswer } from '../../upstream/forwarder.ts';
+import { MODEL_NAME } from '../../upstream/gemini-types.ts';
 import type { AppDeps } from '../deps.ts';
 import { HttpProblem } from '../problem.ts';
 
@@ -15,8 +16,6 @@ const METHODS: Record<string, { stream: boolean }> = {
   embedContent: { stream: false },
   batchEmbedContents: { stream: false },
 };
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
 /** A native answer as the response cache keeps it. */
 interface CachedAnswer {
   contentType: string;

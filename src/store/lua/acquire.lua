@@ -1,11 +1,12 @@
 -- Round-robin choice of a key with budget and reservation of that budget, atomically, for a
 -- batch of requests (RedisStore gathers acquires into batches: see RedisStore.acquire).
 -- Mirrors MemoryStore.acquire; test/contract runs one suite against both.
--- ARGV: prefix, then one argument per request, its fields separated by tabs: now_ms, est_tokens,
---       day, next_day_ms, probe_lease_ms, exclude (",id1,id2,"), model (last: the rest of the
---       argument). One argument instead of seven costs both ends less per request.
--- Returns one result per request, in order: {1, id, project, token_slot, probe, failures} or
--- {0, retry_at_ms (-1 = never), global_backoff}
+-- ARGV: prefix, then the requests: a line each, its fields separated by tabs: now_ms,
+--       est_tokens, day, next_day_ms, probe_lease_ms, exclude (",id1,id2,"), model (last: the
+--       rest of the line). One argument for the batch costs both ends less than seven per request.
+-- Returns one text: a line per request, in order, its fields separated by tabs (one string costs
+-- both ends less than nested arrays): 1, id, project, token_slot, probe, failures, or
+-- 0, retry_at_ms (-1 = never), global_backoff.
 local P = ARGV[1]
 -- Numbers cross into Redis as text: Lua's own number-to-text (%.14g) and text-to-number are a
 -- large share of this script's time, so values Redis stores are passed on as the text they came
@@ -15,18 +16,27 @@ local function num(s)
   return tonumber(s) or 0
 end
 local function int(x) return string.format('%d', x) end
+local FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
+local requests = {}
+for line in string.gmatch(ARGV[2], '[^\n]+') do requests[#requests + 1] = {string.match(line, FIELDS)} end
 local gb = num(redis.call('GET', P .. 'global_backoff'))
--- Keys are read one at a time from the ring (a hash: position -> key id, so reading a position
--- costs the same wherever it is): a free key is usually the first one looked at.
+-- Keys are read one at a time from the ring (a hash: position -> the key's configuration, so
+-- reading a position costs the same wherever it is): a free key is usually the first one looked
+-- at. An entry is id, project, models (",m1,m2," or empty), enabled (0/1), rpm, rpd, tpm,
+-- tab-separated (syncKeys writes it; configuration keeps tabs out of ids, projects and models).
 local ring = P .. 'ring'
+local RING_FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$'
 local n = redis.call('HLEN', ring)
 -- The round-robin counter moves once per request that looks at the ring: one INCRBY for the
 -- batch, and each such request takes the next value in order (as if each had done its own INCR).
 local rr = 0
 if n > 0 then
-  local looking = 0
-  for i = 2, #ARGV do
-    if gb <= tonumber(string.match(ARGV[i], '^%d+')) then looking = looking + 1 end
+  local looking = #requests
+  if gb > 0 then
+    looking = 0
+    for _, r in ipairs(requests) do
+      if gb <= tonumber(r[1]) then looking = looking + 1 end
+    end
   end
   if looking > 0 then rr = redis.call('INCRBY', P .. 'rr', looking) - looking end
 end
@@ -67,8 +77,8 @@ end
 
 local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, exclude)
   local now, est = tonumber(now_s), tonumber(est_s)
-  if gb > now then return {0, gb, 1} end
-  if n == 0 then return {0, -1, 0} end
+  if gb > now then return '0\t' .. int(gb) .. '\t1' end
+  if n == 0 then return '0\t-1\t0' end
   rr = rr + 1
   local start = rr % n
   local now_sec = math.floor(now / 1000)
@@ -79,30 +89,30 @@ local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, excl
   end
 
   for i = 0, n - 1 do
-    local id = redis.call('HGET', ring, int((start + i) % n))
-    if exclude == '' or not string.find(exclude, ',' .. id .. ',', 1, true) then
+    -- The ring entry holds the key's configuration; its hash holds what reports change.
+    local id, project, models, enabled, rpm_s, rpd_s, tpm_s = string.match(redis.call('HGET', ring, int((start + i) % n)), RING_FIELDS)
+    if enabled == '1' and (exclude == '' or not string.find(exclude, ',' .. id .. ',', 1, true))
+      and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true)) then
       local k = P .. 'k:' .. id
-      local f = redis.call('HMGET', k, 'project', 'models', 'enabled', 'rpm', 'rpd', 'tpm', 'disabled', 'open_until', 'probe_until', 'failures')
-      local models = f[2] or ''
-      if f[3] == '1' and (f[7] == false or f[7] == '') and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true))
-        then
+      local f = redis.call('HMGET', k, 'disabled', 'open_until', 'probe_until', 'failures')
+      if f[1] == false or f[1] == '' then
         local skip = false
         local probe = 0
-        local open_until = num(f[8])
+        local open_until = num(f[2])
         if open_until > now then
           consider(open_until); skip = true
         elseif open_until > 0 then
-          local probe_until = num(f[9])
+          local probe_until = num(f[3])
           if probe_until > now then consider(probe_until); skip = true else probe = 1 end
         end
-        local pk = P .. 'p:' .. f[1]
+        local pk = P .. 'p:' .. project
         local ps
         if not skip then
           ps = redis.call('HMGET', pk, 'rest_until', 'tok_sum', 'tok_last', 'day', 'day_count')
           local rest_until = num(ps[1])
           if rest_until > now then consider(rest_until); skip = true end
         end
-        local rpm = tonumber(f[4])
+        local rpm = tonumber(rpm_s)
         local log_key, tok_key, secs_key = pk .. ':log', pk .. ':tok', pk .. ':secs'
         -- Seconds are booked in order; housekeeping (dropping what left the rolling minute,
         -- refreshing expiries) runs on the project's first acquire of a second, not on every one.
@@ -134,23 +144,22 @@ local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, excl
         if not skip then
           if ps[4] and ps[4] > day then count_day = ps[4] end
           if ps[4] == count_day then day_count = num(ps[5]) end
-          if day_count >= tonumber(f[5]) then consider(tonumber(next_day_s)); skip = true end
+          if day_count >= tonumber(rpd_s) then consider(tonumber(next_day_s)); skip = true end
         end
         local used = 0
         if not skip then
           local sum = num(ps[2])
           used = tokens_used(tok_key, secs_key, sum, new_second, now_sec)
-          if used > 0 and used + est > tonumber(f[6]) then
-            consider(tokens_free_at(tok_key, secs_key, used, tonumber(f[6]), est, now_sec)); skip = true
+          if used > 0 and used + est > tonumber(tpm_s) then
+            consider(tokens_free_at(tok_key, secs_key, used, tonumber(tpm_s), est, now_sec)); skip = true
           end
           if skip and used ~= sum then redis.call('HSET', pk, 'tok_sum', int(used)) end
         end
         if skip and pushed then redis.call('LPOP', log_key) end
         if not skip then
           -- An instance whose clock lags books into the newest slot.
-          local slot, slot_s = last, ps[3]
+          local slot_s = ps[3]
           if new_second then
-            slot = now_sec
             slot_s = int(now_sec)
             redis.call('RPUSH', secs_key, slot_s)
           end
@@ -166,18 +175,16 @@ local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, excl
             redis.call('PEXPIRE', pk, '172800000')
           end
           if probe == 1 then redis.call('HSET', k, 'probe_until', int(now + tonumber(probe_lease_s))) end
-          return {1, id, f[1], slot, probe, num(f[10])}
+          return '1\t' .. id .. '\t' .. project .. '\t' .. slot_s .. '\t' .. probe .. '\t' .. (f[4] or '0')
         end
       end
     end
   end
-  return {0, earliest, 0}
+  return '0\t' .. int(earliest) .. '\t0'
 end
 
 local results = {}
-local FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
-for i = 2, #ARGV do
-  local now_s, est_s, day, next_day_s, probe_lease_s, exclude, model = string.match(ARGV[i], FIELDS)
-  results[#results + 1] = acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, exclude)
+for _, r in ipairs(requests) do
+  results[#results + 1] = acquire(r[1], r[7], r[2], r[3], r[4], r[5], r[6])
 end
-return results
+return table.concat(results, '\n')
