@@ -14,7 +14,7 @@ import { createLogger, flushLogger, SecretScrubber } from '../observability/logg
 import { GatewayMetrics } from '../observability/metrics.ts';
 import { KeyPool } from '../pool/key-pool.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { RedisStore } from '../store/redis.ts';
+import { REDIS_OPTIONS, RedisStore } from '../store/redis.ts';
 import type { StateStore } from '../store/types.ts';
 import { Forwarder } from '../upstream/forwarder.ts';
 import { createUpstreamAgent } from '../upstream/http.ts';
@@ -99,10 +99,7 @@ export async function buildGateway(
   let store: StateStore;
   if (redisUrl) {
     redis = new Redis(redisUrl, {
-      enableAutoPipelining: true,
-      // Scripts skip it: the store batches its acquires itself, and auto-pipelining would only
-      // wrap each batch in a pipeline of one.
-      autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
+      ...REDIS_OPTIONS,
       maxRetriesPerRequest: 2,
       lazyConnect: true,
       // Connected below before use; once connected, a lost connection fails commands at once

@@ -15,10 +15,25 @@ import {
 } from './types.ts';
 
 const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
-const ACQUIRE_LUA = script('acquire');
-const REPORT_LUA = script('report');
-const SETTLE_LUA = script('settle');
-const BACKOFF_LUA = script('backoff');
+/** The store's scripts, as the commands they are defined as on its client. */
+const SCRIPTS = {
+  ggAcquire: script('acquire'),
+  ggReport: script('report'),
+  ggSettle: script('settle'),
+  ggBackoff: script('backoff'),
+};
+
+/**
+ * What the store's client needs: auto-pipelining for the plain commands that callers issue
+ * together (admin views, rate-limit counters), but not for the scripts. The store gathers its
+ * acquires and settlements itself, and a pipeline of one around each call only costs the gateway
+ * CPU (about 1.4 µs per request in the benchmark profile, a third of ioredis's own share).
+ * ioredis matches ignored commands by the name a script is defined as, not by EVALSHA.
+ */
+export const REDIS_OPTIONS = {
+  enableAutoPipelining: true,
+  autoPipeliningIgnoredCommands: Object.keys(SCRIPTS),
+} satisfies RedisOptions;
 /** How long token settlements of clean successes are gathered before one script call applies them. */
 const SETTLE_BATCH_MS = 20;
 /**
@@ -62,12 +77,10 @@ export class RedisStore implements StateStore {
   /** Acquire calls sent and not answered yet. */
   private acquireCallsOut = 0;
 
+  /** `redis` should be made with REDIS_OPTIONS. */
   constructor(redis: Redis, prefix: string) {
     this.p = prefix;
-    redis.defineCommand('ggAcquire', { numberOfKeys: 0, lua: ACQUIRE_LUA });
-    redis.defineCommand('ggReport', { numberOfKeys: 0, lua: REPORT_LUA });
-    redis.defineCommand('ggSettle', { numberOfKeys: 0, lua: SETTLE_LUA });
-    redis.defineCommand('ggBackoff', { numberOfKeys: 0, lua: BACKOFF_LUA });
+    for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     this.redis = redis as ScriptedRedis;
     redis.on('ready', () => void this.restoreRegistry());
   }
@@ -82,15 +95,7 @@ export class RedisStore implements StateStore {
   }
 
   static connect(url: string, prefix: string, options: RedisOptions = {}): RedisStore {
-    return new RedisStore(
-      new Redis(url, {
-        enableAutoPipelining: true,
-        autoPipeliningIgnoredCommands: ['eval', 'evalsha'],
-        maxRetriesPerRequest: 2,
-        ...options,
-      }),
-      prefix,
-    );
+    return new RedisStore(new Redis(url, { ...REDIS_OPTIONS, maxRetriesPerRequest: 2, ...options }), prefix);
   }
 
   async syncKeys(keys: readonly PoolKeyRecord[]): Promise<void> {

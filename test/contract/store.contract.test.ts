@@ -440,6 +440,20 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
     }
   });
 
+  it('script calls are written at once, not queued for an auto-pipeline; plain commands still are', async () => {
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    try {
+      await store.syncKeys([key('a')]);
+      const scripted = store.redis.ggAcquire(`test:${randomUUID()}:`, '');
+      expect(store.redis.autoPipelineQueueSize).toBe(0);
+      const plain = store.redis.get('unrelated');
+      expect(store.redis.autoPipelineQueueSize).toBe(1);
+      await Promise.all([scripted, plain]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a failed call fails every acquire it carried', async () => {
     const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
     await store.syncKeys([key('a')]);
