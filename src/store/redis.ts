@@ -162,8 +162,7 @@ export class RedisStore implements StateStore {
         p.reject(new Error('model name contains a line break'));
         continue;
       }
-      const exclude = req.exclude.length ? `,${req.exclude.join(',')},` : '';
-      lines += `${req.nowMs}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${exclude}\t${req.model}\n`;
+      lines += `${req.nowMs}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${commaList(req.exclude)}\t${req.model}\n`;
       batch.push(p);
     }
     if (batch.length === 0) return;
@@ -310,9 +309,13 @@ export class RedisStore implements StateStore {
   }
 }
 
+/** acquire.lua's list format, searched for `,item,`: ",a,b," (or empty for none). */
+function commaList(items: readonly string[]): string {
+  return items.length ? `,${items.join(',')},` : '';
+}
+
 function ringEntry(k: PoolKeyRecord): string {
-  const models = k.models.length ? `,${k.models.join(',')},` : '';
-  return [k.id, k.project, models, k.enabled ? '1' : '0', k.rpm, k.rpd, k.tpm].join('\t');
+  return [k.id, k.project, commaList(k.models), k.enabled ? '1' : '0', k.rpm, k.rpd, k.tpm].join('\t');
 }
 
 /**
