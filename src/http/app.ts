@@ -13,9 +13,9 @@ import Fastify, {
 } from 'fastify';
 import helmet, { type HelmetOptions } from 'helmet';
 import type { Logger } from 'pino';
+import { AccessLog } from '../observability/access-log.ts';
 import {
   LazyRequestLogger,
-  REQUEST_LOGGER,
   type RequestContext,
   redactUrl,
   requestContext,
@@ -36,9 +36,6 @@ import { routeOf } from './route.ts';
 import { registerRoutes } from './routes/index.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** Per-request context (request id, upstream time gathered by the forwarder's observer). */
-const contexts = new WeakMap<FastifyRequest, RequestContext>();
 
 /** Tags for routes registered without a schema, so the OpenAPI document lists every public route. */
 function defaultDocs(url: string): { tags: string[]; summary: string } | null {
@@ -194,6 +191,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   app.decorateRequest('abortSignal', null as unknown as AbortSignal);
   app.decorateRequest('deadlineMs', 0);
   app.decorateRequest('routeInfo', null);
+  app.decorateRequest('context', null);
 
   // Security headers from helmet, computed once: @fastify/helmet rebuilds helmet's middleware on
   // every request, which cost 5% of the proxy's CPU in the benchmark profile.
@@ -214,12 +212,12 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     }
     startDeadline(request, reply, timeoutMs);
     const ctx: RequestContext = { requestId: request.id, upstreamMs: 0, upstreamAttempts: 0, keyId: null };
-    contexts.set(request, ctx);
+    request.context = ctx;
     requestContext.run(ctx, done);
   });
   // Body parsing runs in the socket's async context: enter the request's again for the handler.
   app.addHook('preValidation', (request, _reply, done) => {
-    const ctx = contexts.get(request);
+    const ctx = request.context;
     if (ctx) requestContext.run(ctx, done);
     else done();
   });
@@ -231,13 +229,11 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     closing = true;
     done();
   });
-  // The access line is built here from scalar fields only (the URL with its key= values masked),
-  // so it skips pino's path redaction: the `*.field` wildcards cost 10 µs a line. The secret
-  // scrubber still runs on it like on every line.
-  const accessLog = deps.logger.child({}, { redact: { paths: [] } });
-  (accessLog as unknown as Record<symbol, boolean>)[REQUEST_LOGGER] = true;
+  // The access line: scalar fields only (the URL with its key= values masked), so it needs no
+  // path redaction; the secret scrubber still runs on it like on every line.
+  const accessLog = new AccessLog(deps.logger);
   app.addHook('onResponse', (request, reply, done) => {
-    const ctx = contexts.get(request);
+    const ctx = request.context;
     const up =
       request.upstream ??
       (ctx && ctx.upstreamAttempts > 0
@@ -245,25 +241,21 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
         : undefined);
     const route = routeOf(request).url ?? 'not_found';
     const durationMs = reply.elapsedTime;
-    if (accessLog.level !== deps.logger.level) accessLog.level = deps.logger.level; // follows reloads
-    if (accessLog.isLevelEnabled('info'))
-      accessLog.info(
-        {
-          request_id: request.id,
-          method: request.method,
-          route,
-          url: redactUrl(request.url),
-          status: reply.statusCode,
-          duration_ms: Math.round(durationMs * 10) / 10,
-          upstream_ms: up ? Math.round(up.ms * 10) / 10 : undefined,
-          queued_ms: up?.queuedMs ? Math.round(up.queuedMs) : undefined,
-          attempts: up?.attempts,
-          key_id: up?.keyId ?? undefined,
-          client: request.clientName,
-          ip: request.ip,
-        },
-        'request',
-      );
+    if (accessLog.enabled)
+      accessLog.write({
+        request_id: request.id,
+        method: request.method,
+        route,
+        url: redactUrl(request.url),
+        status: reply.statusCode,
+        duration_ms: Math.round(durationMs * 10) / 10,
+        upstream_ms: up ? Math.round(up.ms * 10) / 10 : undefined,
+        queued_ms: up?.queuedMs ? Math.round(up.queuedMs) : undefined,
+        attempts: up?.attempts,
+        key_id: up?.keyId ?? undefined,
+        client: request.clientName,
+        ip: request.ip,
+      });
     const m = deps.metrics;
     if (m) {
       m.request(request.method, route, reply.statusCode, durationMs);

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Env } from '../config/env.ts';
 import type { KeyManager } from '../config/keys-store.ts';
 import type { ConfigReloader } from '../config/reload.ts';
+import type { RequestContext } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
@@ -48,6 +49,8 @@ declare module 'fastify' {
     clientName?: string;
     /** The route's options, read once per request (see routeOf). */
     routeInfo: FastifyRequest['routeOptions'] | null;
+    /** What is known about the request while it is served (see requestContext); null before onRequest. */
+    context: RequestContext | null;
     /** Set when the request went upstream: for the request log line and the overhead metric. */
     upstream?: { keyId: string | null; ms: number; attempts: number; queuedMs: number };
   }
