@@ -20,6 +20,7 @@ import {
   redactUrl,
   requestContext,
 } from '../observability/logger.ts';
+import { Cancellation } from '../util/cancel.ts';
 import { type ClientAuth, installClientAuth } from './auth.ts';
 import type { AppDeps } from './deps.ts';
 import {
@@ -53,21 +54,22 @@ function defaultDocs(url: string): { tags: string[]; summary: string } | null {
 const DEADLINE_GRACE_MS = 100;
 
 /**
- * REQUEST_TIMEOUT. request.abortSignal fires at the deadline or when the client goes away;
- * services pass it on (ctx.signal) so the upstream call is aborted with the request. At the
+ * REQUEST_TIMEOUT. request.cancellation (and request.abortSignal, the same as an AbortSignal)
+ * fires at the deadline or when the client goes away; routes and services pass it on so the
+ * upstream call is aborted with the request. At the
  * deadline the answer is a 504 (the handler's own error, if it ends within a short grace, is
  * rendered as that 504). A stream whose headers are out by then is left to finish: its
  * upstream has its own stall timeout. (Fastify's request.signal is not used: it fires as soon
  * as a request body has been read.)
  */
 function startDeadline(request: FastifyRequest, reply: FastifyReply, timeoutMs: number): void {
-  const controller = new AbortController();
-  request.abortSignal = controller.signal;
+  const cancellation = new Cancellation();
+  request.cancellation = cancellation;
   request.deadlineMs = Date.now() + timeoutMs;
   const timer = setTimeout(() => {
     if (reply.sent || reply.raw.headersSent) return;
     markTimedOut(request);
-    controller.abort(timeoutProblem());
+    cancellation.abort(timeoutProblem());
     const grace = setTimeout(() => {
       if (!reply.sent && !reply.raw.headersSent) sendProblem(request, reply, timeoutProblem());
     }, DEADLINE_GRACE_MS);
@@ -76,8 +78,7 @@ function startDeadline(request: FastifyRequest, reply: FastifyReply, timeoutMs: 
   timer.unref();
   reply.raw.once('close', () => {
     clearTimeout(timer);
-    if (!reply.raw.writableFinished && !controller.signal.aborted)
-      controller.abort(new Error('client closed the connection'));
+    if (!reply.raw.writableFinished) cancellation.abort(new Error('client closed the connection'));
   });
 }
 
@@ -188,7 +189,13 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     for (const socket of silent) socket.destroy();
     done();
   });
-  app.decorateRequest('abortSignal', null as unknown as AbortSignal);
+  app.decorateRequest('cancellation', null);
+  // Set for every request that reaches a handler (onRequest below).
+  app.decorateRequest('abortSignal', {
+    getter(this: FastifyRequest) {
+      return this.cancellation?.signal as AbortSignal;
+    },
+  });
   app.decorateRequest('deadlineMs', 0);
   app.decorateRequest('routeInfo', null);
   app.decorateRequest('context', null);

@@ -9,6 +9,7 @@ import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
 import type { Forwarder } from '../upstream/forwarder.ts';
 import type { GeminiCaller } from '../upstream/gemini-caller.ts';
+import type { Cancellation } from '../util/cancel.ts';
 import type { CallerRateLimiter } from './rate-limit.ts';
 
 /** What route plugins receive. Built once at start in src/app/build.ts. */
@@ -43,6 +44,8 @@ declare module 'fastify' {
      * fires as soon as a request body has been read.)
      */
     abortSignal: AbortSignal;
+    /** The same as abortSignal, without an AbortSignal unless one is asked for (see Cancellation). */
+    cancellation: Cancellation | null;
     /** Epoch ms of the request's REQUEST_TIMEOUT deadline. */
     deadlineMs: number;
     /** Name of the authenticated client (never its token); undefined on routes without client auth. */

@@ -1,5 +1,6 @@
 import type { KeyConfig } from '../config/keys.ts';
 import type { CircuitSettings, Outcome, PoolKeyRecord, Reservation, StateStore } from '../store/types.ts';
+import { type Abortable, onAbort } from '../util/cancel.ts';
 import { PacificCalendar } from '../util/pacific.ts';
 
 /** A reserved key: its budget is spent until `report` settles it. */
@@ -47,8 +48,8 @@ interface Waiter {
   deadline: number;
   resolve: (lease: Lease) => void;
   reject: (err: Error) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
+  /** Stops listening for the request's abort. */
+  unsubscribe?: () => void;
 }
 
 /** Window in which bare 429s from distinct keys count as "every key at once". */
@@ -95,7 +96,7 @@ export class KeyPool {
   }
 
   /** Reserves a key for `model` (or '' for any), waiting in line up to the queue limit. */
-  acquire(model: string, tokens: number, exclude: readonly string[], signal?: AbortSignal): Promise<Lease> {
+  acquire(model: string, tokens: number, exclude: readonly string[], signal?: Abortable): Promise<Lease> {
     const enqueuedAt = this.now();
     // Nobody waiting: try at once, without the queue's bookkeeping.
     if (this.queue.length === 0) {
@@ -204,7 +205,7 @@ export class KeyPool {
     tokens: number,
     exclude: readonly string[],
     enqueuedAt: number,
-    signal?: AbortSignal,
+    signal?: Abortable,
   ): Promise<Lease> {
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
@@ -215,16 +216,14 @@ export class KeyPool {
         deadline: enqueuedAt + this.options.queueMaxWaitMs,
         resolve,
         reject,
-        signal,
       };
       if (signal) {
-        waiter.onAbort = () => {
+        if (signal.aborted) return reject(new QueueAbortedError());
+        waiter.unsubscribe = onAbort(signal, () => {
           const i = this.queue.indexOf(waiter);
           if (i >= 0) this.queue.splice(i, 1);
           reject(new QueueAbortedError());
-        };
-        if (signal.aborted) return reject(new QueueAbortedError());
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
+        });
       }
       this.queue.push(waiter);
       void this.drain();
@@ -269,7 +268,7 @@ export class KeyPool {
 
   private settleHead(head: Waiter, settle: () => void): void {
     if (this.queue[0] === head) this.queue.shift();
-    if (head.signal && head.onAbort) head.signal.removeEventListener('abort', head.onAbort);
+    head.unsubscribe?.();
     settle();
   }
 }

@@ -4,6 +4,7 @@ import { classifyUpstream, type Verdict } from '../pool/classify.ts';
 import { bodyPromptTokenCount, lastPromptTokenCount } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
 import type { Outcome } from '../store/types.ts';
+import { type Abortable, signalOf } from '../util/cancel.ts';
 import { requestWhole, type TransferError, type WholeAnswer } from './whole.ts';
 
 export interface UpstreamCall {
@@ -17,8 +18,8 @@ export interface UpstreamCall {
   model: string;
   estimatedTokens: number;
   stream: boolean;
-  /** Fires when the client goes away. */
-  signal?: AbortSignal;
+  /** Fires when the client goes away or the request's deadline passes. */
+  signal?: Abortable;
   /** Absolute epoch-ms deadline for the whole call, retries included. */
   deadlineMs: number;
 }
@@ -198,7 +199,7 @@ export class Forwarder {
     if (call.stream) {
       let res: Dispatcher.ResponseData;
       try {
-        res = await this.o.agent.request({ ...options, signal: call.signal });
+        res = await this.o.agent.request({ ...options, signal: signalOf(call.signal) });
       } catch (err) {
         return this.failedTransfer(call, lease, err, 'NETWORK_ERROR');
       }

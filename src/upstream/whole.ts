@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import { type Abortable, onAbort } from '../util/cancel.ts';
 
 /** An upstream answer read whole: status, content type and body bytes. */
 export interface WholeAnswer {
@@ -24,7 +25,7 @@ export class TransferError extends Error {
 export function requestWhole(
   dispatcher: Dispatcher,
   options: Dispatcher.DispatchOptions,
-  signal?: AbortSignal,
+  signal?: Abortable,
 ): Promise<WholeAnswer> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {
@@ -46,21 +47,18 @@ class WholeHandler implements Dispatcher.DispatchHandler {
   private abortTransfer: ((err?: Error) => void) | null = null;
   private readonly resolve: (answer: WholeAnswer) => void;
   private readonly reject: (err: Error) => void;
-  private readonly signal: AbortSignal | undefined;
-  private readonly onAbort: (() => void) | undefined;
+  private readonly signal: Abortable | undefined;
+  private readonly unsubscribe: (() => void) | undefined;
 
-  constructor(resolve: (answer: WholeAnswer) => void, reject: (err: Error) => void, signal?: AbortSignal) {
+  constructor(resolve: (answer: WholeAnswer) => void, reject: (err: Error) => void, signal?: Abortable) {
     this.resolve = resolve;
     this.reject = reject;
     this.signal = signal;
-    if (signal) {
-      this.onAbort = () => this.abortTransfer?.(signal.reason);
-      signal.addEventListener('abort', this.onAbort, { once: true });
-    }
+    if (signal) this.unsubscribe = onAbort(signal, (reason) => this.abortTransfer?.(reason as Error));
   }
 
   onConnect(abort: (err?: Error) => void): void {
-    if (this.signal?.aborted) abort(this.signal.reason);
+    if (this.signal?.aborted) abort(this.signal.reason as Error);
     else this.abortTransfer = abort;
   }
 
@@ -96,7 +94,7 @@ class WholeHandler implements Dispatcher.DispatchHandler {
   }
 
   private release(): void {
-    if (this.onAbort) this.signal!.removeEventListener('abort', this.onAbort);
+    this.unsubscribe?.();
     this.abortTransfer = null;
   }
 }

@@ -351,6 +351,56 @@ describe('timeouts', () => {
     expect(Date.now() - started).toBeLessThan(2500);
   });
 
+  /** An upstream that never answers; records when each of its connections closes. */
+  async function hangingUpstream(): Promise<{ url: string; closed: number[] }> {
+    const closed: number[] = [];
+    const hanging: Server = createServer((req: IncomingMessage) => {
+      req.resume();
+      req.socket.on('close', () => closed.push(Date.now()));
+    });
+    await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          hanging.closeAllConnections();
+          hanging.close(() => r());
+        }),
+    );
+    return { url: `http://127.0.0.1:${(hanging.address() as { port: number }).port}`, closed };
+  }
+
+  async function waitForClose(closed: number[]): Promise<number> {
+    const deadline = Date.now() + 3000;
+    while (closed.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(closed.length).toBeGreaterThan(0);
+    return closed[0]!;
+  }
+
+  it('a native call past REQUEST_TIMEOUT has its upstream call aborted', async () => {
+    const upstream = await hangingUpstream();
+    const s = await stack({ env: { REQUEST_TIMEOUT: '1', GEMINI_BASE_URL: upstream.url } });
+    const started = Date.now();
+    const res = await generate(s);
+    expect(res.status).toBe(504);
+    expect((await waitForClose(upstream.closed)) - started).toBeLessThan(2500);
+  });
+
+  it('a client that leaves a native call has its upstream call aborted', async () => {
+    const upstream = await hangingUpstream();
+    const s = await stack({ env: { REQUEST_TIMEOUT: '30', GEMINI_BASE_URL: upstream.url } });
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
+      method: 'POST',
+      headers: { ...auth, ...json },
+      body: userText('hello'),
+      signal: controller.signal,
+    }).catch(() => 'aborted');
+    setTimeout(() => controller.abort(), 300);
+    expect(await pending).toBe('aborted');
+    expect((await waitForClose(upstream.closed)) - started).toBeLessThan(5000);
+  });
+
   it('an application route past REQUEST_TIMEOUT is a 504 problem, and its upstream call is aborted', async () => {
     const upstreamClosed: number[] = [];
     const hanging: Server = createServer((req: IncomingMessage) => {

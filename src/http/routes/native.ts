@@ -80,7 +80,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
           model,
           estimatedTokens: estimateInputTokens(body.json),
           stream: spec.stream,
-          signal: request.abortSignal,
+          signal: request.cancellation ?? undefined,
           deadlineMs: request.deadlineMs,
         });
       // Off unless CACHE_NATIVE_PROXY=true or the request asks (X-Gateway-Cache: on); never streams.
@@ -114,7 +114,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         model: '',
         estimatedTokens: 0,
         stream: false,
-        signal: request.abortSignal,
+        signal: request.cancellation ?? undefined,
         deadlineMs: request.deadlineMs,
       });
       return sendAnswer(request, reply, answer);

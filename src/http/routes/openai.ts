@@ -192,7 +192,7 @@ async function forward(
   const timeoutMs = deps.env.REQUEST_TIMEOUT * 1000;
   const answer = await deps.forwarder.forward({
     ...call,
-    signal: request.abortSignal ?? undefined,
+    signal: request.cancellation ?? undefined,
     deadlineMs: request.deadlineMs || Date.now() + timeoutMs,
   });
   const prev = request.upstream;
@@ -269,8 +269,8 @@ async function* relay(
 
 /** Any error of this surface as an OpenAI error. Past REQUEST_TIMEOUT, whatever was thrown is the timeout's doing. */
 export function toOpenAiError(err: unknown, request: FastifyRequest): OpenAiError {
-  const signal = request.abortSignal;
-  const reason: unknown = signal?.aborted ? signal.reason : undefined;
+  const cancellation = request.cancellation;
+  const reason: unknown = cancellation?.aborted ? cancellation.reason : undefined;
   const cause = reason instanceof HttpProblem && reason.status === 504 ? reason : err;
   if (cause instanceof OpenAiError) return cause;
   const problem = cause instanceof HttpProblem ? cause : toProblem(cause as Error);
