@@ -220,9 +220,13 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     startDeadline(request, reply, timeoutMs);
     const ctx: RequestContext = { requestId: request.id, upstreamMs: 0, upstreamAttempts: 0, keyId: null };
     request.context = ctx;
-    requestContext.run(ctx, done);
+    done();
   });
-  // Body parsing runs in the socket's async context: enter the request's again for the handler.
+  // The request's context is entered once, for the handler and what it calls (services and
+  // stores logging through deps.logger, the forwarder's attempt metrics). Not before: body
+  // parsing runs in the socket's async context anyway, errors before the handler are logged
+  // through request.log, which carries request_id itself, and the earlier hooks (auth, caller
+  // limits) write no line about the request. (Entering it twice cost 2–4% of the proxy's CPU.)
   app.addHook('preValidation', (request, _reply, done) => {
     const ctx = request.context;
     if (ctx) requestContext.run(ctx, done);
