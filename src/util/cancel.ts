@@ -4,7 +4,7 @@ type AbortCallback = (reason: unknown) => void;
  * A request's cancellation (its deadline passed, or its client went away), for the upstream
  * calls made on its behalf. A real AbortSignal is made only when something asks for one (fetch,
  * undici's request API); the proxy's own path subscribes through `onAbort`, a plain callback
- * list. An EventTarget listener added and removed for every request cost about 3% of the
+ * list. An EventTarget listener added and removed for every request cost about 4% of the
  * proxy's CPU at saturation (`npm run bench:saturate`).
  */
 export class Cancellation {
