@@ -170,8 +170,8 @@ export class RedisStore implements StateStore {
     this.redis.ggAcquire(this.p, lines).then(
       (reply) => {
         this.acquireCallDone();
-        const lines = reply.split('\n');
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, lines[i]!));
+        const answers = reply.split('\n');
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, answers[i]!));
       },
       (err: unknown) => {
         this.acquireCallDone();
