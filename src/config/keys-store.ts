@@ -5,11 +5,12 @@ import type { Logger } from 'pino';
 import { HttpProblem } from '../http/problem.ts';
 import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
-import { type Env, readSettingFile } from './env.ts';
+import { ConfigError, type Env, readSettingFile } from './env.ts';
 import {
   assertUnique,
   envKeyId,
   type KeyConfig,
+  type KeyDefaults,
   keyFromEntry,
   keysFileSchema,
   keyToEntry,
@@ -32,7 +33,10 @@ export interface KeysReload {
   total: number;
 }
 
-type KeyEnv = Pick<Env, 'API_KEYS_FILE' | 'GEMINI_API_KEYS' | 'DEFAULT_RPM' | 'DEFAULT_RPD' | 'DEFAULT_TPM'>;
+type KeyEnv = Pick<
+  Env,
+  'API_KEYS_FILE' | 'GEMINI_API_KEYS' | 'DEFAULT_RPM' | 'DEFAULT_RPD' | 'DEFAULT_TPM' | 'DEFAULT_TIER'
+>;
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
@@ -77,6 +81,8 @@ export class KeyManager {
   private keys: ManagedKey[] = [];
   /** Ids of GEMINI_API_KEYS keys removed through the admin API (until restart). */
   private readonly removedEnv = new Set<string>();
+  /** The keys file's `defaults` (persisted back as written). */
+  private fileDefaults: KeyDefaults = {};
   /** Hash of the keys file as last read or written: a watcher event with the same content is a no-op. */
   private fileHash: string | null = null;
   private chain: Promise<unknown> = Promise.resolve();
@@ -139,7 +145,7 @@ export class KeyManager {
           title: 'Validation Failed',
         });
       }
-      const config = keyFromEntry(parsed.data.keys[0]!, this.env);
+      const config = keyFromEntry(parsed.data.keys[0]!, this.env, this.fileDefaults);
       if (this.get(config.id)) throw new HttpProblem(409, `a key with id "${config.id}" exists already`);
       if (this.keys.some((k) => k.config.apiKey === config.apiKey))
         throw new HttpProblem(409, 'this api_key is in the pool already');
@@ -200,18 +206,23 @@ export class KeyManager {
   reloadFile(opts: { force?: boolean } = {}): Promise<KeysReload> {
     return this.serialized(async () => {
       if (!this.env.API_KEYS_FILE) return { changed: false, added: [], removed: [], total: this.keys.length };
-      const { keys: fileKeys, hash } = await this.readKeysFile(false);
+      const { keys: fileKeys, defaults, hash } = await this.readKeysFile(false);
       if (!opts.force && hash === this.fileHash)
         return { changed: false, added: [], removed: [], total: this.keys.length };
       const next: ManagedKey[] = [
         ...fileKeys.map((config) => ({ config, origin: 'file' as const })),
         ...this.keys.filter((k) => k.origin !== 'file'),
       ];
+      // As at start-up and in the admin API (the last key cannot be removed): an empty pool
+      // would answer every request 503.
+      if (next.length === 0)
+        throw new ConfigError('API_KEYS_FILE: no keys; the pool cannot be emptied (keep at least one key)');
       assertUnique(next.map((k) => k.config));
       const before = new Map(this.keys.map((k) => [k.config.id, k.config]));
       const after = new Set(next.map((k) => k.config.id));
       await this.commit(next, false);
       this.fileHash = hash;
+      this.fileDefaults = defaults;
       // An operator who flips enabled to true in the file means it: clear a runtime disable too.
       for (const k of next) {
         const old = before.get(k.config.id);
@@ -242,8 +253,9 @@ export class KeyManager {
   /** Persists (file keys → API_KEYS_FILE) first, then applies: a failed write changes nothing. */
   private async commit(next: ManagedKey[], persist: boolean): Promise<void> {
     if (persist && this.env.API_KEYS_FILE) {
+      const defaults = Object.keys(this.fileDefaults).length ? { defaults: this.fileDefaults } : {};
       const text = `${JSON.stringify(
-        { keys: next.filter((k) => k.origin === 'file').map((k) => keyToEntry(k.config)) },
+        { ...defaults, keys: next.filter((k) => k.origin === 'file').map((k) => keyToEntry(k.config)) },
         null,
         2,
       )}\n`;
@@ -263,12 +275,15 @@ export class KeyManager {
     this.onChange?.(this.configs());
   }
 
-  private async readKeysFile(remember = true): Promise<{ keys: KeyConfig[]; hash: string }> {
+  private async readKeysFile(remember = true): Promise<{ keys: KeyConfig[]; defaults: KeyDefaults; hash: string }> {
     const text = await readSettingFile('API_KEYS_FILE', this.env.API_KEYS_FILE!);
-    const keys = parseKeysFile(text, 'API_KEYS_FILE', this.env as Env);
+    const { keys, defaults } = parseKeysFile(text, 'API_KEYS_FILE', this.env as Env);
     const hash = sha256(text);
-    if (remember) this.fileHash = hash;
-    return { keys, hash };
+    if (remember) {
+      this.fileHash = hash;
+      this.fileDefaults = defaults;
+    }
+    return { keys, defaults, hash };
   }
 
   private serialized<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,7 +1,15 @@
-import type { KeyConfig } from '../config/keys.ts';
-import type { CircuitSettings, Outcome, PoolKeyRecord, Reservation, StateStore } from '../store/types.ts';
+import type { KeyConfig, KeyLimits } from '../config/keys.ts';
+import type {
+  BudgetLimits,
+  CircuitSettings,
+  Outcome,
+  PoolKeyRecord,
+  Reservation,
+  StateStore,
+} from '../store/types.ts';
 import { type Abortable, onAbort } from '../util/cancel.ts';
 import { PacificCalendar } from '../util/pacific.ts';
+import { normalizeModel } from './models.ts';
 
 /** A reserved key: its budget is spent until `report` settles it. */
 export interface Lease {
@@ -38,6 +46,8 @@ export interface KeyPoolOptions {
   now?: () => number;
   /** Longest single sleep while queued: other instances may free keys, or a rest may be reset. */
   maxPollMs?: number;
+  /** Keys new to the store carry one request at a time until verified (store.syncKeys). */
+  verifyKeys?: boolean;
 }
 
 interface Waiter {
@@ -65,8 +75,12 @@ const MAX_GLOBAL_BACKOFF_MS = 60_000;
 export class KeyPool {
   private secrets = new Map<string, string>();
   private configured: KeyConfig[] = [];
-  private readonly queue: Waiter[] = [];
-  private draining = false;
+  /** One FIFO line per model: a request some key can serve now never waits behind another model's. */
+  private readonly queues = new Map<string, Waiter[]>();
+  private readonly draining = new Set<string>();
+  private waiting = 0;
+  /** Keys able to serve (enabled, not disabled), counted at most once a second for the throttle detector. */
+  private servable = { count: 0, atMs: Number.NEGATIVE_INFINITY };
   private readonly calendar = new PacificCalendar();
   private readonly now: () => number;
   private readonly probeLeaseMs: number;
@@ -86,7 +100,7 @@ export class KeyPool {
 
   /** Applies a (validated) key list; runtime state of keys that stay is kept. */
   async setKeys(keys: readonly KeyConfig[]): Promise<void> {
-    await this.store.syncKeys(keys.map(toRecord));
+    await this.store.syncKeys(keys.map(toRecord), { unverified: this.options.verifyKeys === true });
     this.configured = [...keys];
     this.secrets = new Map(keys.map((k) => [k.id, k.apiKey]));
   }
@@ -96,10 +110,11 @@ export class KeyPool {
   }
 
   /** Reserves a key for `model` (or '' for any), waiting in line up to the queue limit. */
-  acquire(model: string, tokens: number, exclude: readonly string[], signal?: Abortable): Promise<Lease> {
+  acquire(requested: string, tokens: number, exclude: readonly string[], signal?: Abortable): Promise<Lease> {
+    const model = normalizeModel(requested);
     const enqueuedAt = this.now();
-    // Nobody waiting: try at once, without the queue's bookkeeping.
-    if (this.queue.length === 0) {
+    // Nobody waiting for this model: try at once, without the queue's bookkeeping.
+    if (!this.queues.get(model)?.length) {
       return this.tryAcquire(model, tokens, exclude, enqueuedAt).then((outcome) => {
         if ('lease' in outcome) return outcome.lease;
         if (!this.canWait(outcome.error, enqueuedAt + this.options.queueMaxWaitMs)) throw outcome.error;
@@ -148,7 +163,7 @@ export class KeyPool {
       if (at > now - THROTTLE_WINDOW_MS) recent += 1;
       else this.throttledAt.delete(id);
     }
-    const usable = this.configured.filter((k) => k.enabled).length;
+    const usable = await this.servableKeys(now);
     if (usable > 1 && recent >= usable) {
       await this.store.setGlobalBackoff(now + this.globalBackoffMs, now).catch(() => {});
       this.globalBackoffMs = Math.min(this.globalBackoffMs * 2, MAX_GLOBAL_BACKOFF_MS);
@@ -156,8 +171,24 @@ export class KeyPool {
     }
   }
 
+  /**
+   * Keys that can serve (enabled and not disabled at run time): a dead key sends no 429, so
+   * counting it would keep the detector from ever firing. Read from the store at most once a second.
+   */
+  private async servableKeys(now: number): Promise<number> {
+    if (now - this.servable.atMs >= 1000) {
+      try {
+        const states = await this.store.keyStates(now, this.calendar.at(now).day);
+        this.servable = { count: states.filter((s) => s.enabled).length, atMs: now };
+      } catch {
+        this.servable = { count: this.configured.filter((k) => k.enabled).length, atMs: now };
+      }
+    }
+    return this.servable.count;
+  }
+
   get queueLength(): number {
-    return this.queue.length;
+    return this.waiting;
   }
 
   calendarAt(ms: number): { day: string; nextDayMs: number } {
@@ -217,57 +248,71 @@ export class KeyPool {
         resolve,
         reject,
       };
+      let queue = this.queues.get(model);
+      if (!queue) {
+        queue = [];
+        this.queues.set(model, queue);
+      }
+      const line = queue;
       if (signal) {
         if (signal.aborted) return reject(new QueueAbortedError());
         waiter.unsubscribe = onAbort(signal, () => {
-          const i = this.queue.indexOf(waiter);
-          if (i >= 0) this.queue.splice(i, 1);
+          const i = line.indexOf(waiter);
+          if (i >= 0) {
+            line.splice(i, 1);
+            this.waiting -= 1;
+          }
           reject(new QueueAbortedError());
         });
       }
-      this.queue.push(waiter);
-      void this.drain();
+      line.push(waiter);
+      this.waiting += 1;
+      void this.drain(model, line);
     });
   }
 
-  /** Serves waiters strictly in arrival order: only the head of the line may take a key. */
-  private async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
+  /** Serves a model's waiters strictly in arrival order: only the head of its line may take a key. */
+  private async drain(model: string, queue: Waiter[]): Promise<void> {
+    if (this.draining.has(model)) return;
+    this.draining.add(model);
     try {
-      while (this.queue.length > 0) {
-        const head = this.queue[0]!;
+      while (queue.length > 0) {
+        const head = queue[0]!;
         let outcome: Awaited<ReturnType<KeyPool['tryAcquire']>>;
         try {
           outcome = await this.tryAcquire(head.model, head.tokens, head.exclude, head.enqueuedAt);
         } catch (err) {
-          this.settleHead(head, () => head.reject(err as Error));
+          this.settleHead(queue, head, () => head.reject(err as Error));
           continue;
         }
-        if (this.queue[0] !== head) {
+        if (queue[0] !== head) {
           // Its client left while the key was being reserved: the key's budget goes back.
           if ('lease' in outcome) void this.report(outcome.lease, { kind: 'unused' });
           continue;
         }
         if ('lease' in outcome) {
-          this.settleHead(head, () => head.resolve(outcome.lease));
+          this.settleHead(queue, head, () => head.resolve(outcome.lease));
           continue;
         }
         const now = this.now();
         if (!this.canWait(outcome.error, head.deadline) || now >= head.deadline) {
-          this.settleHead(head, () => head.reject(outcome.error));
+          this.settleHead(queue, head, () => head.reject(outcome.error));
           continue;
         }
         const wake = Math.min(outcome.error.retryAtMs!, head.deadline, now + this.maxPollMs);
         await sleep(Math.max(1, wake - now));
       }
     } finally {
-      this.draining = false;
+      this.draining.delete(model);
+      if (this.queues.get(model) === queue && queue.length === 0) this.queues.delete(model);
     }
   }
 
-  private settleHead(head: Waiter, settle: () => void): void {
-    if (this.queue[0] === head) this.queue.shift();
+  private settleHead(queue: Waiter[], head: Waiter, settle: () => void): void {
+    if (queue[0] === head) {
+      queue.shift();
+      this.waiting -= 1;
+    }
     head.unsubscribe?.();
     settle();
   }
@@ -278,13 +323,11 @@ function sleep(ms: number): Promise<void> {
 }
 
 function toRecord(k: KeyConfig): PoolKeyRecord {
-  return {
-    id: k.id,
-    project: k.project,
-    models: k.models,
-    enabled: k.enabled,
-    rpm: k.limits.requestsPerMinute,
-    rpd: k.limits.requestsPerDay,
-    tpm: k.limits.tokensPerMinute,
-  };
+  const modelLimits: Record<string, BudgetLimits> = {};
+  for (const [model, l] of Object.entries(k.modelLimits)) modelLimits[model] = budgetOf(l);
+  return { id: k.id, project: k.project, models: k.models, enabled: k.enabled, ...budgetOf(k.limits), modelLimits };
+}
+
+function budgetOf(l: KeyLimits): BudgetLimits {
+  return { rpm: l.requestsPerMinute, rpd: l.requestsPerDay, tpm: l.tokensPerMinute };
 }

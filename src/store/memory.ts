@@ -1,6 +1,8 @@
 import {
   type AcquireRequest,
   type AcquireResult,
+  type BudgetLimits,
+  type BudgetState,
   type CircuitSettings,
   type HitResult,
   type KeyState,
@@ -15,6 +17,8 @@ const MINUTE_MS = 60_000;
 const WINDOW_S = 60;
 
 interface KeyRuntime {
+  /** Not verified yet: carries one request at a time (the probe lease), like a half-open circuit. */
+  unverified: boolean;
   disabledReason: string | null;
   disabledAtMs: number | null;
   failures: number;
@@ -24,7 +28,8 @@ interface KeyRuntime {
   lastErrorAtMs: number | null;
 }
 
-interface ProjectRuntime {
+/** One (project, model) budget's use and rest. */
+interface BudgetRuntime {
   /** Timestamps of admitted requests in the last minute, oldest first (at most rpm entries). */
   requestLog: number[];
   day: string;
@@ -39,16 +44,26 @@ export class MemoryStore implements StateStore {
   readonly kind = 'memory' as const;
   private keys: PoolKeyRecord[] = [];
   private readonly runtime = new Map<string, KeyRuntime>();
-  private readonly projects = new Map<string, ProjectRuntime>();
+  /** project -> model -> budget: two lookups, no key string built per acquire. */
+  private readonly budgets = new Map<string, Map<string, BudgetRuntime>>();
   private roundRobin = 0;
   private globalBackoffUntilMs = 0;
   private readonly counters = new Map<string, { windowStart: number; count: number }>();
 
-  async syncKeys(keys: readonly PoolKeyRecord[]): Promise<void> {
-    this.keys = keys.map((k) => ({ ...k, models: [...k.models] }));
+  async syncKeys(keys: readonly PoolKeyRecord[], options: { unverified?: boolean } = {}): Promise<void> {
+    this.keys = keys.map((k) => ({ ...k, models: [...k.models], modelLimits: { ...k.modelLimits } }));
     const ids = new Set(this.keys.map((k) => k.id));
     for (const id of this.runtime.keys()) if (!ids.has(id)) this.runtime.delete(id);
-    for (const k of this.keys) if (!this.runtime.has(k.id)) this.runtime.set(k.id, newKeyRuntime());
+    for (const k of this.keys)
+      if (!this.runtime.has(k.id)) this.runtime.set(k.id, newKeyRuntime(options.unverified === true));
+  }
+
+  async markVerified(keyId: string): Promise<void> {
+    const rt = this.runtime.get(keyId);
+    if (rt?.unverified) {
+      rt.unverified = false;
+      if (rt.openUntilMs === 0) rt.probeUntilMs = 0;
+    }
   }
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
@@ -74,7 +89,7 @@ export class MemoryStore implements StateStore {
         earliest = Math.min(earliest, rt.openUntilMs);
         continue;
       }
-      if (rt.openUntilMs > 0) {
+      if (rt.openUntilMs > 0 || rt.unverified) {
         // Half-open: one probe at a time.
         if (rt.probeUntilMs > now) {
           earliest = Math.min(earliest, rt.probeUntilMs);
@@ -83,14 +98,15 @@ export class MemoryStore implements StateStore {
         probe = true;
       }
 
-      const p = this.project(key.project);
+      const p = this.budget(key.project, req.model);
       if (p.restUntilMs > now) {
         earliest = Math.min(earliest, p.restUntilMs);
         continue;
       }
+      const limits: BudgetLimits = key.modelLimits[req.model] ?? key;
       while (p.requestLog.length > 0 && p.requestLog[0]! <= now - MINUTE_MS) p.requestLog.shift();
-      if (p.requestLog.length >= key.rpm) {
-        earliest = Math.min(earliest, p.requestLog[p.requestLog.length - key.rpm]! + MINUTE_MS);
+      if (p.requestLog.length >= limits.rpm) {
+        earliest = Math.min(earliest, p.requestLog[p.requestLog.length - limits.rpm]! + MINUTE_MS);
         continue;
       }
       // The newest day seen is counted: a request dated the day before (a clock still before
@@ -99,11 +115,11 @@ export class MemoryStore implements StateStore {
         p.day = req.day;
         p.dayCount = 0;
       }
-      if (p.dayCount >= key.rpd) {
+      if (p.dayCount >= limits.rpd) {
         earliest = Math.min(earliest, req.nextDayMs);
         continue;
       }
-      const tokenWait = p.tokens.admission(nowSec, req.estimatedTokens, key.tpm);
+      const tokenWait = p.tokens.admission(nowSec, req.estimatedTokens, limits.tpm);
       if (tokenWait !== 0) {
         earliest = Math.min(earliest, tokenWait);
         continue;
@@ -111,7 +127,7 @@ export class MemoryStore implements StateStore {
 
       // Admit: reserve every budget at once.
       p.requestLog.push(now);
-      if (p.requestLog.length > key.rpm) p.requestLog.splice(0, p.requestLog.length - key.rpm);
+      if (p.requestLog.length > limits.rpm) p.requestLog.splice(0, p.requestLog.length - limits.rpm);
       p.dayCount += 1;
       p.tokens.book(nowSec, req.estimatedTokens);
       if (probe) rt.probeUntilMs = now + req.circuitProbeLeaseMs;
@@ -120,6 +136,7 @@ export class MemoryStore implements StateStore {
         reservation: {
           keyId: key.id,
           project: key.project,
+          model: req.model,
           tokenSlot: nowSec,
           tokens: req.estimatedTokens,
           probe,
@@ -133,12 +150,12 @@ export class MemoryStore implements StateStore {
   }
 
   async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
-    this.project(res.project).tokens.settle(res.tokenSlot, actualTokens - res.tokens);
+    this.budget(res.project, res.model).tokens.settle(res.tokenSlot, actualTokens - res.tokens);
   }
 
   async report(res: Reservation, outcome: Outcome, nowMs: number, circuit: CircuitSettings): Promise<void> {
     const rt = this.runtime.get(res.keyId);
-    const p = this.project(res.project);
+    const p = this.budget(res.project, res.model);
     const actual = settledTokens(outcome);
     if (actual !== undefined) await this.settleTokens(res, actual);
     if (outcome.kind === 'unused') {
@@ -153,12 +170,12 @@ export class MemoryStore implements StateStore {
         rt.failures = 0;
         rt.openUntilMs = 0;
         rt.probeUntilMs = 0;
+        rt.unverified = false;
         break;
       case 'rest':
-        if (outcome.untilMs > p.restUntilMs) {
-          p.restUntilMs = outcome.untilMs;
-          p.restReason = outcome.reason;
-        }
+        rest(p, outcome.untilMs, outcome.reason);
+        if (outcome.model !== undefined && outcome.model !== res.model)
+          rest(this.budget(res.project, outcome.model), outcome.untilMs, outcome.reason);
         rt.probeUntilMs = 0;
         noteError(rt, outcome.reason, nowMs);
         break;
@@ -201,33 +218,62 @@ export class MemoryStore implements StateStore {
     rt.failures = 0;
     rt.openUntilMs = 0;
     rt.probeUntilMs = 0;
-    const p = this.project(key.project);
-    p.restUntilMs = 0;
-    p.restReason = null;
+    for (const p of this.budgets.get(key.project)?.values() ?? []) {
+      p.restUntilMs = 0;
+      p.restReason = null;
+    }
   }
 
   async keyStates(nowMs: number, day: string): Promise<KeyState[]> {
     const nowSec = Math.floor(nowMs / 1000);
+    const byProject = new Map<string, BudgetState[]>();
+    for (const b of await this.budgetStates(nowMs, day)) {
+      const list = byProject.get(b.project);
+      if (list) list.push(b);
+      else byProject.set(b.project, [b]);
+    }
     return this.keys.map((k) => {
       const rt = this.runtime.get(k.id)!;
-      const p = this.project(k.project);
       return {
         id: k.id,
         project: k.project,
+        ...projectUse(byProject.get(k.project) ?? []),
         enabled: k.enabled && rt.disabledReason === null,
         disabledReason: k.enabled ? rt.disabledReason : 'disabled in configuration',
         disabledAtMs: rt.disabledAtMs,
-        restUntilMs: p.restUntilMs > nowMs ? p.restUntilMs : null,
-        restReason: p.restUntilMs > nowMs ? p.restReason : null,
+        verified: !rt.unverified,
         circuit: circuitOf(rt, nowMs),
         consecutiveFailures: rt.failures,
-        requestsThisMinute: p.requestLog.filter((t) => t > nowMs - MINUTE_MS).length,
-        requestsToday: p.day === day ? p.dayCount : 0,
-        tokensThisMinute: p.tokens.used(nowSec),
         lastError: rt.lastError,
         lastErrorAtMs: rt.lastErrorAtMs,
       };
     });
+  }
+
+  async budgetStates(nowMs: number, day: string): Promise<BudgetState[]> {
+    const nowSec = Math.floor(nowMs / 1000);
+    const out: BudgetState[] = [];
+    for (const [project, models] of configuredBudgets(this.keys)) {
+      const used = this.budgets.get(project);
+      const names = new Set([...models.keys(), ...(used?.keys() ?? [])]);
+      for (const model of names) {
+        if (model === DEFAULT_BUDGET) continue;
+        const limits = models.get(model) ?? models.get(DEFAULT_BUDGET)!;
+        const p = used?.get(model);
+        const resting = p !== undefined && p.restUntilMs > nowMs;
+        out.push({
+          project,
+          model,
+          ...limits,
+          requestsThisMinute: p ? p.requestLog.filter((t) => t > nowMs - MINUTE_MS).length : 0,
+          requestsToday: p && p.day === day ? p.dayCount : 0,
+          tokensThisMinute: p ? p.tokens.used(nowSec) : 0,
+          restUntilMs: resting ? p.restUntilMs : null,
+          restReason: resting ? p.restReason : null,
+        });
+      }
+    }
+    return out;
   }
 
   async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {
@@ -249,8 +295,13 @@ export class MemoryStore implements StateStore {
     for (const [k, v] of this.counters) if (v.windowStart + windowMs <= nowMs) this.counters.delete(k);
   }
 
-  private project(name: string): ProjectRuntime {
-    let p = this.projects.get(name);
+  private budget(project: string, model: string): BudgetRuntime {
+    let models = this.budgets.get(project);
+    if (!models) {
+      models = new Map();
+      this.budgets.set(project, models);
+    }
+    let p = models.get(model);
     if (!p) {
       p = {
         requestLog: [],
@@ -260,14 +311,66 @@ export class MemoryStore implements StateStore {
         restUntilMs: 0,
         restReason: null,
       };
-      this.projects.set(name, p);
+      models.set(model, p);
     }
     return p;
   }
 }
 
-function newKeyRuntime(): KeyRuntime {
+function rest(p: BudgetRuntime, untilMs: number, reason: string): void {
+  if (untilMs > p.restUntilMs) {
+    p.restUntilMs = untilMs;
+    p.restReason = reason;
+  }
+}
+
+/** The key of every model not named in a project's modelLimits, in configuredBudgets. */
+export const DEFAULT_BUDGET = '\u0000default';
+
+/**
+ * Each project's configured budgets: its first key's (configuration order, as acquire meets
+ * them when keys of a project agree) named models, and under DEFAULT_BUDGET every other model's.
+ */
+export function configuredBudgets(keys: readonly PoolKeyRecord[]): Map<string, Map<string, BudgetLimits>> {
+  const out = new Map<string, Map<string, BudgetLimits>>();
+  for (const k of keys) {
+    if (out.has(k.project)) continue;
+    const models = new Map<string, BudgetLimits>([[DEFAULT_BUDGET, { rpm: k.rpm, rpd: k.rpd, tpm: k.tpm }]]);
+    for (const [model, l] of Object.entries(k.modelLimits)) models.set(model, { rpm: l.rpm, rpd: l.rpd, tpm: l.tpm });
+    out.set(k.project, models);
+  }
+  return out;
+}
+
+/**
+ * A key's view of its project's budgets: requests and tokens summed over the models, and the
+ * longest rest among them (named with its model).
+ */
+export function projectUse(
+  budgets: readonly BudgetState[],
+): Pick<KeyState, 'requestsThisMinute' | 'requestsToday' | 'tokensThisMinute' | 'restUntilMs' | 'restReason'> {
+  let requestsThisMinute = 0;
+  let requestsToday = 0;
+  let tokensThisMinute = 0;
+  let longest: BudgetState | null = null;
+  for (const b of budgets) {
+    requestsThisMinute += b.requestsThisMinute;
+    requestsToday += b.requestsToday;
+    tokensThisMinute += b.tokensThisMinute;
+    if (b.restUntilMs !== null && (longest === null || b.restUntilMs > longest.restUntilMs!)) longest = b;
+  }
   return {
+    requestsThisMinute,
+    requestsToday,
+    tokensThisMinute,
+    restUntilMs: longest?.restUntilMs ?? null,
+    restReason: longest ? `${longest.model || 'any model'}: ${longest.restReason}` : null,
+  };
+}
+
+function newKeyRuntime(unverified: boolean): KeyRuntime {
+  return {
+    unverified,
     disabledReason: null,
     disabledAtMs: null,
     failures: 0,

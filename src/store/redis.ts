@@ -1,9 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
-import { circuitOf } from './memory.ts';
+import type { Redis, RedisOptions } from 'ioredis';
+import { randomUUID } from 'node:crypto';
+import { UsageJournal } from './journal.ts';
+import { createRedisClient } from './redis-client.ts';
+import { circuitOf, configuredBudgets, DEFAULT_BUDGET, projectUse } from './memory.ts';
 import {
   type AcquireRequest,
   type AcquireResult,
+  type BudgetState,
   type CircuitSettings,
   type HitResult,
   type KeyState,
@@ -14,26 +18,21 @@ import {
   settledTokens,
 } from './types.ts';
 
-const script = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+/** Each script with the shared library (Redis's clock, the key layout, the registry) before it. */
+const script = (name: string) => `${lua('lib')}\n${lua(name)}`;
 /** The store's scripts, as the commands they are defined as on its client. */
 const SCRIPTS = {
   ggAcquire: script('acquire'),
   ggReport: script('report'),
   ggSettle: script('settle'),
   ggBackoff: script('backoff'),
+  ggRegistry: script('registry'),
+  ggReseed: script('reseed'),
 };
 
-/**
- * What the store's client needs: auto-pipelining for the plain commands that callers issue
- * together (admin views, rate-limit counters), but not for the scripts. The store gathers its
- * acquires and settlements itself, and a pipeline of one around each call only costs the gateway
- * CPU (about 1.4 µs per request in the benchmark profile, a third of ioredis's own share).
- * ioredis matches ignored commands by the name a script is defined as, not by EVALSHA.
- */
-export const REDIS_OPTIONS = {
-  enableAutoPipelining: true,
-  autoPipeliningIgnoredCommands: Object.keys(SCRIPTS),
-} satisfies RedisOptions;
+// The client's options (REDIS_OPTIONS in redis-client.ts) skip auto-pipelining for the scripts
+// named in its STORE_SCRIPT_NAMES: a script added here is named there too (a test compares them).
 /** How long token settlements of clean successes are gathered before one script call applies them. */
 const SETTLE_BATCH_MS = 20;
 /**
@@ -52,10 +51,12 @@ interface PendingAcquire {
 }
 
 type ScriptedRedis = Redis & {
-  ggAcquire(prefix: string, requests: string): Promise<string>;
+  ggAcquire(prefix: string, generation: string, requests: string): Promise<string>;
+  ggRegistry(prefix: string, unverified: string, generation: string, entries: string): Promise<string>;
+  ggReseed(...args: string[]): Promise<string>;
   ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
-  ggBackoff(key: string, untilMs: number, ttlMs: number): Promise<number>;
+  ggBackoff(key: string, untilMs: number, ttlMs: number, instanceClock: string): Promise<number>;
 };
 
 /**
@@ -69,53 +70,103 @@ export class RedisStore implements StateStore {
   readonly redis: ScriptedRedis;
   private readonly p: string;
   private pendingSettle: (string | number)[] = [];
-  /** The registry last written, rewritten after a reconnect that finds it gone (Redis lost its data). */
-  private registry: readonly PoolKeyRecord[] | null = null;
+  /** The registry last written, written again when Redis lost its data (reseed). */
+  private registry: readonly PoolKeyRecord[] = [];
+  private unverified = false;
+  /** The generation of Redis's data this instance knows (registry.lua); '' before syncKeys. */
+  private generation = '';
+  /** What this instance spent, to re-seed a Redis that lost its data. */
+  private readonly journal = new UsageJournal();
+  private reseeding: Promise<void> | null = null;
+  /** Redis's clock minus this instance's, as last seen in an acquire answer. */
+  private clockSkewMs = 0;
+  /** The Pacific day of the last admitted acquire (the journal's day counts are of that day). */
+  private lastDay = '';
   private settleTimer: NodeJS.Timeout | null = null;
   private pendingAcquires: PendingAcquire[] = [];
   private acquiresScheduled = false;
   /** Acquire calls sent and not answered yet. */
   private acquireCallsOut = 0;
 
-  /** `redis` should be made with REDIS_OPTIONS. */
-  constructor(redis: Redis, prefix: string) {
+  /**
+   * Windows are measured on Redis's clock (TIME), so instances whose clocks differ count alike.
+   * With instanceClock, the requests' own nowMs is used instead: only for tests that drive the
+   * windows with a fake clock (the contract suite).
+   */
+  private readonly instanceClock: boolean;
+
+  /** `redis` should be made by createRedisClient (redis-client.ts): timeouts, no replays. */
+  constructor(redis: Redis, prefix: string, options: { instanceClock?: boolean } = {}) {
     this.p = prefix;
+    this.instanceClock = options.instanceClock === true;
     for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     this.redis = redis as ScriptedRedis;
-    redis.on('ready', () => void this.restoreRegistry());
+    // After a reconnect, check at once whether Redis kept its data (the next acquire would too).
+    redis.on('ready', () => {
+      if (this.generation === '') return;
+      void this.redis.get(`${this.p}gen`).then(
+        (gen) => (gen === this.generation ? undefined : this.reseed()),
+        () => {},
+      );
+    });
   }
 
-  private async restoreRegistry(): Promise<void> {
-    if (!this.registry) return;
-    try {
-      if ((await this.redis.exists(`${this.p}keys`)) === 0) await this.syncKeys(this.registry);
-    } catch {
-      /* still unreachable: the next 'ready' tries again */
-    }
+  /**
+   * Redis lost its data, or another instance already re-seeded it: add this instance's journal
+   * to the copy in force (once per generation; reseed.lua) and adopt its generation. One at a time.
+   */
+  private reseed(): Promise<void> {
+    this.reseeding ??= (async () => {
+      try {
+        const now = Date.now();
+        const redisNow = now + this.clockSkewMs;
+        this.generation = await this.redis.ggReseed(
+          this.p,
+          this.generation,
+          randomUUID(),
+          this.unverified ? '1' : '0',
+          this.registry.map(ringEntry).join('\n'),
+          this.journal.text(now, redisNow, this.lastDay),
+          String(now),
+        );
+      } finally {
+        this.reseeding = null;
+      }
+    })();
+    return this.reseeding;
   }
 
-  static connect(url: string, prefix: string, options: RedisOptions = {}): RedisStore {
-    return new RedisStore(new Redis(url, { ...REDIS_OPTIONS, maxRetriesPerRequest: 2, ...options }), prefix);
+
+  static connect(
+    url: string,
+    prefix: string,
+    options: RedisOptions = {},
+    storeOptions: { instanceClock?: boolean } = {},
+  ): RedisStore {
+    // A client of its own, made as the gateway makes its clients.
+    return new RedisStore(createRedisClient(url, { overrides: options }), prefix, storeOptions);
   }
 
-  async syncKeys(keys: readonly PoolKeyRecord[]): Promise<void> {
+  async syncKeys(keys: readonly PoolKeyRecord[], options: { unverified?: boolean } = {}): Promise<void> {
     this.registry = keys;
-    const listKey = `${this.p}keys`;
-    const previous = await this.redis.lrange(listKey, 0, -1);
-    const tx = this.redis.multi();
-    const ids = new Set(keys.map((k) => k.id));
-    for (const old of previous) if (!ids.has(old)) tx.del(`${this.p}k:${old}`);
-    tx.del(listKey, `${this.p}ring`);
-    if (keys.length > 0) {
-      tx.rpush(listKey, ...keys.map((k) => k.id));
-      // The acquire script's ring: position -> the key's configuration (format: acquire.lua).
-      // A hash, because a list would be walked to reach a position.
-      tx.hset(`${this.p}ring`, Object.fromEntries(keys.map((k, i) => [String(i), ringEntry(k)])));
-    }
-    // The key's hash holds what reports change, and what the admin views read.
-    for (const k of keys)
-      tx.hset(`${this.p}k:${k.id}`, { project: k.project, enabled: k.enabled ? '1' : '0' });
-    await tx.exec();
+    this.unverified = options.unverified === true;
+    // One script: the ring (position -> the key's configuration, format: acquire.lua; a hash,
+    // because a list would be walked to reach a position), the id list, each key's hash (what
+    // reports change and the admin views read), and the generation in force.
+    const gen = await this.redis.ggRegistry(
+      this.p,
+      this.unverified ? '1' : '0',
+      randomUUID(),
+      keys.map(ringEntry).join('\n'),
+    );
+    // A generation other than the one this instance knew: Redis lost its data meanwhile.
+    if (this.generation !== '' && gen !== this.generation) await this.reseed();
+    else this.generation = gen;
+  }
+
+  async markVerified(keyId: string): Promise<void> {
+    const k = `${this.p}k:${keyId}`;
+    if (await this.redis.exists(k)) await this.redis.hset(k, 'unverified', '');
   }
 
   /**
@@ -162,16 +213,15 @@ export class RedisStore implements StateStore {
         p.reject(new Error('model name contains a line break'));
         continue;
       }
-      lines += `${req.nowMs}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${commaList(req.exclude)}\t${req.model}\n`;
+      lines += `${this.instanceClock ? req.nowMs : ''}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${commaList(req.exclude)}\t${req.model}\n`;
       batch.push(p);
     }
     if (batch.length === 0) return;
     this.acquireCallsOut += 1;
-    this.redis.ggAcquire(this.p, lines).then(
+    this.callAcquire(lines, true).then(
       (reply) => {
         this.acquireCallDone();
-        const answers = reply.split('\n');
-        for (let i = 0; i < batch.length; i++) batch[i]!.resolve(acquireResult(batch[i]!.req, answers[i]!));
+        this.applyAcquireReply(batch, reply);
       },
       (err: unknown) => {
         this.acquireCallDone();
@@ -180,13 +230,42 @@ export class RedisStore implements StateStore {
     );
   }
 
+  /** One script call; when Redis's generation changed, re-seed and ask once more. */
+  private async callAcquire(lines: string, mayReseed: boolean): Promise<string> {
+    const reply = await this.redis.ggAcquire(this.p, this.generation, lines);
+    if (!reply.startsWith('R\t')) return reply;
+    if (!mayReseed) throw new Error('the state store lost its data and could not be re-seeded');
+    await this.reseed();
+    return this.callAcquire(lines, false);
+  }
+
+  private applyAcquireReply(batch: PendingAcquire[], reply: string): void {
+    const answers = reply.split('\n');
+    const redisNow = Number(answers[0]);
+    const localNow = Date.now();
+    this.clockSkewMs = redisNow - localNow;
+    for (let i = 0; i < batch.length; i++) {
+      const { req, resolve } = batch[i]!;
+      const result = this.instanceClock
+        ? acquireResult(req, answers[i + 1]!, req.nowMs, req.nowMs)
+        : acquireResult(req, answers[i + 1]!, redisNow, localNow);
+      if (result.ok) {
+        const r = result.reservation;
+        this.lastDay = req.day;
+        this.journal.admitted(r.project, r.model, r.atMs, r.tokenSlot, r.tokens, r.day);
+      }
+      resolve(result);
+    }
+  }
+
   private acquireCallDone(): void {
     this.acquireCallsOut -= 1;
     this.scheduleAcquires();
   }
 
   async settleTokens(res: Reservation, actualTokens: number): Promise<void> {
-    this.pendingSettle.push(res.project, res.tokenSlot, actualTokens - res.tokens);
+    this.journal.settled(res.project, res.model, res.tokenSlot, actualTokens - res.tokens);
+    this.pendingSettle.push(res.project, res.model, res.tokenSlot, actualTokens - res.tokens);
     this.settleTimer ??= setTimeout(() => void this.flushSettlements(), SETTLE_BATCH_MS);
   }
 
@@ -205,33 +284,44 @@ export class RedisStore implements StateStore {
     const actual = settledTokens(outcome);
     if (actual !== undefined && actual !== res.tokens) {
       // Rare path (failures, rests): settle now, together with whatever is batched.
-      this.pendingSettle.push(res.project, res.tokenSlot, actual - res.tokens);
+      this.journal.settled(res.project, res.model, res.tokenSlot, actual - res.tokens);
+      this.pendingSettle.push(res.project, res.model, res.tokenSlot, actual - res.tokens);
       await this.flushSettlements();
     }
+    const reason = ('reason' in outcome ? outcome.reason : undefined) ?? '';
+    if (outcome.kind === 'unused') this.journal.returned(res.project, res.model, res.atMs, res.day);
+    else if (outcome.kind === 'rest') {
+      this.journal.rested(res.project, res.model, outcome.untilMs, reason);
+      if (outcome.model !== undefined) this.journal.rested(res.project, outcome.model, outcome.untilMs, reason);
+    } else if (outcome.kind === 'disable') this.journal.keyEnabled(res.keyId, false, reason);
     await this.redis.ggReport(
       this.p,
       res.keyId,
       res.project,
+      res.model,
       outcome.kind,
-      ('reason' in outcome ? outcome.reason : undefined) ?? '',
-      outcome.kind === 'rest' ? outcome.untilMs : 0,
+      reason,
+      outcome.kind === 'rest' ? outcome.untilMs : nowMs,
       nowMs,
       res.probe ? 1 : 0,
       circuit.failureThreshold,
       circuit.cooldownMs,
       res.atMs,
       res.day,
+      outcome.kind === 'rest' ? (outcome.model ?? '') : '',
+      this.instanceClock ? '1' : '0',
     );
   }
 
   async setGlobalBackoff(untilMs: number, nowMs: number): Promise<void> {
     const ttl = untilMs - nowMs;
-    if (ttl > 0) await this.redis.ggBackoff(`${this.p}global_backoff`, untilMs, ttl);
+    if (ttl > 0) await this.redis.ggBackoff(`${this.p}global_backoff`, untilMs, ttl, this.instanceClock ? '1' : '0');
   }
 
   async setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void> {
     const k = `${this.p}k:${keyId}`;
     if (!(await this.redis.exists(k))) return;
+    this.journal.keyEnabled(keyId, enabled, reason ?? 'disabled by admin');
     if (enabled) await this.redis.hset(k, 'disabled', '', 'disabled_at', '');
     else await this.redis.hset(k, 'disabled', reason ?? 'disabled by admin', 'disabled_at', nowMs);
   }
@@ -240,50 +330,86 @@ export class RedisStore implements StateStore {
     const k = `${this.p}k:${keyId}`;
     const project = await this.redis.hget(k, 'project');
     if (project === null) return;
-    await this.redis
-      .multi()
-      .hset(k, 'failures', 0, 'open_until', 0, 'probe_until', 0)
-      .hdel(`${this.p}p:${project}`, 'rest_until', 'rest_reason')
-      .exec();
+    const models = new Set([
+      ...(await this.redis.smembers(`${this.p}pm:${project}`)),
+      ...(configuredBudgets(this.registry).get(project)?.keys() ?? []),
+    ]);
+    const tx = this.redis.multi().hset(k, 'failures', 0, 'open_until', 0, 'probe_until', 0);
+    for (const model of models) tx.hdel(budgetKey(this.p, project, model), 'rest_until', 'rest_reason');
+    await tx.exec();
   }
 
   async keyStates(nowMs: number, day: string): Promise<KeyState[]> {
     const ids = await this.redis.lrange(`${this.p}keys`, 0, -1);
-    const hashes = await Promise.all(ids.map((id) => this.redis.hgetall(`${this.p}k:${id}`)));
+    const [hashes, budgets] = await Promise.all([
+      Promise.all(ids.map((id) => this.redis.hgetall(`${this.p}k:${id}`))),
+      this.budgetStates(nowMs, day),
+    ]);
+    const byProject = new Map<string, BudgetState[]>();
+    for (const b of budgets) {
+      const list = byProject.get(b.project);
+      if (list) list.push(b);
+      else byProject.set(b.project, [b]);
+    }
+    return ids.map((id, i) => {
+      const h = hashes[i]!;
+      const configEnabled = h.enabled === '1';
+      const disabled = h.disabled ? h.disabled : null;
+      const openUntilMs = Number(h.open_until ?? 0);
+      const project = h.project ?? id;
+      return {
+        id,
+        project,
+        ...projectUse(byProject.get(project) ?? []),
+        enabled: configEnabled && disabled === null,
+        disabledReason: configEnabled ? disabled : 'disabled in configuration',
+        disabledAtMs: h.disabled_at ? Number(h.disabled_at) : null,
+        verified: h.unverified !== '1',
+        circuit: circuitOf({ openUntilMs }, nowMs),
+        consecutiveFailures: Number(h.failures ?? 0),
+        lastError: h.last_error || null,
+        lastErrorAtMs: h.last_error_at ? Number(h.last_error_at) : null,
+      };
+    });
+  }
+
+  async budgetStates(nowMs: number, day: string): Promise<BudgetState[]> {
+    const configured = configuredBudgets(this.registry);
+    const projects = [...configured.keys()];
+    const used = await Promise.all(projects.map((p) => this.redis.smembers(`${this.p}pm:${p}`)));
     const nowSec = Math.floor(nowMs / 1000);
-    return Promise.all(
-      ids.map(async (id, i) => {
-        const h = hashes[i]!;
-        const pk = `${this.p}p:${h.project}`;
-        const [project, log, tokens] = await Promise.all([
-          this.redis.hgetall(pk),
-          this.redis.lrange(`${pk}:log`, 0, -1),
-          this.redis.hgetall(`${pk}:tok`),
-        ]);
-        const restUntil = Number(project.rest_until ?? 0);
-        const configEnabled = h.enabled === '1';
-        const disabled = h.disabled ? h.disabled : null;
-        const openUntilMs = Number(h.open_until ?? 0);
-        return {
-          id,
-          project: h.project ?? id,
-          enabled: configEnabled && disabled === null,
-          disabledReason: configEnabled ? disabled : 'disabled in configuration',
-          disabledAtMs: h.disabled_at ? Number(h.disabled_at) : null,
-          restUntilMs: restUntil > nowMs ? restUntil : null,
-          restReason: restUntil > nowMs ? (project.rest_reason ?? null) : null,
-          circuit: circuitOf({ openUntilMs }, nowMs),
-          consecutiveFailures: Number(h.failures ?? 0),
-          requestsThisMinute: log.filter((t) => Number(t) > nowMs - 60_000).length,
-          requestsToday: project.day === day ? Number(project.day_count ?? 0) : 0,
-          tokensThisMinute: Object.entries(tokens)
-            .filter(([sec]) => Number(sec) > nowSec - 60)
-            .reduce((sum, [, t]) => sum + Number(t), 0),
-          lastError: h.last_error || null,
-          lastErrorAtMs: h.last_error_at ? Number(h.last_error_at) : null,
-        };
-      }),
-    );
+    const out: Promise<BudgetState>[] = [];
+    projects.forEach((project, i) => {
+      const models = configured.get(project)!;
+      for (const model of new Set([...models.keys(), ...used[i]!])) {
+        if (model === DEFAULT_BUDGET) continue;
+        const limits = models.get(model) ?? models.get(DEFAULT_BUDGET)!;
+        const pk = budgetKey(this.p, project, model);
+        out.push(
+          Promise.all([
+            this.redis.hgetall(pk),
+            this.redis.lrange(`${pk}:log`, 0, -1),
+            this.redis.hgetall(`${pk}:tok`),
+          ]).then(([h, log, tokens]) => {
+            const restUntil = Number(h.rest_until ?? 0);
+            const resting = restUntil > nowMs;
+            return {
+              project,
+              model,
+              ...limits,
+              requestsThisMinute: log.filter((t) => Number(t) > nowMs - 60_000).length,
+              requestsToday: h.day === day ? Number(h.day_count ?? 0) : 0,
+              tokensThisMinute: Object.entries(tokens)
+                .filter(([sec]) => Number(sec) > nowSec - 60)
+                .reduce((sum, [, t]) => sum + Number(t), 0),
+              restUntilMs: resting ? restUntil : null,
+              restReason: resting ? (h.rest_reason ?? null) : null,
+            };
+          }),
+        );
+      }
+    });
+    return Promise.all(out);
   }
 
   async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {
@@ -315,14 +441,22 @@ function commaList(items: readonly string[]): string {
 }
 
 function ringEntry(k: PoolKeyRecord): string {
-  return [k.id, k.project, commaList(k.models), k.enabled ? '1' : '0', k.rpm, k.rpd, k.tpm].join('\t');
+  let named = '';
+  for (const [model, l] of Object.entries(k.modelLimits)) named += `,${model}=${l.rpm}:${l.rpd}:${l.tpm}`;
+  if (named) named += ',';
+  return [k.id, k.project, commaList(k.models), k.enabled ? '1' : '0', k.rpm, k.rpd, k.tpm, named].join('\t');
+}
+
+/** A (project, model) budget's hash (budget_key in lib.lua). */
+function budgetKey(prefix: string, project: string, model: string): string {
+  return `${prefix}p:${project}\t${model}`;
 }
 
 /**
  * One line of acquire.lua's answer: `1 id project token_slot probe failures` or
  * `0 retry_at_ms global_backoff`, tab-separated (ids and projects hold no tabs: config/keys.ts).
  */
-function acquireResult(req: AcquireRequest, line: string): AcquireResult {
+function acquireResult(req: AcquireRequest, line: string, redisNow: number, localNow: number): AcquireResult {
   const r = line.split('\t');
   if (r[0] === '1') {
     const probe = r[4] === '1';
@@ -331,15 +465,18 @@ function acquireResult(req: AcquireRequest, line: string): AcquireResult {
       reservation: {
         keyId: r[1]!,
         project: r[2]!,
+        model: req.model,
         tokenSlot: Number(r[3]),
         tokens: req.estimatedTokens,
         probe,
         clean: !probe && Number(r[5] || 0) === 0,
-        atMs: req.nowMs,
+        // Booked on Redis's clock: its request-log entry ('unused' gives it back by value).
+        atMs: redisNow,
         day: req.day,
       },
     };
   }
+  // Redis's time of a free key, told on this instance's clock (the queue sleeps by it).
   const at = Number(r[1]);
-  return { ok: false, retryAtMs: at < 0 ? null : at, globalBackoff: r[2] === '1' };
+  return { ok: false, retryAtMs: at < 0 ? null : at - redisNow + localNow, globalBackoff: r[2] === '1' };
 }

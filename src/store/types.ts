@@ -4,21 +4,33 @@
  * the same suite against both.
  */
 
-/** A key as the budget accounting sees it (no secret). */
-export interface PoolKeyRecord {
-  id: string;
-  /** Budget bucket: keys with the same project share rpm/rpd/tpm and rests. */
-  project: string;
-  /** Allowed models; empty = all. */
-  models: string[];
-  enabled: boolean;
+/** One budget: requests per minute, requests per Pacific day, input tokens per minute. */
+export interface BudgetLimits {
   rpm: number;
   rpd: number;
   tpm: number;
 }
 
+/**
+ * A key as the budget accounting sees it (no secret). Budgets are per (project, model), as
+ * Google counts them: keys of one project share each model's budget and rests.
+ */
+export interface PoolKeyRecord extends BudgetLimits {
+  id: string;
+  /** Keys with the same project share every (project, model) budget and rest. */
+  project: string;
+  /** Allowed models; empty = all. */
+  models: string[];
+  enabled: boolean;
+  /** Budgets of named models (normalized names); rpm/rpd/tpm above serve every other model. */
+  modelLimits: Readonly<Record<string, BudgetLimits>>;
+}
+
 export interface AcquireRequest {
-  /** Model the request is for; '' = any (model listing), so keys restricted to models still qualify. */
+  /**
+   * Model the request is for (normalized: pool/models.ts); '' = any (model listing), so keys
+   * restricted to models still qualify. The budget spent is the (project, model) one.
+   */
   model: string;
   /** Input tokens reserved before sending; settled with usageMetadata afterwards. */
   estimatedTokens: number;
@@ -35,6 +47,8 @@ export interface AcquireRequest {
 export interface Reservation {
   keyId: string;
   project: string;
+  /** The budget's model (normalized; '' for model listing). */
+  model: string;
   /** Second (epoch s) whose token bucket holds the reservation. */
   tokenSlot: number;
   tokens: number;
@@ -54,14 +68,20 @@ export type AcquireResult =
 
 export type Outcome =
   | { kind: 'success'; actualTokens?: number }
-  /** Upstream rate-limited the project: no key of it is used until untilMs. */
-  | { kind: 'rest'; untilMs: number; reason: string; actualTokens?: number }
+  /**
+   * Upstream rate-limited the (project, model): no key of the project serves that model until
+   * untilMs. `model`: the model the quota named, when it is not the reservation's (that one rests too).
+   */
+  | { kind: 'rest'; untilMs: number; reason: string; model?: string; actualTokens?: number }
   /** The key itself is dead (invalid, leaked, suspended, service disabled). */
   | { kind: 'disable'; reason: string }
   /** 5xx / timeout / network: counts toward the circuit breaker. */
   | { kind: 'failure'; reason: string; actualTokens?: number }
-  /** Neither the key's fault nor a success (503 overloaded, client error): releases a probe only. */
-  | { kind: 'neutral'; reason?: string }
+  /**
+   * Neither the key's fault nor a success (503 overloaded, client error, a stream whose client
+   * left): releases a probe only. `actualTokens`: what the request was billed, when known.
+   */
+  | { kind: 'neutral'; reason?: string; actualTokens?: number }
   /**
    * Never sent upstream (its waiter left, or this instance lacks the key's secret): the request,
    * its day count and its tokens are given back, and a probe is released.
@@ -85,15 +105,31 @@ export interface KeyState {
   enabled: boolean;
   disabledReason: string | null;
   disabledAtMs: number | null;
+  /** Answered a verification call (or a request) since it joined the pool. */
+  verified: boolean;
+  /** The longest rest among its project's models (restReason names the model). */
   restUntilMs: number | null;
   restReason: string | null;
   circuit: 'closed' | 'open' | 'half_open';
   consecutiveFailures: number;
+  /** Requests and tokens of its project, all models together. */
   requestsThisMinute: number;
   requestsToday: number;
   tokensThisMinute: number;
   lastError: string | null;
   lastErrorAtMs: number | null;
+}
+
+/** One (project, model) budget: its limits, what is used and its rest. */
+export interface BudgetState extends BudgetLimits {
+  project: string;
+  /** Normalized model name; '' = requests for no model (model listing). */
+  model: string;
+  requestsThisMinute: number;
+  requestsToday: number;
+  tokensThisMinute: number;
+  restUntilMs: number | null;
+  restReason: string | null;
 }
 
 export interface HitResult {
@@ -105,8 +141,14 @@ export interface HitResult {
 export interface StateStore {
   readonly kind: 'memory' | 'redis';
 
-  /** Replaces the key registry; runtime state (usage, rests, disables) of kept keys survives. */
-  syncKeys(keys: readonly PoolKeyRecord[]): Promise<void>;
+  /**
+   * Replaces the key registry; runtime state (usage, rests, disables) of kept keys survives.
+   * With `unverified`, keys new to the store start unverified: like a half-open circuit, such a
+   * key carries at most one request at a time (across instances) until markVerified or a success.
+   */
+  syncKeys(keys: readonly PoolKeyRecord[], options?: { unverified?: boolean }): Promise<void>;
+  /** The key answered a verification call: it carries traffic without the one-at-a-time rule. */
+  markVerified(keyId: string): Promise<void>;
   /** Round-robin choice of a key with budget, and reservation of that budget: one atomic step. */
   acquire(req: AcquireRequest): Promise<AcquireResult>;
   /**
@@ -122,6 +164,11 @@ export interface StateStore {
   /** Clears a rest and an open circuit. */
   resetKey(keyId: string): Promise<void>;
   keyStates(nowMs: number, day: string): Promise<KeyState[]>;
+  /**
+   * Every (project, model) budget that is configured (a model in some key's modelLimits) or has
+   * been used, with its use and rest.
+   */
+  budgetStates(nowMs: number, day: string): Promise<BudgetState[]>;
 
   /** Fixed-window counter: increments `name` in the window containing nowMs. */
   hit(name: string, windowMs: number, nowMs: number): Promise<HitResult>;

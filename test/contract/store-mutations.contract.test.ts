@@ -129,7 +129,7 @@ for (const [name, make] of STORES) {
       });
       expect((await store.keyStates(T0 + 15_000, DAY))[0]).toMatchObject({
         restUntilMs: T0 + 30_000,
-        restReason: 'PerMinute',
+        restReason: 'gemini-2.5-flash: PerMinute',
       });
       // once over, keyStates no longer shows it
       expect((await store.keyStates(T0 + 30_000, DAY))[0]).toMatchObject({

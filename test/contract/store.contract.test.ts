@@ -165,7 +165,7 @@ for (const [name, make] of STORES) {
       expect(got.filter((k) => k === 'c')).toHaveLength(2);
     });
 
-    it('a rest benches the whole project until its time', async () => {
+    it("a rest benches the project's keys for that model only, until its time", async () => {
       await store.syncKeys([key('a', { project: 'p' }), key('b', { project: 'p' })]);
       const r = await store.acquire(req(T0));
       if (!r.ok) throw new Error('expected a key');
@@ -180,9 +180,22 @@ for (const [name, make] of STORES) {
         retryAtMs: T0 + 23_000,
         globalBackoff: false,
       });
+      // Another model of the same project is served meanwhile (Google counts per project and model).
+      expect((await store.acquire(req(T0 + 1000, { model: 'gemini-2.5-pro' }))).ok).toBe(true);
       expect((await store.acquire(req(T0 + 23_000))).ok).toBe(true);
       const s = await store.keyStates(T0 + 1000, DAY);
-      expect(s.map((k) => k.restReason)).toEqual(['PerMinute', 'PerMinute']);
+      expect(s.map((k) => k.restReason)).toEqual(['gemini-2.5-flash: PerMinute', 'gemini-2.5-flash: PerMinute']);
+      const budgets = await store.budgetStates(T0 + 1000, DAY);
+      expect(budgets.find((b) => b.model === 'gemini-2.5-flash')).toMatchObject({
+        project: 'p',
+        restUntilMs: T0 + 23_000,
+        restReason: 'PerMinute',
+        requestsThisMinute: 2, // the request at T0 and the one admitted at +23 s
+      });
+      expect(budgets.find((b) => b.model === 'gemini-2.5-pro')).toMatchObject({
+        restUntilMs: null,
+        requestsThisMinute: 1,
+      });
     });
 
     it('a disabled key is never chosen until enabled again', async () => {
@@ -345,17 +358,18 @@ for (const [name, make] of STORES) {
 
 /**
  * What the Redis server itself receives: the number of requests each acquire call of the store
- * with `prefix` carried (EVAL or EVALSHA, script, 0 keys, prefix, then one argument per request).
+ * with `prefix` carried (EVAL or EVALSHA, script, 0 keys, prefix, generation, then the requests).
  */
 async function watchAcquireCalls(prefix: string) {
   const { Redis } = await import('ioredis');
   const monitor = await new Redis(redisUrl!).monitor();
   const batches: number[] = [];
   monitor.on('monitor', (_time: string, args: string[]) => {
-    // acquire.lua's arguments: the prefix, then the requests, a line each (MONITOR shows a line
-    // break escaped, as backslash and n).
-    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix) {
-      batches.push((args[4] ?? '').split('\\n').filter(Boolean).length);
+    // acquire.lua's arguments: the prefix, the generation, then the requests, a line each
+    // (MONITOR shows a line break escaped, as backslash and n). No other script of the store's
+    // takes exactly three arguments starting with the prefix.
+    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix && args.length === 6) {
+      batches.push((args[5] ?? '').split('\\n').filter(Boolean).length);
     }
   });
   return { batches, monitor };
@@ -365,7 +379,7 @@ async function watchAcquireCalls(prefix: string) {
 describe.runIf(redisUrl)('RedisStore acquire batches', () => {
   it('sends the acquires of one turn as one call (at most 32 each) and those of later turns apart', async () => {
     const prefix = `test:${randomUUID()}:`;
-    const store = RedisStore.connect(redisUrl!, prefix);
+    const store = RedisStore.connect(redisUrl!, prefix, {}, { instanceClock: true });
     const { batches, monitor } = await watchAcquireCalls(prefix);
     const seen = async (n: number) => {
       for (let i = 0; i < 100 && batches.length < n; i++) await new Promise((r) => setTimeout(r, 10));
@@ -391,7 +405,7 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
   it('acquires made while a call is out wait for its answer and then go together', async () => {
     const { Redis } = await import('ioredis');
     const prefix = `test:${randomUUID()}:`;
-    const store = RedisStore.connect(redisUrl!, prefix);
+    const store = RedisStore.connect(redisUrl!, prefix, {}, { instanceClock: true });
     const admin = new Redis(redisUrl!);
     const { batches, monitor } = await watchAcquireCalls(prefix);
     try {
@@ -416,7 +430,7 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
   });
 
   it('a model name with a line break is refused alone; the rest of its batch is answered in order', async () => {
-    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`, {}, { instanceClock: true });
     try {
       await store.syncKeys([
         key('a', { project: 'shared project', models: ['m1'] }),
@@ -441,10 +455,10 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
   });
 
   it('script calls are written at once, not queued for an auto-pipeline; plain commands still are', async () => {
-    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`, {}, { instanceClock: true });
     try {
       await store.syncKeys([key('a')]);
-      const scripted = store.redis.ggAcquire(`test:${randomUUID()}:`, '');
+      const scripted = store.redis.ggAcquire(`test:${randomUUID()}:`, '', '');
       expect(store.redis.autoPipelineQueueSize).toBe(0);
       const plain = store.redis.get('unrelated');
       expect(store.redis.autoPipelineQueueSize).toBe(1);
@@ -455,7 +469,7 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
   });
 
   it('a failed call fails every acquire it carried', async () => {
-    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`);
+    const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`, {}, { instanceClock: true });
     await store.syncKeys([key('a')]);
     store.redis.disconnect();
     const results = await Promise.allSettled([store.acquire(req(T0)), store.acquire(req(T0))]);
@@ -469,7 +483,7 @@ describe.runIf(redisUrl)('RedisStore expiries', () => {
   async function withProbe(check: (store: RedisStore, probe: Redis, prefix: string) => Promise<void>) {
     const { Redis } = await import('ioredis');
     const prefix = `test:${randomUUID()}:`;
-    const store = RedisStore.connect(redisUrl!, prefix);
+    const store = RedisStore.connect(redisUrl!, prefix, {}, { instanceClock: true });
     const probe = new Redis(redisUrl!);
     try {
       await check(store, probe, prefix);
@@ -485,13 +499,15 @@ describe.runIf(redisUrl)('RedisStore expiries', () => {
       // Two acquires in one second: the second refreshes nothing, the first set every expiry.
       expect((await store.acquire(req(T0))).ok).toBe(true);
       expect((await store.acquire(req(T0 + 400))).ok).toBe(true);
-      const ttl = async (suffix: string) => probe.pttl(`${prefix}p:a:${suffix}`);
+      const budget = `${prefix}p:a\tgemini-2.5-flash`;
+      const ttl = async (suffix: string) => probe.pttl(`${budget}:${suffix}`);
       expect(await ttl('log')).toBeGreaterThan(60_000);
       expect(await ttl('tok')).toBeGreaterThan(60_000);
       expect(await ttl('secs')).toBeGreaterThan(60_000);
-      expect(await probe.pttl(`${prefix}p:a`)).toBeGreaterThan(24 * 3600_000);
-      expect(await probe.llen(`${prefix}p:a:log`)).toBe(2);
-      expect(await probe.hmget(`${prefix}p:a`, 'day', 'day_count')).toEqual([DAY, '2']);
+      expect(await probe.pttl(budget)).toBeGreaterThan(24 * 3600_000);
+      expect(await probe.pttl(`${prefix}pm:a`)).toBeGreaterThan(24 * 3600_000);
+      expect(await probe.llen(`${budget}:log`)).toBe(2);
+      expect(await probe.hmget(budget, 'day', 'day_count')).toEqual([DAY, '2']);
     }));
 
   it('a project whose token slots expired starts its token count from zero', () =>
@@ -499,7 +515,7 @@ describe.runIf(redisUrl)('RedisStore expiries', () => {
       await store.syncKeys([key('a', { tpm: 1000 })]);
       expect((await store.acquire(req(T0, { estimatedTokens: 900 }))).ok).toBe(true);
       // What their expiry does after two quiet minutes; the project hash (its sum) outlives them.
-      await probe.del(`${prefix}p:a:secs`, `${prefix}p:a:tok`);
+      await probe.del(`${prefix}p:a\tgemini-2.5-flash:secs`, `${prefix}p:a\tgemini-2.5-flash:tok`);
       expect((await store.acquire(req(T0 + 130_000, { estimatedTokens: 900 }))).ok).toBe(true);
       expect((await store.keyStates(T0 + 130_001, DAY))[0]!.tokensThisMinute).toBe(900);
     }));

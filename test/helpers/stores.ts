@@ -11,7 +11,17 @@ export const NEXT_DAY = Date.UTC(2026, 10, 26, 8, 0, 0);
 export const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
 
 export function key(id: string, over: Partial<PoolKeyRecord> = {}): PoolKeyRecord {
-  return { id, project: id, models: [], enabled: true, rpm: 1000, rpd: 100_000, tpm: 10_000_000, ...over };
+  return {
+    id,
+    project: id,
+    models: [],
+    enabled: true,
+    rpm: 1000,
+    rpd: 100_000,
+    tpm: 10_000_000,
+    modelLimits: {},
+    ...over,
+  };
 }
 
 export function req(nowMs: number, over: Partial<AcquireRequest> = {}): AcquireRequest {
@@ -32,5 +42,9 @@ export const redisUrl = redisTestUrl();
 /** Every StateStore implementation, each with a maker of fresh instances (null: no redis-server). */
 export const STORES: ReadonlyArray<readonly [string, (() => StateStore) | null]> = [
   ['memory', () => new MemoryStore()],
-  ['redis', redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`) : null],
+  // The suite drives windows with a fake clock: the store uses the requests' nowMs, not Redis's TIME.
+  [
+    'redis',
+    redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`, {}, { instanceClock: true }) : null,
+  ],
 ];

@@ -1,13 +1,19 @@
 -- Round-robin choice of a key with budget and reservation of that budget, atomically, for a
 -- batch of requests (RedisStore gathers acquires into batches: see RedisStore.acquire).
 -- Mirrors MemoryStore.acquire; test/contract runs one suite against both.
--- ARGV: prefix, then the requests: a line each, its fields separated by tabs: now_ms,
+-- ARGV: prefix, the generation the instance knows (registry.lua), then the requests: a line
+--       each, its fields separated by tabs: now_ms ('' = Redis's clock, what production sends),
 --       est_tokens, day, next_day_ms, probe_lease_ms, exclude (",id1,id2,"), model (last: the
 --       rest of the line). One argument for the batch costs both ends less than seven per request.
--- Returns one text: a line per request, in order, its fields separated by tabs (one string costs
--- both ends less than nested arrays): 1, id, project, token_slot, probe, failures, or
--- 0, retry_at_ms (-1 = never), global_backoff.
+-- Returns one text: first line Redis's clock (ms; every window is measured on it), then a line
+-- per request, in order, its fields separated by tabs (one string costs both ends less than
+-- nested arrays): 1, id, project, token_slot, probe, failures, or 0, retry_at_ms (-1 = never),
+-- global_backoff. When the generation is not the instance's (Redis lost its data, or another
+-- instance already re-seeded it): only `R <generation in force or empty>`, and nothing is booked.
 local P = ARGV[1]
+local gen = redis.call('GET', P .. 'gen')
+if gen ~= ARGV[2] then return 'R\t' .. (gen or '') end
+local redis_ms = redis_now()
 -- Numbers cross into Redis as text: Lua's own number-to-text (%.14g) and text-to-number are a
 -- large share of this script's time, so values Redis stores are passed on as the text they came
 -- as, integers are written with %d, and fields that are absent or '0' are not parsed.
@@ -15,17 +21,17 @@ local function num(s)
   if not s or s == '' or s == '0' then return 0 end
   return tonumber(s) or 0
 end
-local function int(x) return string.format('%d', x) end
 local FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
 local requests = {}
-for line in string.gmatch(ARGV[2], '[^\n]+') do requests[#requests + 1] = {string.match(line, FIELDS)} end
+for line in string.gmatch(ARGV[3], '[^\n]+') do requests[#requests + 1] = {string.match(line, FIELDS)} end
 local gb = num(redis.call('GET', P .. 'global_backoff'))
 -- Keys are read one at a time from the ring (a hash: position -> the key's configuration, so
 -- reading a position costs the same wherever it is): a free key is usually the first one looked
--- at. An entry is id, project, models (",m1,m2," or empty), enabled (0/1), rpm, rpd, tpm,
+-- at. An entry is id, project, models (",m1,m2," or empty), enabled (0/1), rpm, rpd, tpm (every
+-- model's budget), then the budgets of named models (",model=rpm:rpd:tpm,...," or empty),
 -- tab-separated (syncKeys writes it; configuration keeps tabs out of ids, projects and models).
 local ring = P .. 'ring'
-local RING_FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$'
+local RING_FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$'
 local n = redis.call('HLEN', ring)
 -- The round-robin counter moves once per request that looks at the ring: one INCRBY for the
 -- batch, and each such request takes the next value in order (as if each had done its own INCR).
@@ -35,13 +41,13 @@ if n > 0 then
   if gb > 0 then
     looking = 0
     for _, r in ipairs(requests) do
-      if gb <= tonumber(r[1]) then looking = looking + 1 end
+      if gb <= clock_now(r[1]) then looking = looking + 1 end
     end
   end
   if looking > 0 then rr = redis.call('INCRBY', P .. 'rr', looking) - looking end
 end
 
--- Project state: one hash `p:<project>` with rest_until/rest_reason (report.lua), the day's
+-- Budget state: one hash per (project, model) (budget_key) with rest_until/rest_reason (report.lua), the day's
 -- request count (day, day_count) and the token slots' sum and newest second (tok_sum, tok_last):
 -- read in one call and written back in one call when a request is admitted.
 -- Token slots: hash `tok` (second -> tokens) and list `secs` (its seconds, oldest first). Slots
@@ -75,8 +81,10 @@ local function tokens_free_at(tok_key, secs_key, used, limit, est, now_sec)
   return (now_sec + 60) * 1000
 end
 
-local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, exclude)
-  local now, est = tonumber(now_s), tonumber(est_s)
+local function acquire(given_now, model, est_s, day, next_day_s, probe_lease_s, exclude)
+  local now = given_now == '' and redis_ms or tonumber(given_now)
+  local now_s = int(now)
+  local est = tonumber(est_s)
   if gb > now then return '0\t' .. int(gb) .. '\t1' end
   if n == 0 then return '0\t-1\t0' end
   rr = rr + 1
@@ -90,22 +98,28 @@ local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, excl
 
   for i = 0, n - 1 do
     -- The ring entry holds the key's configuration; its hash holds what reports change.
-    local id, project, models, enabled, rpm_s, rpd_s, tpm_s = string.match(redis.call('HGET', ring, int((start + i) % n)), RING_FIELDS)
+    local id, project, models, enabled, rpm_s, rpd_s, tpm_s, named = string.match(redis.call('HGET', ring, int((start + i) % n)), RING_FIELDS)
     if enabled == '1' and (exclude == '' or not string.find(exclude, ',' .. id .. ',', 1, true))
       and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true)) then
       local k = P .. 'k:' .. id
-      local f = redis.call('HMGET', k, 'disabled', 'open_until', 'probe_until', 'failures')
+      local f = redis.call('HMGET', k, 'disabled', 'open_until', 'probe_until', 'failures', 'unverified')
       if f[1] == false or f[1] == '' then
         local skip = false
         local probe = 0
         local open_until = num(f[2])
         if open_until > now then
           consider(open_until); skip = true
-        elseif open_until > 0 then
+        elseif open_until > 0 or f[5] == '1' then
+          -- Half-open, or not verified yet: one request at a time.
           local probe_until = num(f[3])
           if probe_until > now then consider(probe_until); skip = true else probe = 1 end
         end
-        local pk = P .. 'p:' .. project
+        -- The model's own budget when the key names it, else the key's budget for every model.
+        if named ~= '' and model ~= '' then
+          local at = string.find(named, ',' .. model .. '=', 1, true)
+          if at then rpm_s, rpd_s, tpm_s = string.match(named, '^(%d+):(%d+):(%d+)', at + #model + 2) end
+        end
+        local pk = budget_key(P, project, model)
         local ps
         if not skip then
           ps = redis.call('HMGET', pk, 'rest_until', 'tok_sum', 'tok_last', 'day', 'day_count')
@@ -173,6 +187,9 @@ local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, excl
             redis.call('PEXPIRE', secs_key, '120000')
             -- The project hash holds the day's count and may hold a rest until the next day.
             redis.call('PEXPIRE', pk, '172800000')
+            -- The project's models with a budget in use, for the admin views (budgetStates).
+            redis.call('SADD', P .. 'pm:' .. project, model)
+            redis.call('PEXPIRE', P .. 'pm:' .. project, '172800000')
           end
           if probe == 1 then redis.call('HSET', k, 'probe_until', int(now + tonumber(probe_lease_s))) end
           return '1\t' .. id .. '\t' .. project .. '\t' .. slot_s .. '\t' .. probe .. '\t' .. (f[4] or '0')
@@ -183,7 +200,7 @@ local function acquire(now_s, model, est_s, day, next_day_s, probe_lease_s, excl
   return '0\t' .. int(earliest) .. '\t0'
 end
 
-local results = {}
+local results = {int(redis_ms)}
 for _, r in ipairs(requests) do
   results[#results + 1] = acquire(r[1], r[7], r[2], r[3], r[4], r[5], r[6])
 end

@@ -1,0 +1,113 @@
+/**
+ * What this instance spent in the last minute and today, per (project, model) budget, with the
+ * rests and disables it learned: kept beside the Redis store so that a Redis that loses its data
+ * (restarted empty, flushed, failed over to a stale replica) can be re-seeded (reseed.lua). Each
+ * instance adds only its own journal, so together they give back what every budget had spent.
+ * Times of requests and token seconds are Redis's clock (as the acquire script booked them).
+ */
+
+const MINUTE_MS = 60_000;
+
+interface JournalBudget {
+  /** Booking times of admitted requests, oldest first (Redis clock). */
+  log: number[];
+  /** Token second -> tokens (reservations, then settled). */
+  tokens: Map<number, number>;
+  day: string;
+  dayCount: number;
+  restUntilMs: number;
+  restReason: string;
+  /** The token second last booked: older seconds are dropped when a new one starts. */
+  lastSlot: number;
+}
+
+export class UsageJournal {
+  private readonly budgets = new Map<string, Map<string, JournalBudget>>();
+  private readonly disabled = new Map<string, string>();
+
+  admitted(project: string, model: string, atMs: number, slot: number, tokens: number, day: string): void {
+    const b = this.budget(project, model);
+    const log = b.log;
+    while (log.length > 0 && log[0]! <= atMs - MINUTE_MS) log.shift();
+    log.push(atMs);
+    if (slot !== b.lastSlot) {
+      b.lastSlot = slot;
+      for (const sec of b.tokens.keys()) if (sec <= slot - 60) b.tokens.delete(sec);
+    }
+    b.tokens.set(slot, (b.tokens.get(slot) ?? 0) + tokens);
+    if (day > b.day) {
+      b.day = day;
+      b.dayCount = 0;
+    }
+    if (day === b.day) b.dayCount += 1;
+  }
+
+  /** A reservation's tokens corrected by `delta` (never below zero). */
+  settled(project: string, model: string, slot: number, delta: number): void {
+    const b = this.budgets.get(project)?.get(model);
+    const t = b?.tokens.get(slot);
+    if (b && t !== undefined) b.tokens.set(slot, Math.max(0, t + delta));
+  }
+
+  /** A reservation never sent upstream: its request and day count given back. */
+  returned(project: string, model: string, atMs: number, day: string): void {
+    const b = this.budgets.get(project)?.get(model);
+    if (!b) return;
+    const i = b.log.lastIndexOf(atMs);
+    if (i >= 0) b.log.splice(i, 1);
+    if (b.day === day && b.dayCount > 0) b.dayCount -= 1;
+  }
+
+  rested(project: string, model: string, untilMs: number, reason: string): void {
+    const b = this.budget(project, model);
+    if (untilMs > b.restUntilMs) {
+      b.restUntilMs = untilMs;
+      b.restReason = reason;
+    }
+  }
+
+  keyEnabled(keyId: string, enabled: boolean, reason: string): void {
+    if (enabled) this.disabled.delete(keyId);
+    else this.disabled.set(keyId, reason);
+  }
+
+  /**
+   * reseed.lua's journal text: a line per budget with something in the last minute, today or a
+   * rest still running (`nowMs`: this instance's clock, for rests; `redisNowMs`: for the log),
+   * and a line per disabled key.
+   */
+  text(nowMs: number, redisNowMs: number, day: string): string {
+    let out = '';
+    for (const [project, models] of this.budgets) {
+      for (const [model, b] of models) {
+        const log = b.log.filter((t) => t > redisNowMs - MINUTE_MS);
+        let tokens = '';
+        for (const [sec, n] of b.tokens) if (sec > Math.floor(redisNowMs / 1000) - 60 && n > 0) tokens += `,${sec}:${n}`;
+        const count = b.day === day ? b.dayCount : 0;
+        const rest = b.restUntilMs > nowMs ? b.restUntilMs : 0;
+        if (log.length === 0 && tokens === '' && count === 0 && rest === 0) continue;
+        out += `b\t${project}\t${model}\t${day}\t${count}\t${rest}\t${clean(b.restReason)}\t${log.length ? `,${log.join(',')}` : ''}\t${tokens}\n`;
+      }
+    }
+    for (const [id, reason] of this.disabled) out += `d\t${id}\t${clean(reason)}\n`;
+    return out;
+  }
+
+  private budget(project: string, model: string): JournalBudget {
+    let models = this.budgets.get(project);
+    if (!models) {
+      models = new Map();
+      this.budgets.set(project, models);
+    }
+    let b = models.get(model);
+    if (!b) {
+      b = { log: [], tokens: new Map(), day: '', dayCount: 0, restUntilMs: 0, restReason: '', lastSlot: -1 };
+      models.set(model, b);
+    }
+    return b;
+  }
+}
+
+function clean(reason: string): string {
+  return reason.replace(/[\t\n\r]/g, ' ');
+}

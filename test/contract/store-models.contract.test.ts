@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { RedisStore } from '../../src/store/redis.ts';
+import type { AcquireResult, Reservation, StateStore } from '../../src/store/types.ts';
+import { warnSkipped } from '../helpers/redis.ts';
+import { CIRCUIT, DAY, key, redisUrl, req, STORES, T0 } from '../helpers/stores.ts';
+
+/** Budgets per (project, model), unverified keys: one contract for every StateStore. */
+const PRO = 'gemini-2.5-pro';
+const LITE = 'gemini-2.5-flash-lite';
+const FLASH = 'gemini-2.5-flash';
+
+function granted(r: AcquireResult): Reservation {
+  if (!r.ok) throw new Error(`expected a key, got ${JSON.stringify(r)}`);
+  return r.reservation;
+}
+
+for (const [name, make] of STORES) {
+  if (!make) {
+    warnSkipped(`per-model store contract on ${name}`);
+    describe.skip(`StateStore per-model contract: ${name} (SKIPPED: no redis-server)`, () => {
+      it('needs redis-server', () => {});
+    });
+    continue;
+  }
+  describe(`StateStore per-model contract: ${name}`, () => {
+    let store: StateStore;
+    const opened: StateStore[] = [];
+    beforeEach(() => {
+      store = make();
+      opened.push(store);
+    });
+    afterAll(async () => {
+      await Promise.all(opened.map((s) => s.close()));
+    });
+
+    it("each model's budget is spent exactly, side by side, and unnamed models use the key's limits", async () => {
+      const limits = { [PRO]: { rpm: 2, rpd: 50, tpm: 1_000_000 }, [LITE]: { rpm: 3, rpd: 50, tpm: 1_000_000 } };
+      await store.syncKeys([
+        key('a', { project: 'p', rpm: 1, modelLimits: limits }),
+        key('b', { project: 'p', rpm: 1, modelLimits: limits }),
+      ]);
+      const admitted = { [PRO]: 0, [LITE]: 0, [FLASH]: 0 };
+      for (let i = 0; i < 6; i++) {
+        for (const model of [PRO, LITE, FLASH] as const) {
+          if ((await store.acquire(req(T0 + i, { model }))).ok) admitted[model] += 1;
+        }
+      }
+      // Two keys of one project share each model's budget: the project's, not the key's, counts.
+      expect(admitted).toEqual({ [PRO]: 2, [LITE]: 3, [FLASH]: 1 });
+      const budgets = await store.budgetStates(T0 + 10, DAY);
+      const byModel = Object.fromEntries(budgets.map((b) => [b.model, b]));
+      expect(byModel[PRO]).toMatchObject({ project: 'p', rpm: 2, requestsThisMinute: 2, requestsToday: 2 });
+      expect(byModel[LITE]).toMatchObject({ rpm: 3, requestsThisMinute: 3 });
+      expect(byModel[FLASH]).toMatchObject({ rpm: 1, requestsThisMinute: 1 });
+      // A key's view sums its project's models.
+      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({ requestsThisMinute: 6, requestsToday: 6 });
+    });
+
+    it('a per-day rest of one model leaves the other models serving on the same keys', async () => {
+      await store.syncKeys([key('a', { project: 'p' }), key('b', { project: 'p' })]);
+      const r = granted(await store.acquire(req(T0, { model: PRO })));
+      const nextDay = T0 + 18 * 3600_000;
+      await store.report(r, { kind: 'rest', untilMs: nextDay, reason: 'PerDay' }, T0, CIRCUIT);
+      expect(await store.acquire(req(T0 + 1000, { model: PRO }))).toEqual({
+        ok: false,
+        retryAtMs: nextDay,
+        globalBackoff: false,
+      });
+      for (let i = 0; i < 4; i++) expect((await store.acquire(req(T0 + 1000 + i, { model: FLASH }))).ok).toBe(true);
+      expect((await store.acquire(req(T0 + 2000, { model: LITE }))).ok).toBe(true);
+    });
+
+    it('a rest for the model the quota named rests that model too (an alias and its model)', async () => {
+      await store.syncKeys([key('a')]);
+      const r = granted(await store.acquire(req(T0, { model: 'gemini-flash-latest' })));
+      await store.report(
+        r,
+        { kind: 'rest', untilMs: T0 + 30_000, reason: 'PerMinute', model: FLASH },
+        T0,
+        CIRCUIT,
+      );
+      expect((await store.acquire(req(T0 + 1, { model: 'gemini-flash-latest' }))).ok).toBe(false);
+      expect((await store.acquire(req(T0 + 1, { model: FLASH }))).ok).toBe(false);
+      expect((await store.acquire(req(T0 + 1, { model: LITE }))).ok).toBe(true);
+    });
+
+    it('resetKey ends the rests of every model of its project', async () => {
+      await store.syncKeys([key('a')]);
+      for (const model of [PRO, FLASH]) {
+        const r = granted(await store.acquire(req(T0, { model })));
+        await store.report(r, { kind: 'rest', untilMs: T0 + 30_000, reason: 'PerMinute' }, T0, CIRCUIT);
+      }
+      await store.resetKey('a');
+      expect((await store.acquire(req(T0 + 1, { model: PRO }))).ok).toBe(true);
+      expect((await store.acquire(req(T0 + 1, { model: FLASH }))).ok).toBe(true);
+    });
+
+    it('a key new to the store while unverified carries one request at a time, until verified', async () => {
+      await store.syncKeys([key('a')], { unverified: true });
+      const first = granted(await store.acquire(req(T0)));
+      expect(first.probe).toBe(true);
+      expect((await store.acquire(req(T0 + 1))).ok).toBe(false);
+      expect((await store.keyStates(T0 + 1, DAY))[0]).toMatchObject({ verified: false });
+      await store.markVerified('a');
+      expect((await store.keyStates(T0 + 1, DAY))[0]).toMatchObject({ verified: true });
+      const a = granted(await store.acquire(req(T0 + 2)));
+      const b = granted(await store.acquire(req(T0 + 3)));
+      expect([a.probe, b.probe]).toEqual([false, false]);
+    });
+
+    it('a success verifies an unverified key; keys already known stay verified on a later sync', async () => {
+      await store.syncKeys([key('a')], { unverified: true });
+      const first = granted(await store.acquire(req(T0)));
+      await store.report(first, { kind: 'success' }, T0 + 1, CIRCUIT);
+      await store.syncKeys([key('a'), key('b')], { unverified: true });
+      const states = await store.keyStates(T0 + 2, DAY);
+      expect(states.map((s) => [s.id, s.verified])).toEqual([
+        ['a', true],
+        ['b', false],
+      ]);
+      // Without the option, new keys carry traffic at once.
+      await store.syncKeys([key('a'), key('b'), key('c')]);
+      expect((await store.keyStates(T0 + 2, DAY)).find((s) => s.id === 'c')?.verified).toBe(true);
+    });
+  });
+}
+
+/** Redis only: its own clock, and healing a Redis that lost its data. */
+describe.runIf(redisUrl)('RedisStore clock and lost state', () => {
+  const opened: RedisStore[] = [];
+  const open = (prefix: string) => {
+    const store = RedisStore.connect(redisUrl!, prefix);
+    opened.push(store);
+    return store;
+  };
+  afterAll(async () => {
+    await Promise.all(opened.map((s) => s.close()));
+  });
+
+  it("windows use Redis's clock: an instance whose clock is minutes behind oversteps nothing", async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const a = open(prefix);
+    const b = open(prefix);
+    await a.syncKeys([key('k', { rpm: 1 })]);
+    await b.syncKeys([key('k', { rpm: 1 })]);
+    const now = Date.now();
+    expect((await a.acquire(req(now))).ok).toBe(true);
+    // b's clock says 5 minutes earlier, then 5 minutes later: either way the minute is Redis's.
+    expect((await b.acquire(req(now - 300_000))).ok).toBe(false);
+    const refused = await b.acquire(req(now + 300_000));
+    expect(refused.ok).toBe(false);
+    // The retry time is told on the asking instance's clock, within the minute.
+    if (!refused.ok) expect(refused.retryAtMs! - Date.now()).toBeLessThanOrEqual(60_000);
+  });
+
+  it('Redis flushed: each instance re-seeds what it spent, so no budget is spent twice', async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const a = open(prefix);
+    const b = open(prefix);
+    const keys = [key('k1', { project: 'p', rpm: 4, rpd: 6 }), key('k2', { project: 'p', rpm: 4, rpd: 6 })];
+    await a.syncKeys(keys);
+    await b.syncKeys(keys);
+    const now = Date.now();
+    expect((await a.acquire(req(now))).ok).toBe(true);
+    expect((await a.acquire(req(now))).ok).toBe(true);
+    expect((await b.acquire(req(now))).ok).toBe(true);
+    // Redis loses everything under the prefix (restart empty, FLUSHDB, failover to a stale replica).
+    const stored = await a.redis.keys(`${prefix}*`);
+    await a.redis.del(...stored);
+    // a notices on its next acquire and re-seeds its two requests; b notices and adds its one.
+    expect((await a.acquire(req(now))).ok).toBe(true);
+    expect((await b.acquire(req(now))).ok).toBe(false);
+    expect((await a.acquire(req(now))).ok).toBe(false);
+    const budget = (await a.budgetStates(Date.now(), req(now).day)).find((s) => s.model === req(now).model);
+    expect(budget).toMatchObject({ requestsThisMinute: 4 });
+  });
+
+  it("a re-seed brings back the day's count and the rests", async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const a = open(prefix);
+    await a.syncKeys([key('k', { rpm: 100, rpd: 3 })]);
+    const now = Date.now();
+    const r = granted(await a.acquire(req(now, { model: PRO })));
+    await a.report(r, { kind: 'rest', untilMs: now + 600_000, reason: 'PerMinute' }, now, CIRCUIT);
+    expect((await a.acquire(req(now))).ok).toBe(true);
+    expect((await a.acquire(req(now))).ok).toBe(true);
+    await a.redis.del(...(await a.redis.keys(`${prefix}*`)));
+    expect((await a.acquire(req(now))).ok).toBe(true); // the third of the day for flash
+    expect((await a.acquire(req(now))).ok).toBe(false); // rpd 3 spent, though rpm is 100
+    expect((await a.acquire(req(now, { model: PRO }))).ok).toBe(false); // still resting
+  });
+});
