@@ -84,17 +84,21 @@ export interface LimitRefusal {
 
 export class LimitTracker {
   readonly limits: FakeLimits;
+  /** Limits of named models (Google's differ per model); `limits` serve every other model. */
+  readonly modelLimits: Readonly<Record<string, FakeLimits>>;
   readonly now: () => number;
   private readonly buckets = new Map<string, Bucket>();
 
-  constructor(limits: FakeLimits, now: () => number) {
+  constructor(limits: FakeLimits, now: () => number, modelLimits: Record<string, FakeLimits> = {}) {
     this.limits = limits;
+    this.modelLimits = modelLimits;
     this.now = now;
   }
 
   get enabled(): boolean {
-    const l = this.limits;
-    return l.rpm !== undefined || l.rpd !== undefined || l.tpm !== undefined;
+    return [this.limits, ...Object.values(this.modelLimits)].some(
+      (l) => l.rpm !== undefined || l.rpd !== undefined || l.tpm !== undefined,
+    );
   }
 
   reset(): void {
@@ -103,7 +107,7 @@ export class LimitTracker {
 
   /** Admits the request (and records it) or returns why not; a refused request is not recorded. */
   admit(project: string, model: string, tokens: number, family: QuotaFamily): LimitRefusal | null {
-    const { rpm, rpd, tpm } = this.limits;
+    const { rpm, rpd, tpm } = this.modelLimits[model] ?? this.limits;
     if (rpm === undefined && rpd === undefined && tpm === undefined) return null;
     const now = this.now();
     const id = `${project}\u0000${model}`;
