@@ -20,7 +20,8 @@ const servers = new Servers();
 try {
   const { url } = await servers.startRedis();
   const admin = new Redis(url);
-  const store = RedisStore.connect(url, 'bench:');
+  // The simulated clock drives the windows (Redis's own clock would not move 1 ms per batch).
+  const store = RedisStore.connect(url, 'bench:', {}, { instanceClock: true });
   await store.syncKeys(
     Array.from({ length: 1000 }, (_, i) => ({
       id: `key_${i}`,
@@ -30,6 +31,7 @@ try {
       rpm: 1_000_000,
       rpd: 100_000_000,
       tpm: 1_000_000_000,
+      modelLimits: {},
     })),
   );
   const cpuSeconds = async () => {

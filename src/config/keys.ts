@@ -37,7 +37,10 @@ const limitsSchema = z
   .optional();
 
 const modelLimitsSchema = z
-  .record(z.string().regex(/^(models\/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name'), limitsSchema.unwrap())
+  .record(
+    z.string().regex(/^(models\/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name'),
+    limitsSchema.unwrap(),
+  )
   .optional();
 const tierSchema = z.enum(TIERS).optional();
 
@@ -76,7 +79,9 @@ export const keysFileSchema = z.object({ defaults: defaultsSchema, keys: z.array
 export type KeyEntry = z.infer<typeof keyEntrySchema>;
 export type KeyDefaults = NonNullable<z.infer<typeof defaultsSchema>>;
 type EntryLimits = NonNullable<KeyEntry['limits']>;
-type LimitEnv = Pick<Env, 'DEFAULT_RPM' | 'DEFAULT_RPD' | 'DEFAULT_TPM'> & { DEFAULT_TIER?: Tier | undefined };
+type LimitEnv = Pick<Env, 'DEFAULT_RPM' | 'DEFAULT_RPD' | 'DEFAULT_TPM'> & {
+  DEFAULT_TIER?: Tier | undefined;
+};
 
 /**
  * A key's budgets, field by field, the most specific source first: the key's `model_limits`
@@ -152,7 +157,11 @@ export function envKeyId(apiKey: string): string {
 }
 
 /** Parses a keys file's text; errors name the entry and field, never the key value. */
-export function parseKeysFile(text: string, source: string, env: Env): { keys: KeyConfig[]; defaults: KeyDefaults } {
+export function parseKeysFile(
+  text: string,
+  source: string,
+  env: Env,
+): { keys: KeyConfig[]; defaults: KeyDefaults } {
   const file = parseSettingJson(text, source, 'keys file', keysFileSchema);
   const defaults = file.defaults ?? {};
   return { keys: file.keys.map((e) => keyFromEntry(e, env, defaults)), defaults };

@@ -325,7 +325,14 @@ function sleep(ms: number): Promise<void> {
 function toRecord(k: KeyConfig): PoolKeyRecord {
   const modelLimits: Record<string, BudgetLimits> = {};
   for (const [model, l] of Object.entries(k.modelLimits)) modelLimits[model] = budgetOf(l);
-  return { id: k.id, project: k.project, models: k.models, enabled: k.enabled, ...budgetOf(k.limits), modelLimits };
+  return {
+    id: k.id,
+    project: k.project,
+    models: k.models,
+    enabled: k.enabled,
+    ...budgetOf(k.limits),
+    modelLimits,
+  };
 }
 
 function budgetOf(l: KeyLimits): BudgetLimits {

@@ -82,7 +82,8 @@ export class UsageJournal {
       for (const [model, b] of models) {
         const log = b.log.filter((t) => t > redisNowMs - MINUTE_MS);
         let tokens = '';
-        for (const [sec, n] of b.tokens) if (sec > Math.floor(redisNowMs / 1000) - 60 && n > 0) tokens += `,${sec}:${n}`;
+        for (const [sec, n] of b.tokens)
+          if (sec > Math.floor(redisNowMs / 1000) - 60 && n > 0) tokens += `,${sec}:${n}`;
         const count = b.day === day ? b.dayCount : 0;
         const rest = b.restUntilMs > nowMs ? b.restUntilMs : 0;
         if (log.length === 0 && tokens === '' && count === 0 && rest === 0) continue;

@@ -336,7 +336,8 @@ export function configuredBudgets(keys: readonly PoolKeyRecord[]): Map<string, M
   for (const k of keys) {
     if (out.has(k.project)) continue;
     const models = new Map<string, BudgetLimits>([[DEFAULT_BUDGET, { rpm: k.rpm, rpd: k.rpd, tpm: k.tpm }]]);
-    for (const [model, l] of Object.entries(k.modelLimits)) models.set(model, { rpm: l.rpm, rpd: l.rpd, tpm: l.tpm });
+    for (const [model, l] of Object.entries(k.modelLimits))
+      models.set(model, { rpm: l.rpm, rpd: l.rpd, tpm: l.tpm });
     out.set(k.project, models);
   }
   return out;
@@ -348,7 +349,10 @@ export function configuredBudgets(keys: readonly PoolKeyRecord[]): Map<string, M
  */
 export function projectUse(
   budgets: readonly BudgetState[],
-): Pick<KeyState, 'requestsThisMinute' | 'requestsToday' | 'tokensThisMinute' | 'restUntilMs' | 'restReason'> {
+): Pick<
+  KeyState,
+  'requestsThisMinute' | 'requestsToday' | 'tokensThisMinute' | 'restUntilMs' | 'restReason'
+> {
   let requestsThisMinute = 0;
   let requestsToday = 0;
   let tokensThisMinute = 0;

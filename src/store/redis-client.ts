@@ -106,9 +106,7 @@ export function redisTarget(url: string): string {
 function urlSecrets(url: string): string[] {
   try {
     const u = new URL(url);
-    return [u.password, u.username]
-      .filter((x) => x.length >= 3)
-      .flatMap((x) => [x, decodeURIComponent(x)]);
+    return [u.password, u.username].filter((x) => x.length >= 3).flatMap((x) => [x, decodeURIComponent(x)]);
   } catch {
     return [];
   }
@@ -140,7 +138,8 @@ export function redisErrorKind(err: unknown): string {
       return 'no_access';
   }
   if (/Socket timeout|Command timed out/i.test(message)) return 'timeout';
-  if (/^(WRONGPASS|NOAUTH)|invalid (username-)?password|AUTH .*without any password/i.test(message)) return 'auth';
+  if (/^(WRONGPASS|NOAUTH)|invalid (username-)?password|AUTH .*without any password/i.test(message))
+    return 'auth';
   if (/^NOPERM/.test(message)) return 'permission';
   if (/^LOADING/.test(message)) return 'loading';
   if (/TLS|SSL|certificate/i.test(message) || String(e?.code ?? '').startsWith('ERR_SSL')) return 'tls';

@@ -1,9 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis, RedisOptions } from 'ioredis';
-import { randomUUID } from 'node:crypto';
 import { UsageJournal } from './journal.ts';
-import { createRedisClient } from './redis-client.ts';
 import { circuitOf, configuredBudgets, DEFAULT_BUDGET, projectUse } from './memory.ts';
+import { createRedisClient } from './redis-client.ts';
 import {
   type AcquireRequest,
   type AcquireResult,
@@ -135,7 +135,6 @@ export class RedisStore implements StateStore {
     })();
     return this.reseeding;
   }
-
 
   static connect(
     url: string,
@@ -292,7 +291,8 @@ export class RedisStore implements StateStore {
     if (outcome.kind === 'unused') this.journal.returned(res.project, res.model, res.atMs, res.day);
     else if (outcome.kind === 'rest') {
       this.journal.rested(res.project, res.model, outcome.untilMs, reason);
-      if (outcome.model !== undefined) this.journal.rested(res.project, outcome.model, outcome.untilMs, reason);
+      if (outcome.model !== undefined)
+        this.journal.rested(res.project, outcome.model, outcome.untilMs, reason);
     } else if (outcome.kind === 'disable') this.journal.keyEnabled(res.keyId, false, reason);
     await this.redis.ggReport(
       this.p,
@@ -315,7 +315,8 @@ export class RedisStore implements StateStore {
 
   async setGlobalBackoff(untilMs: number, nowMs: number): Promise<void> {
     const ttl = untilMs - nowMs;
-    if (ttl > 0) await this.redis.ggBackoff(`${this.p}global_backoff`, untilMs, ttl, this.instanceClock ? '1' : '0');
+    if (ttl > 0)
+      await this.redis.ggBackoff(`${this.p}global_backoff`, untilMs, ttl, this.instanceClock ? '1' : '0');
   }
 
   async setKeyEnabled(keyId: string, enabled: boolean, reason: string | null, nowMs: number): Promise<void> {

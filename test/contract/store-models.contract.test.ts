@@ -35,7 +35,10 @@ for (const [name, make] of STORES) {
     });
 
     it("each model's budget is spent exactly, side by side, and unnamed models use the key's limits", async () => {
-      const limits = { [PRO]: { rpm: 2, rpd: 50, tpm: 1_000_000 }, [LITE]: { rpm: 3, rpd: 50, tpm: 1_000_000 } };
+      const limits = {
+        [PRO]: { rpm: 2, rpd: 50, tpm: 1_000_000 },
+        [LITE]: { rpm: 3, rpd: 50, tpm: 1_000_000 },
+      };
       await store.syncKeys([
         key('a', { project: 'p', rpm: 1, modelLimits: limits }),
         key('b', { project: 'p', rpm: 1, modelLimits: limits }),
@@ -54,7 +57,10 @@ for (const [name, make] of STORES) {
       expect(byModel[LITE]).toMatchObject({ rpm: 3, requestsThisMinute: 3 });
       expect(byModel[FLASH]).toMatchObject({ rpm: 1, requestsThisMinute: 1 });
       // A key's view sums its project's models.
-      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({ requestsThisMinute: 6, requestsToday: 6 });
+      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({
+        requestsThisMinute: 6,
+        requestsToday: 6,
+      });
     });
 
     it('a per-day rest of one model leaves the other models serving on the same keys', async () => {
@@ -67,7 +73,8 @@ for (const [name, make] of STORES) {
         retryAtMs: nextDay,
         globalBackoff: false,
       });
-      for (let i = 0; i < 4; i++) expect((await store.acquire(req(T0 + 1000 + i, { model: FLASH }))).ok).toBe(true);
+      for (let i = 0; i < 4; i++)
+        expect((await store.acquire(req(T0 + 1000 + i, { model: FLASH }))).ok).toBe(true);
       expect((await store.acquire(req(T0 + 2000, { model: LITE }))).ok).toBe(true);
     });
 

@@ -71,7 +71,7 @@ describe('per (project, model) budgets through the SDK', () => {
     expect(s.fake.stats.byStatus.get(429) ?? 0).toBe(0);
   });
 
-  it("a per-day 429 for pro rests pro only: flash goes on serving on the same keys", async () => {
+  it('a per-day 429 for pro rests pro only: flash goes on serving on the same keys', async () => {
     const { file, fakeKeys } = keysFile({});
     const s = await start({
       keys: 4,
