@@ -225,19 +225,13 @@ export class MemoryStore implements StateStore {
   }
 
   async keyStates(nowMs: number, day: string): Promise<KeyState[]> {
-    const nowSec = Math.floor(nowMs / 1000);
-    const byProject = new Map<string, BudgetState[]>();
-    for (const b of await this.budgetStates(nowMs, day)) {
-      const list = byProject.get(b.project);
-      if (list) list.push(b);
-      else byProject.set(b.project, [b]);
-    }
+    const use = useByProject(await this.budgetStates(nowMs, day));
     return this.keys.map((k) => {
       const rt = this.runtime.get(k.id)!;
       return {
         id: k.id,
         project: k.project,
-        ...projectUse(byProject.get(k.project) ?? []),
+        ...(use.get(k.project) ?? NO_USE),
         enabled: k.enabled && rt.disabledReason === null,
         disabledReason: k.enabled ? rt.disabledReason : 'disabled in configuration',
         disabledAtMs: rt.disabledAtMs,
@@ -343,33 +337,37 @@ export function configuredBudgets(keys: readonly PoolKeyRecord[]): Map<string, M
   return out;
 }
 
-/**
- * A key's view of its project's budgets: requests and tokens summed over the models, and the
- * longest rest among them (named with its model).
- */
-export function projectUse(
-  budgets: readonly BudgetState[],
-): Pick<
+type ProjectUse = Pick<
   KeyState,
   'requestsThisMinute' | 'requestsToday' | 'tokensThisMinute' | 'restUntilMs' | 'restReason'
-> {
-  let requestsThisMinute = 0;
-  let requestsToday = 0;
-  let tokensThisMinute = 0;
-  let longest: BudgetState | null = null;
+>;
+/** A project with no budget in use. */
+export const NO_USE: ProjectUse = {
+  requestsThisMinute: 0,
+  requestsToday: 0,
+  tokensThisMinute: 0,
+  restUntilMs: null,
+  restReason: null,
+};
+
+/**
+ * Each project's use as its keys show it: requests and tokens summed over its models, and the
+ * longest rest among them (named with its model).
+ */
+export function useByProject(budgets: readonly BudgetState[]): Map<string, ProjectUse> {
+  const out = new Map<string, ProjectUse>();
   for (const b of budgets) {
-    requestsThisMinute += b.requestsThisMinute;
-    requestsToday += b.requestsToday;
-    tokensThisMinute += b.tokensThisMinute;
-    if (b.restUntilMs !== null && (longest === null || b.restUntilMs > longest.restUntilMs!)) longest = b;
+    const u = out.get(b.project) ?? { ...NO_USE };
+    u.requestsThisMinute += b.requestsThisMinute;
+    u.requestsToday += b.requestsToday;
+    u.tokensThisMinute += b.tokensThisMinute;
+    if (b.restUntilMs !== null && (u.restUntilMs === null || b.restUntilMs > u.restUntilMs)) {
+      u.restUntilMs = b.restUntilMs;
+      u.restReason = `${b.model || 'any model'}: ${b.restReason}`;
+    }
+    out.set(b.project, u);
   }
-  return {
-    requestsThisMinute,
-    requestsToday,
-    tokensThisMinute,
-    restUntilMs: longest?.restUntilMs ?? null,
-    restReason: longest ? `${longest.model || 'any model'}: ${longest.restReason}` : null,
-  };
+  return out;
 }
 
 function newKeyRuntime(unverified: boolean): KeyRuntime {

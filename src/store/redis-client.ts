@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config/env.ts';
@@ -194,10 +195,9 @@ export function createRedisClient(url: string, settings: RedisClientSettings = {
     ...REDIS_OPTIONS,
     lazyConnect: true,
     commandTimeout: timeoutMs,
-    socketTimeout: timeoutMs,
     connectTimeout: Math.max(timeoutMs, 1000),
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 2,
+    autoResendUnfulfilledCommands: true,
     // Until the first connection is ready, commands issued at once wait for it (bounded: they
     // fail with it, or at their timeout). After that, see the top of this file.
     enableOfflineQueue: true,
@@ -216,7 +216,11 @@ export function createRedisClient(url: string, settings: RedisClientSettings = {
   };
   states.set(client, state);
   const { logger } = settings;
-  client.on('error', (err: Error) => {
+  // Bound to where the client is made (start-up): an outage line is not the line of whichever
+  // request's command happened to notice it (the logger adds the current request's id).
+  const listen = (event: string, listener: (...args: never[]) => void) =>
+    client.on(event, AsyncResource.bind(listener));
+  listen('error', (err: Error) => {
     state.lastError = err;
     if (!state.everReady) return; // connectRedis names the cause in its error
     const kind = redisErrorKind(err);
@@ -229,7 +233,7 @@ export function createRedisClient(url: string, settings: RedisClientSettings = {
       `redis (${state.role}) ${first ? 'unreachable' : 'still unreachable'}: ${cause}${settings.whileDown ? `; ${settings.whileDown}` : ''}`,
     );
   });
-  client.on('ready', () => {
+  listen('ready', () => {
     if (!settings.overrides || settings.overrides.enableOfflineQueue === undefined)
       client.options.enableOfflineQueue = false;
     if (state.down !== null)

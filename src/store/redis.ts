@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UsageJournal } from './journal.ts';
-import { circuitOf, configuredBudgets, DEFAULT_BUDGET, projectUse } from './memory.ts';
+import { circuitOf, configuredBudgets, DEFAULT_BUDGET, NO_USE, useByProject } from './memory.ts';
 import { createRedisClient } from './redis-client.ts';
 import {
   type AcquireRequest,
@@ -346,12 +346,7 @@ export class RedisStore implements StateStore {
       Promise.all(ids.map((id) => this.redis.hgetall(`${this.p}k:${id}`))),
       this.budgetStates(nowMs, day),
     ]);
-    const byProject = new Map<string, BudgetState[]>();
-    for (const b of budgets) {
-      const list = byProject.get(b.project);
-      if (list) list.push(b);
-      else byProject.set(b.project, [b]);
-    }
+    const use = useByProject(budgets);
     return ids.map((id, i) => {
       const h = hashes[i]!;
       const configEnabled = h.enabled === '1';
@@ -361,7 +356,7 @@ export class RedisStore implements StateStore {
       return {
         id,
         project,
-        ...projectUse(byProject.get(project) ?? []),
+        ...(use.get(project) ?? NO_USE),
         enabled: configEnabled && disabled === null,
         disabledReason: configEnabled ? disabled : 'disabled in configuration',
         disabledAtMs: h.disabled_at ? Number(h.disabled_at) : null,

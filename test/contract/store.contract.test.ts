@@ -184,7 +184,10 @@ for (const [name, make] of STORES) {
       expect((await store.acquire(req(T0 + 1000, { model: 'gemini-2.5-pro' }))).ok).toBe(true);
       expect((await store.acquire(req(T0 + 23_000))).ok).toBe(true);
       const s = await store.keyStates(T0 + 1000, DAY);
-      expect(s.map((k) => k.restReason)).toEqual(['gemini-2.5-flash: PerMinute', 'gemini-2.5-flash: PerMinute']);
+      expect(s.map((k) => k.restReason)).toEqual([
+        'gemini-2.5-flash: PerMinute',
+        'gemini-2.5-flash: PerMinute',
+      ]);
       const budgets = await store.budgetStates(T0 + 1000, DAY);
       expect(budgets.find((b) => b.model === 'gemini-2.5-flash')).toMatchObject({
         project: 'p',
