@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { getResponseCache } from '../cache/index.ts';
 import { ConfigError, type Env, parseEnv } from '../config/env.ts';
@@ -13,12 +13,15 @@ import { CallerRateLimiter, type RateLimitSettings } from '../http/rate-limit.ts
 import { createLogger, flushLogger, SecretScrubber } from '../observability/logger.ts';
 import { GatewayMetrics } from '../observability/metrics.ts';
 import { KeyPool } from '../pool/key-pool.ts';
+import { EgressRefusals, KeyVerifier, registerVerifyMetrics } from '../pool/verify.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { REDIS_OPTIONS, RedisStore } from '../store/redis.ts';
+import { RedisStore } from '../store/redis.ts';
+import { checkEvictionPolicy, connectRedis, createRedisClient, redisRunId } from '../store/redis-client.ts';
 import type { StateStore } from '../store/types.ts';
 import { Forwarder } from '../upstream/forwarder.ts';
 import { createUpstreamAgent } from '../upstream/http.ts';
 import { PoolCaller } from '../upstream/pool-caller.ts';
+import { ResponseScrubber } from '../upstream/response-scrub.ts';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -30,6 +33,8 @@ export interface Gateway {
   metrics: GatewayMetrics;
   keys: KeyManager;
   reloader: ConfigReloader;
+  /** Checks keys before traffic (VERIFY_KEYS); undefined when off. */
+  verifier: KeyVerifier | undefined;
   /**
    * Graceful stop: no new connections, requests and streams in flight run to their end, then
    * the upstream agent and the store are closed.
@@ -58,15 +63,48 @@ function configSecrets(env: Env): string[] {
     env.STABILITY_API_KEY,
   ])
     if (s) secrets.push(s);
-  if (env.REDIS_URL) {
+  for (const url of [env.REDIS_URL, env.CACHE_REDIS_URL]) {
+    if (!url) continue;
     try {
-      const password = new URL(env.REDIS_URL).password;
+      const password = new URL(url).password;
       if (password) secrets.push(decodeURIComponent(password));
     } catch {
-      /* not a URL: ioredis will say so */
+      /* a Unix socket path */
     }
   }
   return secrets;
+}
+
+/** Whether two clients talk to one Redis server (CACHE_REDIS_URL naming REDIS_URL's server, say). */
+async function sameServer(a: Redis, b: Redis): Promise<boolean> {
+  const [idA, idB] = await Promise.all([redisRunId(a), redisRunId(b)]);
+  return idA !== null && idA === idB;
+}
+
+/**
+ * The response cache's Redis: CACHE_REDIS_URL's own client (connected here), or the state
+ * store's; undefined when the cache is off or in memory (CACHE_BACKEND=memory, or no Redis).
+ */
+async function openCacheRedis(
+  env: Env,
+  stateRedis: Redis | undefined,
+  logger: Logger,
+): Promise<Redis | undefined> {
+  if (!env.CACHE_ENABLED || env.CACHE_BACKEND === 'memory') return undefined;
+  if (env.CACHE_REDIS_URL) {
+    const client = createRedisClient(env.CACHE_REDIS_URL, {
+      role: 'response cache',
+      setting: 'CACHE_REDIS_URL',
+      commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
+      logger,
+      whileDown: 'cache lookups are misses until it is back',
+    });
+    await connectRedis(client);
+    return client;
+  }
+  if (env.CACHE_BACKEND === 'redis' && !stateRedis)
+    throw new ConfigError('CACHE_BACKEND=redis needs a Redis: set CACHE_REDIS_URL (or REDIS_URL)');
+  return stateRedis;
 }
 
 export function rateLimitSettings(s: EffectiveSettings): RateLimitSettings {
@@ -93,61 +131,93 @@ export async function buildGateway(
   const scrubber = new SecretScrubber(baseSecrets);
   const ownLogger = !opts.logger;
   const logger = opts.logger ?? createLogger(env, scrubber);
+  if (env.ALLOW_ANONYMOUS && env.CLIENT_API_KEYS_MAP.size === 0)
+    logger.warn(
+      'ALLOW_ANONYMOUS=true and no CLIENT_API_KEYS_MAP: ANYONE who can reach this gateway can spend the key pool; set client tokens unless it is reachable only by trusted callers',
+    );
 
   const redisUrl = redisUrlOf(env);
   let redis: Redis | undefined;
   let store: StateStore;
   if (redisUrl) {
-    redis = new Redis(redisUrl, {
-      ...REDIS_OPTIONS,
-      maxRetriesPerRequest: 2,
-      lazyConnect: true,
-      // Connected below before use; once connected, a lost connection fails commands at once
-      // (pool requests 503, readiness not ready) instead of queueing them through reconnect retries.
-      enableOfflineQueue: false,
+    // Every command answers or fails within REDIS_COMMAND_TIMEOUT_MS, nothing is sent twice,
+    // and an outage is one log line (redis-client.ts).
+    redis = createRedisClient(redisUrl, {
+      role: 'state store',
+      setting: env.REDIS_URL ? 'REDIS_URL' : 'REDIS_HOST',
+      commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
+      logger,
+      whileDown: 'pool requests answer 503 until it is back',
     });
-    await redis.connect().catch((err: Error) => {
-      throw new ConfigError(`REDIS_URL: cannot connect (${err.message})`);
-    });
+    await connectRedis(redis);
     store = new RedisStore(redis, env.STATE_PREFIX);
-    // ioredis reconnects by itself; say so once per outage instead of an unhandled error event.
-    let down = false;
-    redis.on('error', (err: Error) => {
-      if (!down)
-        logger.warn({ err: err.message }, 'redis unreachable; pool requests answer 503 until it is back');
-      down = true;
-    });
-    redis.on('ready', () => {
-      if (down) logger.info('redis reachable again');
-      down = false;
-    });
   } else {
     store = new MemoryStore();
+  }
+  let cacheRedis: Redis | undefined;
+  /** Closes the state store and the cache's own Redis client (if any). */
+  const closeStores = async () => {
+    await store.close();
+    if (cacheRedis && cacheRedis !== redis) await cacheRedis.quit().catch(() => cacheRedis?.disconnect());
+  };
+  try {
+    cacheRedis = await openCacheRedis(env, redis, logger);
+    if (redis) {
+      // Rate state must never be evicted to make room for cached answers (one server, one memory).
+      const shared =
+        cacheRedis !== undefined && (cacheRedis === redis || (await sameServer(cacheRedis, redis)));
+      await checkEvictionPolicy(redis, { cacheShares: shared, logger });
+    }
+  } catch (err) {
+    await closeStores();
+    throw err;
   }
 
   const pool = new KeyPool(store, {
     queueMaxWaitMs: env.QUEUE_MAX_WAIT_MS,
     circuit: { failureThreshold: env.CIRCUIT_FAILURE_THRESHOLD, cooldownMs: env.CIRCUIT_COOLDOWN_MS },
+    verifyKeys: env.VERIFY_KEYS,
   });
   const keys = new KeyManager({ env, pool, store, logger });
   try {
     const loaded = await keys.load();
     if (loaded.length === 0) throw new ConfigError('no pool keys: set API_KEYS_FILE or GEMINI_API_KEYS');
   } catch (err) {
-    await store.close();
+    await closeStores();
     throw err;
   }
   // Every pool key ever configured in this process stays scrubbed, removed ones included.
   const poolSecrets = new Set<string>();
+  // Pool keys and client tokens are taken out of every upstream answer passed on to a client
+  // (an upstream sees no other secret of the gateway's, so it cannot echo one).
+  const clientTokens = [...env.CLIENT_API_KEYS_MAP.keys()];
+  const responseScrubber = new ResponseScrubber(clientTokens);
   keys.onChange = (configs: readonly KeyConfig[]) => {
     for (const k of configs) poolSecrets.add(k.apiKey);
     scrubber.set([...baseSecrets, ...poolSecrets]);
+    responseScrubber.set([...clientTokens, ...poolSecrets]);
   };
   await keys.apply();
 
   const metrics = new GatewayMetrics();
 
   const agent = createUpstreamAgent(env.UPSTREAM_TIMEOUT_MS);
+  // Keys verified before traffic (src/pool/verify.ts); started below, once the configuration is read.
+  const verifyMetrics = registerVerifyMetrics(metrics.registry, () => verifier?.summary() ?? null);
+  const egress = new EgressRefusals({ logger, counter: verifyMetrics.egressRefused });
+  const verifier = env.VERIFY_KEYS
+    ? new KeyVerifier({
+        baseUrl: env.GEMINI_BASE_URL,
+        agent,
+        store,
+        concurrency: env.VERIFY_CONCURRENCY,
+        recheckMs: env.VERIFY_RECHECK_MS,
+        timeoutMs: Math.min(env.UPSTREAM_TIMEOUT_MS, 10_000),
+        logger,
+        onResult: (result) => verifyMetrics.verifications.inc({ result }),
+        onEgressRefused: () => egress.note('verification'),
+      })
+    : undefined;
   const forwarder = new Forwarder({
     baseUrl: env.GEMINI_BASE_URL,
     agent,
@@ -155,6 +225,8 @@ export async function buildGateway(
     maxAttempts: env.MAX_ATTEMPTS,
     attemptTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
     observer: metrics,
+    onEgressRefused: () => egress.note('request'),
+    scrubber: responseScrubber,
   });
   const gemini = new PoolCaller(forwarder, env.REQUEST_TIMEOUT * 1000);
 
@@ -178,12 +250,30 @@ export async function buildGateway(
       }
     },
     onResult: (source, result) => metrics.reloads.inc({ source, result }),
+    // A changed keys file: every key is checked again (its owner may have fixed the dead ones).
+    onKeysReloaded: () => void verifier?.reverifyAll(),
   });
   try {
     await reloader.init();
   } catch (err) {
-    await store.close();
+    await closeStores();
     throw err;
+  }
+  if (verifier) {
+    const scrub = keys.onChange;
+    keys.onChange = (configs) => {
+      scrub?.(configs);
+      void verifier.keysChanged(configs);
+    };
+    // Keys verified before traffic, as far as VERIFY_STARTUP_WAIT_MS allows; never a reason not to start.
+    let waited: NodeJS.Timeout | undefined;
+    await Promise.race([
+      verifier.start(keys.configs()),
+      new Promise<void>((resolve) => {
+        waited = setTimeout(resolve, env.VERIFY_STARTUP_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(waited);
   }
 
   const deps: AppDeps = {
@@ -191,6 +281,7 @@ export async function buildGateway(
     gemini,
     store,
     redis,
+    cacheRedis,
     logger,
     forwarder,
     pool,
@@ -198,10 +289,15 @@ export async function buildGateway(
     keys,
     reloader,
     rateLimiter,
+    verifier,
   };
   metrics.setKeySource(async () => {
     const now = Date.now();
     return { configs: pool.keys, states: await store.keyStates(now, pool.calendarAt(now).day) };
+  });
+  metrics.setBudgetSource(() => {
+    const now = Date.now();
+    return store.budgetStates(now, pool.calendarAt(now).day);
   });
   metrics.setQueueSource(() => pool.queueLength);
   const cache = getResponseCache(deps);
@@ -221,9 +317,11 @@ export async function buildGateway(
     metrics,
     keys,
     reloader,
+    verifier,
     close() {
       closed ??= (async () => {
         reloader.stop();
+        verifier?.stop();
         // Connections whose last answer ended during the drain would otherwise idle until
         // their keep-alive timeout before the server may close.
         const sweep = setInterval(() => app.server.closeIdleConnections?.(), 100);
@@ -233,7 +331,7 @@ export async function buildGateway(
           clearInterval(sweep);
         }
         await agent.close();
-        await store.close();
+        await closeStores();
         if (ownLogger) await flushLogger(logger);
       })();
       return closed;

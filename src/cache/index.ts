@@ -11,13 +11,21 @@ export { RedisCacheBackend } from './redis.ts';
 export { ResponseCache, stableStringify } from './response-cache.ts';
 export type { CacheBackend, CacheStats, CacheStatus } from './types.ts';
 
-/** Redis when deps.redis is set (TTL CACHE_DEFAULT_TTL), else the byte-bounded memory LRU; none when CACHE_ENABLED=false. */
-export function createResponseCache(deps: Pick<AppDeps, 'env' | 'redis' | 'logger'>): ResponseCache {
+type CacheDeps = Pick<AppDeps, 'env' | 'redis' | 'cacheRedis' | 'logger'>;
+
+/**
+ * Redis (TTL CACHE_DEFAULT_TTL) on deps.cacheRedis (CACHE_REDIS_URL's client, set by
+ * src/app/build.ts) or else deps.redis, unless CACHE_BACKEND=memory; else the byte-bounded memory
+ * LRU; none when CACHE_ENABLED=false. A Redis that fails or does not answer within
+ * REDIS_COMMAND_TIMEOUT_MS makes a lookup a miss and a write dropped, never a failed request.
+ */
+export function createResponseCache(deps: CacheDeps): ResponseCache {
   const { env } = deps;
+  const redis = env.CACHE_BACKEND === 'memory' ? undefined : (deps.cacheRedis ?? deps.redis);
   const backend = !env.CACHE_ENABLED
     ? null
-    : deps.redis
-      ? new RedisCacheBackend(deps.redis, `${env.STATE_PREFIX}cache:`)
+    : redis
+      ? new RedisCacheBackend(redis, `${env.STATE_PREFIX}cache:`)
       : new MemoryCacheBackend(env.CACHE_MAX_BYTES);
   return new ResponseCache(backend, {
     ttlSeconds: env.CACHE_DEFAULT_TTL,
@@ -32,7 +40,7 @@ const perApp = new WeakMap<Env, ResponseCache>();
  * The one response cache of an app (memoized on its env object), shared by the application
  * routes and by whoever exposes its stats / invalidation (/internal/cache, metrics).
  */
-export function getResponseCache(deps: Pick<AppDeps, 'env' | 'redis' | 'logger'>): ResponseCache {
+export function getResponseCache(deps: CacheDeps): ResponseCache {
   let cache = perApp.get(deps.env);
   if (!cache) {
     cache = createResponseCache(deps);

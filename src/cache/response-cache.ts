@@ -13,6 +13,8 @@ export function stableStringify(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableStringify(v)}`).join(',')}}`;
 }
 
+const WARN_INTERVAL_MS = 10_000;
+
 export interface ResponseCacheOptions {
   ttlSeconds: number;
   compressionThreshold: number;
@@ -33,6 +35,8 @@ export class ResponseCache {
   #misses = 0;
   #bypasses = 0;
   #errors = 0;
+  /** When a backend failure was last logged: an outage logs a line per 10 s, not one per request. */
+  #lastWarnMs = 0;
   /** Computations under way, by key: an identical request arriving meanwhile shares the result. */
   readonly #inflight = new Map<string, Promise<unknown>>();
 
@@ -78,7 +82,7 @@ export class ResponseCache {
       }
     } catch (err) {
       this.#errors++;
-      this.#opts.logger?.warn({ err, cacheKey: key }, 'response cache read failed; treating as a miss');
+      this.#warn(err, key, 'response cache read failed; treating as a miss');
     }
     this.#misses++;
     return undefined;
@@ -91,8 +95,15 @@ export class ResponseCache {
       await this.#backend.set(key, stored, this.#opts.ttlSeconds);
     } catch (err) {
       this.#errors++;
-      this.#opts.logger?.warn({ err, cacheKey: key }, 'response cache write failed; answer not cached');
+      this.#warn(err, key, 'response cache write failed; answer not cached');
     }
+  }
+
+  #warn(err: unknown, key: string, message: string): void {
+    const now = Date.now();
+    if (now - this.#lastWarnMs < WARN_INTERVAL_MS) return;
+    this.#lastWarnMs = now;
+    this.#opts.logger?.warn({ cause: String((err as Error)?.message ?? err), cacheKey: key }, message);
   }
 
   /**
@@ -140,8 +151,17 @@ export class ResponseCache {
     return this.#backend ? this.#backend.invalidate(prefix) : 0;
   }
 
+  /** Counters and usage; a backend that fails or times out shows as unreachable with no usage. */
   async stats(): Promise<CacheStats> {
-    const usage = this.#backend ? await this.#backend.usage() : { entries: 0, bytes: 0 };
+    let reachable = true;
+    let usage = { entries: 0, bytes: 0 };
+    if (this.#backend) {
+      try {
+        usage = await this.#backend.usage();
+      } catch {
+        reachable = false;
+      }
+    }
     const maxBytes =
       this.#backend && 'maxBytes' in this.#backend && typeof this.#backend.maxBytes === 'number'
         ? this.#backend.maxBytes
@@ -149,6 +169,7 @@ export class ResponseCache {
     return {
       enabled: this.enabled,
       backend: this.#backend?.kind ?? 'none',
+      reachable,
       hits: this.#hits,
       misses: this.#misses,
       bypasses: this.#bypasses,

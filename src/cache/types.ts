@@ -16,6 +16,8 @@ export interface CacheBackend {
 export interface CacheStats {
   enabled: boolean;
   backend: 'memory' | 'redis' | 'none';
+  /** false: the backend failed or timed out reading its usage (entries and bytes then show 0). */
+  reachable: boolean;
   /** Lookups answered from the cache (this process). */
   hits: number;
   /** Lookups that went upstream (this process). */

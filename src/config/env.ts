@@ -1,5 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { parseFallbacks } from '../pool/fallback.ts';
+import { describeJsonError } from './json-error.ts';
+import { TIERS } from './tiers.ts';
 
 /**
  * Every setting the gateway reads from the environment (and `.env`), validated at start.
@@ -9,7 +12,40 @@ const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min = 0) => z.coerce.number().int().min(min);
-const positive = (def: number) => z.coerce.number().positive().default(def);
+/** A duration in seconds: "10s" or "5m" are refused with a message that says so (not "received NaN"). */
+const seconds = (def: number) =>
+  z.coerce
+    .number({ error: 'expected a positive number of seconds, e.g. 300 or 2.5 (no unit)' })
+    .positive()
+    .default(def);
+
+/**
+ * Why a Redis address is not one, or null: a redis:// or rediss:// URL, or a Unix socket path.
+ * ioredis reads anything else as a socket path (an http:// URL fails with ENOENT). The message
+ * never repeats the address (it may hold a password).
+ */
+export function redisUrlProblem(raw: string): string | null {
+  const s = raw.trim();
+  if (s.startsWith('/') && !s.startsWith('//')) return null;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(s)?.[1]?.toLowerCase();
+  const expected =
+    'must be a redis:// or rediss:// URL (redis://[:password@]host:6379[/db]) or the path of a Unix socket';
+  if (scheme === 'redis' || scheme === 'rediss') {
+    try {
+      if (!new URL(s).hostname) return `${expected}; it has no host`;
+      return null;
+    } catch {
+      return `${expected}; it is not a valid URL (percent-encode special characters of the password)`;
+    }
+  }
+  if (scheme === 'unix') return `${expected}; give the socket as a path (/run/redis/redis.sock), not unix://`;
+  return scheme ? `${expected}, not ${scheme}://` : `${expected}; it has no scheme`;
+}
+
+const redisAddress = z.string().superRefine((raw, ctx) => {
+  const problem = redisUrlProblem(raw);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 /** "a,b" or '["a","b"]' → ["a","b"] */
 const list = z.string().transform((raw, ctx) => {
@@ -80,6 +116,8 @@ export const envSchema = z.object({
   DEFAULT_RPM: int(1).default(60),
   DEFAULT_RPD: int(1).default(1440),
   DEFAULT_TPM: int(1).default(32000),
+  /** Fills per-model limits of keys without a tier of their own from Google's table (config/tiers.ts). */
+  DEFAULT_TIER: z.enum(TIERS).optional(),
   GEMINI_BASE_URL: z.url().default('https://generativelanguage.googleapis.com'),
   GEMINI_MODEL: z.string().min(1).default('gemini-2.5-flash-lite'),
   UPSTREAM_TIMEOUT_MS: int(1).default(120_000),
@@ -87,20 +125,46 @@ export const envSchema = z.object({
   QUEUE_MAX_WAIT_MS: int(0).default(5000),
   CIRCUIT_FAILURE_THRESHOLD: int(1).default(5),
   CIRCUIT_COOLDOWN_MS: int(1).default(30_000),
+  // model fallback (opt-in): "a>b>c" chains; a request asks with x-gateway-fallback: on
+  MODEL_FALLBACKS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      try {
+        return parseFallbacks(text);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
+    }),
+  MODEL_FALLBACK_DEFAULT: bool.default(false),
+  /** Check every pool key with models.list (no generation quota) at start and after key changes. */
+  VERIFY_KEYS: bool.default(true),
+  /** How often keys disabled with a reason that heals (SERVICE_DISABLED, BILLING, …) are re-checked. */
+  VERIFY_RECHECK_MS: int(1).default(600_000),
+  /** Keys checked at once. */
+  VERIFY_CONCURRENCY: int(1).max(64).default(4),
+  /** Start waits this long at most for the first verification round (it never fails start). */
+  VERIFY_STARTUP_WAIT_MS: int(0).default(5000),
   // client auth
   CLIENT_API_KEYS_MAP: tokenMap.default(new Map()),
   ALLOW_ANONYMOUS: bool.default(false),
   ADMIN_TOKEN: z.string().optional(),
   METRICS_TOKEN: z.string().optional(),
   // state
-  REDIS_URL: z.string().optional(),
-  REDIS_HOST: z.string().optional(),
+  REDIS_URL: redisAddress.optional(),
+  REDIS_HOST: z
+    .string()
+    .refine((h) => !h.includes('://'), 'a host name, not a URL (a URL goes in REDIS_URL)')
+    .optional(),
   REDIS_PORT: int(1).max(65535).default(6379),
   REDIS_DB: int(0).default(0),
   REDIS_PASSWORD: z.string().optional(),
+  /** Longest wait for any Redis command: past it the command fails (a pool request answers 503). */
+  REDIS_COMMAND_TIMEOUT_MS: int(1).max(60_000).default(1000),
   STATE_PREFIX: z.string().default('gg:'),
   // HTTP layer
-  REQUEST_TIMEOUT: positive(300),
+  REQUEST_TIMEOUT: seconds(300),
   MAX_UPLOAD_SIZE: int(1).default(10 * 1024 * 1024),
   CORS_ORIGINS: list.default([]),
   CORS_ALLOW_CREDENTIALS: bool.default(false),
@@ -129,6 +193,10 @@ export const envSchema = z.object({
   CACHE_COMPRESSION_THRESHOLD: int(0).default(1000),
   CACHE_MAX_BYTES: int(1024).default(64 * 1024 * 1024),
   CACHE_NATIVE_PROXY: bool.default(false),
+  /** Where cached answers live; default: Redis when CACHE_REDIS_URL or REDIS_URL is set, else memory. */
+  CACHE_BACKEND: z.enum(['memory', 'redis']).optional(),
+  /** A Redis of the response cache's own (default: the state store's, when there is one). */
+  CACHE_REDIS_URL: redisAddress.optional(),
   // text processing
   TEXT_MAX_LENGTH: int(1).default(20_000),
   BATCH_MAX_SIZE: int(1).default(50),
@@ -172,8 +240,9 @@ export function parseSettingJson<T>(text: string, setting: string, what: string,
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`${setting}: not valid JSON (${(err as Error).message.split('\n')[0]})`);
+  } catch {
+    // Not JSON.parse's message: it quotes the text around the error (a key fragment).
+    throw new ConfigError(`${setting}: ${describeJsonError(text)}`);
   }
   const result = schema.safeParse(json);
   if (!result.success) {

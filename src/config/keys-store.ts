@@ -275,7 +275,9 @@ export class KeyManager {
     this.onChange?.(this.configs());
   }
 
-  private async readKeysFile(remember = true): Promise<{ keys: KeyConfig[]; defaults: KeyDefaults; hash: string }> {
+  private async readKeysFile(
+    remember = true,
+  ): Promise<{ keys: KeyConfig[]; defaults: KeyDefaults; hash: string }> {
     const text = await readSettingFile('API_KEYS_FILE', this.env.API_KEYS_FILE!);
     const { keys, defaults } = parseKeysFile(text, 'API_KEYS_FILE', this.env as Env);
     const hash = sha256(text);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ConfigError, type Env, parseSettingJson, readSettingFile } from './env.ts';
@@ -73,6 +73,17 @@ export interface ReloadStatus {
 const DEBOUNCE_MS = 150;
 
 /**
+ * Whether a directory event may change the watched file: its own name, or a Kubernetes volume's
+ * atomic update (a new `..<timestamp>` directory, then the `..data` symlink swapped through
+ * `..data_tmp`; the file is a symlink into `..data`). No name given (some platforms): maybe.
+ */
+export function concernsFile(filename: string | Buffer | null | undefined, name: string): boolean {
+  if (filename === null || filename === undefined) return true;
+  const f = String(filename);
+  return f === name || f.startsWith('..');
+}
+
+/**
  * Hot reload of API_KEYS_FILE and CONFIG_FILE: each file's directory is watched (so editors'
  * and Kubernetes' rename-into-place updates are seen), changes are debounced, and a new version
  * is validated in full before anything is applied. An invalid file keeps the configuration in
@@ -85,6 +96,7 @@ export class ConfigReloader {
   private readonly logger: Logger;
   private readonly applyConfig: (settings: EffectiveSettings) => void;
   private readonly onResult?: (source: ReloadSource, result: 'applied' | 'rejected') => void;
+  private readonly onKeysReloaded?: (keys: KeysReload) => void;
   private configHash: string | null = null;
   private fileConfig: RuntimeConfig = {};
   private watchers: FSWatcher[] = [];
@@ -98,12 +110,15 @@ export class ConfigReloader {
     logger: Logger;
     applyConfig: (settings: EffectiveSettings) => void;
     onResult?: (source: ReloadSource, result: 'applied' | 'rejected') => void;
+    /** A keys file with new content was applied. */
+    onKeysReloaded?: (keys: KeysReload) => void;
   }) {
     this.env = opts.env;
     this.keys = opts.keys;
     this.logger = opts.logger;
     this.applyConfig = opts.applyConfig;
     this.onResult = opts.onResult;
+    this.onKeysReloaded = opts.onKeysReloaded;
   }
 
   /** Reads CONFIG_FILE at start (ConfigError when missing or invalid) and applies the settings. */
@@ -127,9 +142,14 @@ export class ConfigReloader {
     if (this.env.CONFIG_FILE) files.push([this.env.CONFIG_FILE, 'config_file']);
     for (const [path, source] of files) {
       try {
-        // Any change in the directory may concern the file (atomic renames, Kubernetes' ..data
-        // symlink swaps); the content hash decides whether anything changed.
-        const w = watch(dirname(path), { persistent: false }, () => this.schedule(source));
+        // The directory is watched (an editor's or writeFileAtomic's rename over the file
+        // replaces its inode, which a watch on the file itself would lose), but only events that
+        // concern the file count: other files there (log files when LOG_DIR is this folder) would
+        // otherwise wake a reload at every write. The content hash decides whether anything changed.
+        const name = basename(path);
+        const w = watch(dirname(path), { persistent: false }, (_event, filename) => {
+          if (concernsFile(filename, name)) this.schedule(source);
+        });
         w.on('error', (err) => this.logger.warn({ err: String(err), source }, 'config watcher failed'));
         this.watchers.push(w);
         this.status.watching.push(source);
@@ -188,6 +208,7 @@ export class ConfigReloader {
           { source, added: keys.added, removed: keys.removed, total: keys.total },
           'keys file reloaded',
         );
+        this.onKeysReloaded?.(keys);
       } else if (force || source !== 'keys_file') this.noteUnchanged();
       return { ok: true, keys };
     } catch (err) {

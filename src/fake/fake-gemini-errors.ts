@@ -51,6 +51,20 @@ export const ERR_LEAKED: ErrorReply = reply(
   'Your API key was reported as leaked. Please use another API key.',
 );
 
+/** Google refuses the caller's location (its egress IP's country), whatever the key: no details. */
+export const ERR_LOCATION: ErrorReply = reply(
+  400,
+  'FAILED_PRECONDITION',
+  'User location is not supported for the API use.',
+);
+
+/** A prepaid project without credits: a 429 that is billing, not a time window (no QuotaFailure, no RetryInfo). */
+export const ERR_BILLING: ErrorReply = reply(
+  429,
+  'RESOURCE_EXHAUSTED',
+  'Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing.',
+);
+
 export const ERR_OVERLOADED: ErrorReply = reply(
   503,
   'UNAVAILABLE',

@@ -22,11 +22,13 @@ import {
 import {
   ERR_BAD_REQUEST,
   ERR_BARE_429,
+  ERR_BILLING,
   ERR_EMPTY_EMBED,
   ERR_INTERNAL,
   ERR_INVALID_JSON,
   ERR_INVALID_KEY,
   ERR_LEAKED,
+  ERR_LOCATION,
   ERR_METHOD_NOT_FOUND,
   ERR_NO_CONTENTS,
   ERR_NO_KEY,
@@ -52,6 +54,8 @@ export interface FakeGeminiOptions {
   keys?: Array<{ apiKey: string; project?: string }>;
   acceptAnyKey?: boolean;
   limits?: FakeLimits;
+  /** Per-model quotas (per project, as Google counts them); `limits` serve the other models. */
+  modelLimits?: Record<string, FakeLimits>;
   latencyMs?: number;
   chunkDelayMs?: number;
   streamChunks?: number;
@@ -66,6 +70,12 @@ export interface FakeGeminiOptions {
    * 1000; the answer carries `nextPageToken` while models remain). Tests lower it to page.
    */
   maxPageSize?: number;
+  /**
+   * Google refuses the caller's location (the egress IP's country): every request with a
+   * working key answers 400 FAILED_PRECONDITION "User location is not supported for the API
+   * use.". See setEgressRefused.
+   */
+  egressRefused?: boolean;
   now?: () => number;
 }
 
@@ -75,6 +85,12 @@ export type FakeFailure =
   | { kind: 'rate_limit'; quotaId?: string; retryDelay?: string; bare?: boolean }
   | { kind: 'invalid_key' }
   | { kind: 'leaked' }
+  | { kind: 'suspended' }
+  | { kind: 'service_disabled' }
+  /** 400 FAILED_PRECONDITION "User location is not supported for the API use." */
+  | { kind: 'location' }
+  /** 429 "Your prepayment credits are depleted. …" (no QuotaFailure). */
+  | { kind: 'billing' }
   | { kind: 'hang' }
   /** Headers and the start of a 200 body, then silence. */
   | { kind: 'stall' }
@@ -88,7 +104,19 @@ export type FakeFailure =
   /** A 200 answer whose text is exactly `text` (e.g. not the JSON a responseSchema asked for). */
   | { kind: 'text_answer'; text: string }
   /** A malformed 200 answer: batchEmbedContents with one embedding fewer than it was asked for. */
-  | { kind: 'missing_embedding' };
+  | { kind: 'missing_embedding' }
+  /**
+   * An answer that echoes `secret` (default: the key the request came with), as a careless
+   * upstream might. Status 200 (the default): in the model's text, and a stream carries it cut
+   * in two across two writes, the first not ending at a line break. Any other status: in the
+   * error's message.
+   */
+  | { kind: 'echo'; status?: number; secret?: string }
+  /**
+   * A normal stream each of whose chunks is written in two parts, cut inside the digits of its
+   * promptTokenCount (`"promptTokenCount": 12` | `34, …`).
+   */
+  | { kind: 'split_usage' };
 
 export interface RecordedRequest {
   method: string;
@@ -99,7 +127,12 @@ export interface RecordedRequest {
   body: unknown;
 }
 
-export type FakeKeyState = 'ok' | 'invalid' | 'leaked' | 'suspended' | 'service_disabled';
+/**
+ * A key's standing at Google. invalid, leaked, suspended and service_disabled refuse every call,
+ * models.list included; billing (a prepaid project without credits) refuses only the calls
+ * that spend (generateContent, streamGenerateContent, embedContent, batchEmbedContents).
+ */
+export type FakeKeyState = 'ok' | 'invalid' | 'leaked' | 'suspended' | 'service_disabled' | 'billing';
 
 export interface FakeGeminiStats {
   requests: number;
@@ -114,6 +147,8 @@ export interface FakeGemini {
   close(): Promise<void>;
   addKey(apiKey: string, project?: string): void;
   setKeyState(apiKey: string, state: FakeKeyState): void;
+  /** Refuse (or accept again) the caller's location, for every key (see egressRefused). */
+  setEgressRefused(refused: boolean): void;
   script(failure: FakeFailure, opts?: { apiKey?: string; method?: string; times?: number }): void;
   setLatency(ms: number): void;
   readonly stats: FakeGeminiStats;
@@ -156,6 +191,26 @@ const JSON_TYPE = 'application/json; charset=UTF-8';
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
 const ARRAY_STREAM_HEADERS = { 'content-type': JSON_TYPE };
 const EMPTY_OBJECT = Object.freeze({});
+/** Between the two writes of a frame cut in two: long enough for them to arrive as two chunks. */
+const SPLIT_WRITE_GAP_MS = 25;
+const STATUS_NAMES: Record<number, string> = {
+  400: 'INVALID_ARGUMENT',
+  403: 'PERMISSION_DENIED',
+  404: 'NOT_FOUND',
+  429: 'RESOURCE_EXHAUSTED',
+  500: 'INTERNAL',
+  503: 'UNAVAILABLE',
+  504: 'DEADLINE_EXCEEDED',
+};
+
+/** A frame cut inside the digits of its promptTokenCount (before them, for a single digit). */
+function splitInPromptCount(frame: string): string[] {
+  const m = /"promptTokenCount"\s*:\s*(\d+)/.exec(frame);
+  if (m === null) return [frame];
+  const digitsAt = m.index + m[0].length - m[1]!.length;
+  const cut = digitsAt + Math.floor(m[1]!.length / 2);
+  return [frame.slice(0, cut), frame.slice(cut)];
+}
 
 const MODELS_LIST_BODY = Buffer.from(JSON.stringify({ models: FAKE_MODELS.map(modelJson) }));
 const DEFAULT_PAGE_SIZE = 50;
@@ -264,12 +319,13 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
   const keys = new Map<string, KeyEntry>();
   for (const k of opts.keys ?? []) keys.set(k.apiKey, { project: k.project ?? k.apiKey, state: 'ok' });
   const acceptAnyKey = opts.acceptAnyKey ?? opts.keys === undefined;
-  const limits = new LimitTracker({ ...opts.limits }, opts.now ?? Date.now);
+  const limits = new LimitTracker({ ...opts.limits }, opts.now ?? Date.now, { ...opts.modelLimits });
   const chunkDelayMs = Math.max(0, opts.chunkDelayMs ?? 0);
   const streamChunks = Math.max(1, Math.floor(opts.streamChunks ?? 3));
   let latencyMs = Math.max(0, opts.latencyMs ?? 0);
   const textTokenRatio = opts.textTokenRatio ?? 1;
   const maxPageSize = Math.max(1, opts.maxPageSize ?? 1000);
+  let egressRefused = opts.egressRefused ?? false;
   const billedTokens = (req: Record<string, unknown>): TokenCount => {
     const count = countRequestTokens(req);
     if (textTokenRatio === 1) return count;
@@ -355,18 +411,21 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     answer: Answer,
     prompt: TokenCount,
     model: string,
-    failure: 'none' | 'midstream_error' | 'midstream_break' | 'empty_stream',
+    failure: 'none' | 'midstream_error' | 'midstream_break' | 'empty_stream' | 'split_usage',
   ): void {
     const id = responseId();
     let chunks = answerChunks(answer);
     if (failure === 'empty_stream') chunks = [];
-    else if (failure !== 'none') chunks = [{ ...chunks[0]!, last: false }];
-    const frames: string[] = [];
+    else if (failure !== 'none' && failure !== 'split_usage') chunks = [{ ...chunks[0]!, last: false }];
+    let frames: string[] = [];
     for (let i = 0; i < chunks.length; i++) {
       const c = chunks[i]!;
       const json = responseJson(c.parts, c.last, prompt, c.candidatesTokens, model, id);
       frames.push(sse ? `data: ${json}\r\n\r\n` : `${i === 0 ? '[' : '\r\n,'}${json}`);
     }
+    // Each frame in two writes, far enough apart to arrive as two chunks.
+    if (failure === 'split_usage') frames = frames.flatMap(splitInPromptCount);
+    const delayMs = failure === 'split_usage' ? Math.max(chunkDelayMs, SPLIT_WRITE_GAP_MS) : chunkDelayMs;
     if (failure === 'midstream_error')
       frames.push(sse ? `data: ${MIDSTREAM_ERROR_JSON}\r\n\r\n` : `\r\n,${MIDSTREAM_ERROR_JSON}`);
     const tail = failure === 'empty_stream' || sse ? '' : '\r\n]';
@@ -380,7 +439,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       if (res.destroyed) return;
       countStatus(200);
       res.writeHead(200, sse ? SSE_HEADERS : ARRAY_STREAM_HEADERS);
-      if (chunkDelayMs === 0 || frames.length === 0) {
+      if (delayMs === 0 || frames.length === 0) {
         for (const f of frames) res.write(f);
         finish();
         return;
@@ -390,7 +449,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
         if (res.destroyed) return;
         res.write(frames[i++]!);
         if (i >= frames.length) finish();
-        else later(next, chunkDelayMs);
+        else later(next, delayMs);
       };
       next();
     });
@@ -449,6 +508,14 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
             return sendError(res, ERR_INVALID_KEY);
           case 'leaked':
             return sendError(res, ERR_LEAKED);
+          case 'suspended':
+            return sendError(res, errSuspended(apiKey ?? '', maskSecret(apiKey ?? '')));
+          case 'service_disabled':
+            return sendError(res, errServiceDisabled(apiKey === null ? 'project' : maskSecret(apiKey)));
+          case 'location':
+            return sendError(res, ERR_LOCATION);
+          case 'billing':
+            return sendError(res, ERR_BILLING);
           case 'bad_request':
             return sendError(res, ERR_BAD_REQUEST);
           case 'text_answer': {
@@ -487,9 +554,36 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
           case 'reset':
             req.socket.resetAndDestroy();
             return;
+          case 'echo': {
+            const secret = failure.secret ?? apiKey ?? '';
+            const status = failure.status ?? 200;
+            if (status !== 200) {
+              const message = `Request failed for API key ${secret}; please try again.`;
+              return sendError(res, {
+                status,
+                body: errorBody(status, STATUS_NAMES[status] ?? 'UNKNOWN', message),
+              });
+            }
+            const text = `Your key is ${secret}, isn't it?`;
+            const prompt = isObj(body) ? billedTokens(body) : { total: 0, text: 0, images: 0 };
+            const json = responseJson([{ text }], true, prompt, 8, model, responseId());
+            if (route.kind !== 'action' || route.action !== 'streamGenerateContent')
+              return sendBody(res, 200, json);
+            const sse = query?.get('alt') === 'sse';
+            const whole = sse ? `data: ${json}\r\n\r\n` : `[${json}]`;
+            const cut = whole.indexOf(secret) + Math.floor(secret.length / 2);
+            return later(() => {
+              if (res.destroyed) return;
+              countStatus(200);
+              res.writeHead(200, sse ? SSE_HEADERS : ARRAY_STREAM_HEADERS);
+              res.write(whole.slice(0, cut));
+              later(() => res.end(whole.slice(cut)), SPLIT_WRITE_GAP_MS);
+            });
+          }
           case 'midstream_error':
           case 'midstream_break':
           case 'empty_stream':
+          case 'split_usage':
             if (route.kind === 'action' && route.action === 'streamGenerateContent' && isObj(body)) {
               const prompt = billedTokens(body);
               const answer = buildAnswer(route.model, body, streamChunks);
@@ -508,7 +602,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       entry = { project: apiKey, state: 'ok' };
       keys.set(apiKey, entry);
     }
-    if (entry.state !== 'ok') {
+    if (entry.state !== 'ok' && entry.state !== 'billing') {
       const project = entry.project === apiKey ? maskSecret(apiKey) : entry.project;
       switch (entry.state) {
         case 'invalid':
@@ -521,6 +615,8 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
           return sendError(res, errServiceDisabled(project));
       }
     }
+    // The caller's location is checked for every working key, listing included.
+    if (egressRefused) return sendError(res, ERR_LOCATION);
 
     if (route.kind === 'list') return sendBody(res, 200, modelsPage(search, maxPageSize));
     if (route.kind === 'get') {
@@ -536,6 +632,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     }
     if (bodyInvalid || (body !== undefined && !isObj(body))) return sendError(res, ERR_INVALID_JSON);
     const req0 = (body ?? EMPTY_OBJECT) as Record<string, unknown>;
+    if (entry.state === 'billing' && action !== 'countTokens') return sendError(res, ERR_BILLING);
 
     switch (action) {
       case 'generateContent':
@@ -682,6 +779,9 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       const times = o?.times ?? 1;
       if (times <= 0) return;
       scripts.push({ failure, apiKey: o?.apiKey, method: o?.method, remaining: times });
+    },
+    setEgressRefused(refused: boolean): void {
+      egressRefused = refused;
     },
     setLatency(ms: number): void {
       latencyMs = Math.max(0, ms);

@@ -50,6 +50,13 @@ function defaultDocs(url: string): { tags: string[]; summary: string } | null {
   return { tags: ['other'], summary: url };
 }
 
+/**
+ * The status recorded (access line, http_requests_total) for a request whose connection closed
+ * before its answer was complete: nginx's "client closed request". Fastify's onResponse runs on
+ * the response's 'finish', which never comes then.
+ */
+export const CLIENT_CLOSED_REQUEST = 499;
+
 /** After the deadline, how long the handler has to end on its own (its upstream call aborted) before we answer. */
 const DEADLINE_GRACE_MS = 100;
 
@@ -62,7 +69,12 @@ const DEADLINE_GRACE_MS = 100;
  * upstream has its own stall timeout. (Fastify's request.signal is not used: it fires as soon
  * as a request body has been read.)
  */
-function startDeadline(request: FastifyRequest, reply: FastifyReply, timeoutMs: number): void {
+function startDeadline(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  timeoutMs: number,
+  onClientGone: (request: FastifyRequest, reply: FastifyReply) => void,
+): void {
   const cancellation = new Cancellation();
   request.cancellation = cancellation;
   request.deadlineMs = Date.now() + timeoutMs;
@@ -78,7 +90,10 @@ function startDeadline(request: FastifyRequest, reply: FastifyReply, timeoutMs: 
   timer.unref();
   reply.raw.once('close', () => {
     clearTimeout(timer);
-    if (!reply.raw.writableFinished) cancellation.abort(new Error('client closed the connection'));
+    if (!reply.raw.writableFinished) {
+      cancellation.abort(new Error('client closed the connection'));
+      onClientGone(request, reply);
+    }
   });
 }
 
@@ -197,6 +212,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     },
   });
   app.decorateRequest('deadlineMs', 0);
+  app.decorateRequest('clientGone', false);
   app.decorateRequest('routeInfo', null);
   app.decorateRequest('context', null);
 
@@ -217,7 +233,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
       );
       return;
     }
-    startDeadline(request, reply, timeoutMs);
+    startDeadline(request, reply, timeoutMs, recordClientGone);
     const ctx: RequestContext = { requestId: request.id, upstreamMs: 0, upstreamAttempts: 0, keyId: null };
     request.context = ctx;
     done();
@@ -243,7 +259,8 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   // The access line: scalar fields only (the URL with its key= values masked), so it needs no
   // path redaction; the secret scrubber still runs on it like on every line.
   const accessLog = new AccessLog(deps.logger);
-  app.addHook('onResponse', (request, reply, done) => {
+  // One record per request: at 'finish' (onResponse), or at 'close' when the client left first.
+  const record = (request: FastifyRequest, reply: FastifyReply, status: number): void => {
     const ctx = request.context;
     const up =
       request.upstream ??
@@ -258,7 +275,7 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
         method: request.method,
         route,
         url: redactUrl(request.url),
-        status: reply.statusCode,
+        status,
         duration_ms: Math.round(durationMs * 10) / 10,
         upstream_ms: up ? Math.round(up.ms * 10) / 10 : undefined,
         queued_ms: up?.queuedMs ? Math.round(up.queuedMs) : undefined,
@@ -269,13 +286,21 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
       });
     const m = deps.metrics;
     if (m) {
-      m.request(request.method, route, reply.statusCode, durationMs);
+      m.request(request.method, route, status, durationMs);
+      if (status === CLIENT_CLOSED_REQUEST) return;
       // Overhead only for answers sent whole: a stream's duration is the model's, not ours.
       const streamed =
         request.url.includes('streamGenerateContent') ||
         String(reply.getHeader('content-type') ?? '').includes('event-stream');
       if (up && !streamed) m.observeOverhead(route, Math.max(0, durationMs - up.ms - up.queuedMs));
     }
+  };
+  function recordClientGone(request: FastifyRequest, reply: FastifyReply): void {
+    request.clientGone = true;
+    record(request, reply, CLIENT_CLOSED_REQUEST);
+  }
+  app.addHook('onResponse', (request, reply, done) => {
+    if (!request.clientGone) record(request, reply, reply.statusCode);
     done();
   });
   // Every route without a schema still gets a description in the OpenAPI document.

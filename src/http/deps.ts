@@ -6,6 +6,7 @@ import type { ConfigReloader } from '../config/reload.ts';
 import type { RequestContext } from '../observability/logger.ts';
 import type { GatewayMetrics } from '../observability/metrics.ts';
 import type { KeyPool } from '../pool/key-pool.ts';
+import type { KeyVerifier } from '../pool/verify.ts';
 import type { StateStore } from '../store/types.ts';
 import type { Forwarder } from '../upstream/forwarder.ts';
 import type { GeminiCaller } from '../upstream/gemini-caller.ts';
@@ -21,6 +22,11 @@ export interface AppDeps {
   store: StateStore;
   /** The Redis connection when REDIS_URL/REDIS_HOST is configured (cache backend), else undefined. */
   redis?: Redis;
+  /**
+   * The response cache's Redis when it has one of its own (CACHE_REDIS_URL) or shares `redis`;
+   * undefined: the cache is in memory (or off). Unset in hand-built deps: the cache follows `redis`.
+   */
+  cacheRedis?: Redis;
   logger: Logger;
   /** The native proxy's path to Google (key pool + retries). */
   forwarder: Forwarder;
@@ -34,6 +40,8 @@ export interface AppDeps {
   reloader?: ConfigReloader;
   /** Caller rate limits (per IP, per client). */
   rateLimiter?: CallerRateLimiter;
+  /** Key verification before traffic (VERIFY_KEYS); undefined when off. */
+  verifier?: KeyVerifier;
 }
 
 declare module 'fastify' {
@@ -48,6 +56,8 @@ declare module 'fastify' {
     cancellation: Cancellation | null;
     /** Epoch ms of the request's REQUEST_TIMEOUT deadline. */
     deadlineMs: number;
+    /** The connection closed before the answer was complete (recorded with status 499). */
+    clientGone: boolean;
     /** Name of the authenticated client (never its token); undefined on routes without client auth. */
     clientName?: string;
     /** The route's options, read once per request (see routeOf). */

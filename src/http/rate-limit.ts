@@ -14,6 +14,12 @@ import { routeOf } from './route.ts';
  * The short window also keeps a caller from spending a whole minute's allowance in the last
  * second of one window and the first of the next. Per client (token), a 60-second window of
  * CLIENT_RATE_LIMITS[name] or CLIENT_RATE_LIMIT requests. 0 switches a limit off.
+ *
+ * When the store fails or does not answer within REDIS_COMMAND_TIMEOUT_MS (every command of the
+ * gateway's Redis clients is bounded by it), the limits fail open: the request goes on unchecked
+ * (one warning per 10 s). The caller limits protect the gateway, not Google's quotas: pool
+ * requests still need the store for their key (503 while it is down), so failing closed here
+ * would only turn away requests that need no store (application answers from the cache, docs).
  */
 export interface RateLimitSettings {
   /** Requests per minute per IP (GLOBAL_RATE_LIMIT); 0 = off. */

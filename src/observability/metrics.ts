@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { KeyConfig } from '../config/keys.ts';
-import type { KeyState } from '../store/types.ts';
+import { computeCapacity, type ModelCapacity } from '../pool/capacity.ts';
+import type { BudgetState, KeyState } from '../store/types.ts';
 import type { AttemptObserver } from '../upstream/forwarder.ts';
 import { CountOf, HotMetric } from './hot-metric.ts';
 import { requestContext } from './logger.ts';
@@ -32,6 +33,13 @@ const OVERHEAD_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 /** Distinct model label values kept before further ones are counted as "other" (models come from clients). */
 const MAX_MODELS = 100;
 const KEY_STATES = ['available', 'resting', 'disabled', 'circuit_open'] as const;
+/**
+ * Per (project, model) budget series: every model named in some key's modelLimits (the tier table
+ * included), plus at most this many models seen only in traffic (the most requested today first).
+ * So each gateway_budget_* metric has at most projects × (configured models + 20) label sets
+ * (× 3 windows), and each gateway_capacity_* metric models × 3.
+ */
+const MAX_TRAFFIC_MODELS = 20;
 /** Gauges of one scrape share one read of the store and the cache. */
 const SNAPSHOT_TTL_MS = 250;
 
@@ -55,6 +63,8 @@ export class GatewayMetrics implements AttemptObserver {
   private queueSource: (() => number) | null = null;
   private cacheSource: (() => Promise<CacheCounters>) | null = null;
   private keyRead: { at: number; value: Promise<KeySnapshot | null> } | null = null;
+  private budgetSource: (() => Promise<readonly BudgetState[]>) | null = null;
+  private budgetRead: { at: number; value: Promise<BudgetSnapshot | null> } | null = null;
   private cacheRead: { at: number; value: Promise<CacheCounters | null> } | null = null;
 
   constructor() {
@@ -167,6 +177,96 @@ export class GatewayMetrics implements AttemptObserver {
         this.set((await self.keySnapshot()) ? 1 : 0);
       },
     });
+    // Budgets per (project, model), as Google counts quota, and the pool's capacity per model.
+    new Gauge({
+      name: 'gateway_budget_limit',
+      help: 'Limit of each (project, model) budget, by window: requests_minute, requests_day, tokens_minute. Model "none": requests for no model (model listing).',
+      labelNames: ['project', 'model', 'window'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const b of (await self.budgetSnapshot())?.budgets ?? []) {
+          const labels = { project: b.project, model: budgetModelLabel(b.model) };
+          this.set({ ...labels, window: 'requests_minute' }, b.rpm);
+          this.set({ ...labels, window: 'requests_day' }, b.rpd);
+          this.set({ ...labels, window: 'tokens_minute' }, b.tpm);
+        }
+      },
+    });
+    new Gauge({
+      name: 'gateway_budget_used',
+      help: 'Use of each (project, model) budget, by window: requests_minute (last 60 s), requests_day (this Pacific day), tokens_minute (input tokens, last 60 s).',
+      labelNames: ['project', 'model', 'window'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const b of (await self.budgetSnapshot())?.budgets ?? []) {
+          const labels = { project: b.project, model: budgetModelLabel(b.model) };
+          this.set({ ...labels, window: 'requests_minute' }, b.requestsThisMinute);
+          this.set({ ...labels, window: 'requests_day' }, b.requestsToday);
+          this.set({ ...labels, window: 'tokens_minute' }, b.tokensThisMinute);
+        }
+      },
+    });
+    new Gauge({
+      name: 'gateway_budget_resting',
+      help: '1 while a (project, model) budget rests after a quota answer from Google (no key of the project serves the model), else 0.',
+      labelNames: ['project', 'model'],
+      registers,
+      async collect() {
+        this.reset();
+        const snap = await self.budgetSnapshot();
+        if (!snap) return;
+        for (const b of snap.budgets) {
+          const resting = b.restUntilMs !== null && b.restUntilMs > snap.nowMs;
+          this.set({ project: b.project, model: budgetModelLabel(b.model) }, resting ? 1 : 0);
+        }
+      },
+    });
+    const capacityGauge = (name: string, help: string, pick: (c: ModelCapacity) => CapacityWindows) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['model', 'window'],
+        registers,
+        async collect() {
+          this.reset();
+          for (const c of (await self.budgetSnapshot())?.capacity ?? []) {
+            const [rpm, rpd, tpm] = pick(c);
+            this.set({ model: c.model, window: 'requests_minute' }, rpm);
+            this.set({ model: c.model, window: 'requests_day' }, rpd);
+            this.set({ model: c.model, window: 'tokens_minute' }, tpm);
+          }
+        },
+      });
+    capacityGauge(
+      'gateway_capacity_total',
+      "The pool's capacity per model and window: the sum of the limits of the projects with a usable key for the model (each project once).",
+      (c) => [c.total.rpm, c.total.rpd, c.total.tpm],
+    );
+    capacityGauge(
+      'gateway_capacity_used',
+      'Use of the pool capacity per model and window (the same projects).',
+      (c) => [c.used.requestsThisMinute, c.used.requestsToday, c.used.tokensThisMinute],
+    );
+    capacityGauge(
+      'gateway_capacity_left',
+      'Capacity left per model and window: the sum over projects of max(0, limit - used), rests or not.',
+      (c) => [c.left.requestsThisMinute, c.left.requestsToday, c.left.tokensThisMinute],
+    );
+    capacityGauge(
+      'gateway_capacity_available',
+      'Capacity left per model and window in the projects not resting on the model now.',
+      (c) => [c.available.requestsThisMinute, c.available.requestsToday, c.available.tokensThisMinute],
+    );
+    new Gauge({
+      name: 'gateway_budget_states_up',
+      help: '1 when the (project, model) budget states could be read from the state store at this scrape, else 0.',
+      registers,
+      async collect() {
+        this.set((await self.budgetSnapshot()) ? 1 : 0);
+      },
+    });
     new Counter({
       name: 'gateway_cache_lookups_total',
       help: 'Response cache lookups of this process, by result: hit, miss, bypass, error.',
@@ -203,6 +303,11 @@ export class GatewayMetrics implements AttemptObserver {
   /** Key configuration and runtime states, read on every scrape. */
   setKeySource(source: () => Promise<KeySnapshot>): void {
     this.keySource = source;
+  }
+
+  /** The store's (project, model) budget states (store.budgetStates), read on every scrape. */
+  setBudgetSource(source: () => Promise<readonly BudgetState[]>): void {
+    this.budgetSource = source;
   }
 
   setQueueSource(source: () => number): void {
@@ -254,6 +359,25 @@ export class GatewayMetrics implements AttemptObserver {
     return value;
   }
 
+  /**
+   * One read of the budget states per scrape, with the capacity computed from them and the key
+   * snapshot; budgets limited to the models that get series (MAX_TRAFFIC_MODELS). Null when the
+   * store fails or no source is set.
+   */
+  private budgetSnapshot(): Promise<BudgetSnapshot | null> {
+    const now = Date.now();
+    if (this.budgetRead && now - this.budgetRead.at < SNAPSHOT_TTL_MS) return this.budgetRead.value;
+    const source = this.budgetSource;
+    const value = source
+      ? Promise.all([source(), this.keySnapshot()]).then(
+          ([budgets, keys]) => budgetSeries(budgets, keys, now),
+          () => null,
+        )
+      : Promise.resolve(null);
+    this.budgetRead = { at: now, value };
+    return value;
+  }
+
   private cacheCounters(): Promise<CacheCounters | null> {
     const now = Date.now();
     if (this.cacheRead && now - this.cacheRead.at < SNAPSHOT_TTL_MS) return this.cacheRead.value;
@@ -294,6 +418,49 @@ export class GatewayMetrics implements AttemptObserver {
     this.models.add(model);
     return model;
   }
+}
+
+interface BudgetSnapshot {
+  nowMs: number;
+  budgets: readonly BudgetState[];
+  capacity: readonly ModelCapacity[];
+}
+
+type CapacityWindows = [requestsMinute: number, requestsDay: number, tokensMinute: number];
+
+const budgetModelLabel = (model: string) => (model === '' ? 'none' : model);
+
+/**
+ * The budgets and capacities that get series: models named in some key's modelLimits, and the
+ * MAX_TRAFFIC_MODELS most requested (today, then this minute) of the models seen only in traffic.
+ */
+function budgetSeries(
+  budgets: readonly BudgetState[],
+  keys: KeySnapshot | null,
+  nowMs: number,
+): BudgetSnapshot {
+  const configs = keys?.configs ?? [];
+  const configured = new Set<string>();
+  for (const k of configs) for (const m of Object.keys(k.modelLimits)) configured.add(m);
+  const traffic = new Map<string, { today: number; minute: number }>();
+  for (const b of budgets) {
+    if (configured.has(b.model)) continue;
+    const t = traffic.get(b.model) ?? { today: 0, minute: 0 };
+    t.today += b.requestsToday;
+    t.minute += b.requestsThisMinute;
+    traffic.set(b.model, t);
+  }
+  const allowed = new Set(configured);
+  if (traffic.size <= MAX_TRAFFIC_MODELS) for (const m of traffic.keys()) allowed.add(m);
+  else {
+    const ranked = [...traffic].sort(
+      ([ma, a], [mb, b]) => b.today - a.today || b.minute - a.minute || (ma < mb ? -1 : ma > mb ? 1 : 0),
+    );
+    for (const [m] of ranked.slice(0, MAX_TRAFFIC_MODELS)) allowed.add(m);
+  }
+  const kept = budgets.filter((b) => allowed.has(b.model));
+  const capacity = computeCapacity({ configs, keyStates: keys?.states ?? [], budgets: kept, nowMs });
+  return { nowMs, budgets: kept, capacity };
 }
 
 export type KeyStateName = 'available' | 'resting' | 'disabled' | 'circuit_open';

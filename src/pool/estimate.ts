@@ -61,3 +61,63 @@ export function bodyPromptTokenCount(body: Buffer): number | undefined {
   // Not followed by a count (or an absurd one): let the text scan decide.
   return lastPromptTokenCount(body.toString('utf8'));
 }
+
+/** Bytes of a chunk's end carried into the next one: a split count and its field name fit in it. */
+const USAGE_CARRY = 64;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The prompt token count of a stream (SSE or JSON array), read chunk by chunk from the bytes.
+ * Usage is cumulative and every chunk repeats it, so the last complete count is the best known
+ * at any moment, also when the stream is cut off. A count split across two chunks
+ * (`"promptTokenCount": 12` | `34,`) is read whole: the previous chunk's tail is carried over,
+ * and a count that runs to the end of what has arrived is not taken until its end is seen.
+ */
+export class StreamUsageReader {
+  /** The last complete promptTokenCount seen; undefined before the first. */
+  promptTokens: number | undefined;
+  private tail: Buffer = EMPTY;
+
+  push(chunk: Buffer): void {
+    const found = lastCount(chunk, chunk.length);
+    if (found !== undefined) this.promptTokens = found;
+    else if (this.tail.length > 0) {
+      // A count whose field name began in the previous chunk. Only the seam is copied, so a
+      // large chunk (image data) is not.
+      const seam = Buffer.concat([this.tail, chunk.subarray(0, 2 * USAGE_CARRY)]);
+      const straddling = lastCount(seam, this.tail.length);
+      if (straddling !== undefined) this.promptTokens = straddling;
+    }
+    // A copy: a view would keep the whole chunk alive.
+    const end = chunk.length >= USAGE_CARRY ? chunk : Buffer.concat([this.tail, chunk]);
+    this.tail = Buffer.from(end.subarray(Math.max(0, end.length - USAGE_CARRY)));
+  }
+}
+
+/** The last complete count in `data` whose field name starts before `startsBefore`. */
+function lastCount(data: Buffer, startsBefore: number): number | undefined {
+  if (startsBefore <= 0) return undefined;
+  for (
+    let at = data.lastIndexOf(PROMPT_MARKER, startsBefore - 1);
+    at >= 0;
+    at = at > 0 ? data.lastIndexOf(PROMPT_MARKER, at - 1) : -1
+  ) {
+    const value = countAfter(data, at + PROMPT_MARKER.length);
+    if (value !== undefined) return value;
+  }
+  return undefined;
+}
+
+/** The count after a field name at `i` (`: 123`), or undefined when absent, absurd or not ended yet. */
+function countAfter(data: Buffer, i: number): number | undefined {
+  while (SPACE.has(data[i]!)) i++;
+  if (data[i] !== 0x3a) return undefined;
+  i++;
+  while (SPACE.has(data[i]!)) i++;
+  let value = 0;
+  const start = i;
+  for (; data[i]! >= 0x30 && data[i]! <= 0x39; i++) value = value * 10 + data[i]! - 0x30;
+  // Digits up to the end of what arrived may go on in the next chunk.
+  if (i === start || i >= data.length || i - start >= 16) return undefined;
+  return value;
+}

@@ -233,7 +233,8 @@ export class MemoryStore implements StateStore {
         project: k.project,
         ...(use.get(k.project) ?? NO_USE),
         enabled: k.enabled && rt.disabledReason === null,
-        disabledReason: k.enabled ? rt.disabledReason : 'disabled in configuration',
+        // The reason given at run time (an admin's, a verdict's) says more than the configuration's flag.
+        disabledReason: rt.disabledReason ?? (k.enabled ? null : 'disabled in configuration'),
         disabledAtMs: rt.disabledAtMs,
         verified: !rt.unverified,
         circuit: circuitOf(rt, nowMs),

@@ -21,13 +21,14 @@ import { ConfigError } from '../config/env.ts';
  *   count its requests twice.
  * - `retryStrategy`: reconnect forever, backing off from 50 ms to at most 1 s (plus jitter).
  * - An 'error' listener from the start: no "Unhandled error event" stack; one log line per outage
- *   that says the cause (refused, host not found, no answer, authentication, TLS), never a
- *   password. Before the first connection the cause goes into connectRedis's ConfigError instead.
+ *   (and per further kind of cause during it) that says the cause (refused, host not found, no
+ *   answer, authentication, TLS), never a password, and one when it is back. Before the first
+ *   connection the cause goes into connectRedis's ConfigError instead.
  *
  * A Redis that stalls (SIGSTOP, a long script, a network blackhole) can still run the commands it
- * had received before it stalled once it resumes: their callers already got an error, so such an
- * acquire counts a request that was never sent (the safe side: a budget can be overcounted, never
- * overrun). Only a check on the Redis side (a deadline in the script) could drop them.
+ * had received before it stalled once it resumes: their callers already got an error. The acquire
+ * script carries its deadline on Redis's clock and books nothing past it (acquire.lua); the other
+ * scripts settle or report what was sent, which is right whenever they run.
  */
 
 /** The store's scripts, by the command names RedisStore defines them as (its SCRIPTS). */
@@ -86,8 +87,8 @@ interface ClientState {
   secrets: string[];
   lastError: Error | null;
   everReady: boolean;
-  /** The kind of cause already logged for the current outage; null: up. */
-  down: string | null;
+  /** The kinds of cause logged during the current outage (one line each); null: up. */
+  down: Set<string> | null;
 }
 
 const states = new WeakMap<Redis, ClientState>();
@@ -195,9 +196,10 @@ export function createRedisClient(url: string, settings: RedisClientSettings = {
     ...REDIS_OPTIONS,
     lazyConnect: true,
     commandTimeout: timeoutMs,
+    socketTimeout: timeoutMs,
     connectTimeout: Math.max(timeoutMs, 1000),
-    maxRetriesPerRequest: 2,
-    autoResendUnfulfilledCommands: true,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
     // Until the first connection is ready, commands issued at once wait for it (bounded: they
     // fail with it, or at their timeout). After that, see the top of this file.
     enableOfflineQueue: true,
@@ -218,29 +220,34 @@ export function createRedisClient(url: string, settings: RedisClientSettings = {
   const { logger } = settings;
   // Bound to where the client is made (start-up): an outage line is not the line of whichever
   // request's command happened to notice it (the logger adds the current request's id).
-  const listen = (event: string, listener: (...args: never[]) => void) =>
-    client.on(event, AsyncResource.bind(listener));
-  listen('error', (err: Error) => {
-    state.lastError = err;
-    if (!state.everReady) return; // connectRedis names the cause in its error
-    const kind = redisErrorKind(err);
-    if (state.down === kind) return;
-    const first = state.down === null;
-    state.down = kind;
-    const cause = describeRedisError(err, state);
-    logger?.warn(
-      { redis: state.target, role: state.role, cause },
-      `redis (${state.role}) ${first ? 'unreachable' : 'still unreachable'}: ${cause}${settings.whileDown ? `; ${settings.whileDown}` : ''}`,
-    );
-  });
-  listen('ready', () => {
-    if (!settings.overrides || settings.overrides.enableOfflineQueue === undefined)
-      client.options.enableOfflineQueue = false;
-    if (state.down !== null)
-      logger?.info({ redis: state.target, role: state.role }, `redis (${state.role}) reachable again`);
-    state.down = null;
-    state.everReady = true;
-  });
+  client.on(
+    'error',
+    AsyncResource.bind((err: Error) => {
+      state.lastError = err;
+      if (!state.everReady) return; // connectRedis names the cause in its error
+      const kind = redisErrorKind(err);
+      if (state.down?.has(kind)) return;
+      const first = state.down === null;
+      state.down ??= new Set();
+      state.down.add(kind);
+      const cause = describeRedisError(err, state);
+      logger?.warn(
+        { redis: state.target, role: state.role, cause },
+        `redis (${state.role}) ${first ? 'unreachable' : 'still unreachable'}: ${cause}${settings.whileDown ? `; ${settings.whileDown}` : ''}`,
+      );
+    }),
+  );
+  client.on(
+    'ready',
+    AsyncResource.bind(() => {
+      if (!settings.overrides || settings.overrides.enableOfflineQueue === undefined)
+        client.options.enableOfflineQueue = false;
+      if (state.down !== null)
+        logger?.info({ redis: state.target, role: state.role }, `redis (${state.role}) reachable again`);
+      state.down = null;
+      state.everReady = true;
+    }),
+  );
   return client;
 }
 

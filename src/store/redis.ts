@@ -51,7 +51,7 @@ interface PendingAcquire {
 }
 
 type ScriptedRedis = Redis & {
-  ggAcquire(prefix: string, generation: string, requests: string): Promise<string>;
+  ggAcquire(prefix: string, generation: string, requests: string, deadline: string): Promise<string>;
   ggRegistry(prefix: string, unverified: string, generation: string, entries: string): Promise<string>;
   ggReseed(...args: string[]): Promise<string>;
   ggSettle(...args: (string | number)[]): Promise<number>;
@@ -231,7 +231,10 @@ export class RedisStore implements StateStore {
 
   /** One script call; when Redis's generation changed, re-seed and ask once more. */
   private async callAcquire(lines: string, mayReseed: boolean): Promise<string> {
-    const reply = await this.redis.ggAcquire(this.p, this.generation, lines);
+    // Past the client's command timeout nobody waits for the answer: Redis books nothing then.
+    const timeout = this.redis.options.commandTimeout;
+    const deadline = timeout && !this.instanceClock ? String(Date.now() + this.clockSkewMs + timeout) : '';
+    const reply = await this.redis.ggAcquire(this.p, this.generation, lines, deadline);
     if (!reply.startsWith('R\t')) return reply;
     if (!mayReseed) throw new Error('the state store lost its data and could not be re-seeded');
     await this.reseed();
@@ -358,7 +361,7 @@ export class RedisStore implements StateStore {
         project,
         ...(use.get(project) ?? NO_USE),
         enabled: configEnabled && disabled === null,
-        disabledReason: configEnabled ? disabled : 'disabled in configuration',
+        disabledReason: disabled ?? (configEnabled ? null : 'disabled in configuration'),
         disabledAtMs: h.disabled_at ? Number(h.disabled_at) : null,
         verified: h.unverified !== '1',
         circuit: circuitOf({ openUntilMs }, nowMs),

@@ -1,10 +1,11 @@
 import type { Agent, Dispatcher } from 'undici';
 import { HttpProblem } from '../http/problem.ts';
 import { classifyUpstream, type Verdict } from '../pool/classify.ts';
-import { bodyPromptTokenCount, lastPromptTokenCount } from '../pool/estimate.ts';
+import { bodyPromptTokenCount, StreamUsageReader } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
 import type { Outcome } from '../store/types.ts';
-import { type Abortable, signalOf } from '../util/cancel.ts';
+import { type Abortable, onAbort, signalOf } from '../util/cancel.ts';
+import { ResponseScrubber } from './response-scrub.ts';
 import { requestWhole, type TransferError, type WholeAnswer } from './whole.ts';
 
 export interface UpstreamCall {
@@ -22,9 +23,16 @@ export interface UpstreamCall {
   signal?: Abortable;
   /** Absolute epoch-ms deadline for the whole call, retries included. */
   deadlineMs: number;
+  /**
+   * Models to try, in order, when the pool cannot serve `model` within the wait (MODEL_FALLBACKS,
+   * opt-in per request). The path names the model; it is rewritten for each.
+   */
+  fallbacks?: readonly string[];
 }
 
 interface Answer {
+  /** The model that served (differs from the call's when a fallback served: x-gateway-model). */
+  model: string;
   status: number;
   contentType: string;
   keyId: string | null;
@@ -37,17 +45,24 @@ export interface UnaryAnswer extends Answer {
   kind: 'unary';
   body: Buffer;
 }
+/**
+ * A started stream. Its lease settles exactly once, by itself: when the upstream ends
+ * (complete), when it breaks (broken) or when the request's signal fires (client gone), also if
+ * nobody ever reads it. Chunks come scrubbed of secrets (see ResponseScrubber).
+ */
 export interface StreamAnswer extends Answer {
   kind: 'stream';
   /** The first chunk, already received: once it goes out, the call is no longer retried. */
   first: Buffer;
+  /** The chunks after the first; throws when the upstream breaks or the stream was finished. */
   rest: AsyncIterator<Buffer>;
   /**
-   * Must be called exactly once: the stream completed, broke upstream (counts against the key),
-   * or the client went away (neither the key's fault nor a success).
+   * Ends the stream for the gateway (its reader stops: it completed, broke, or the client went
+   * away): stops the upstream transfer if it still runs and settles the lease, if that has not
+   * happened yet. Any number of calls; the first end settles.
    */
   finish(end: StreamEnd): void;
-  /** Stops the upstream transfer (client went away). */
+  /** The client went away: finish('client_gone'). */
   abort(): void;
 }
 export type UpstreamAnswer = UnaryAnswer | StreamAnswer;
@@ -68,6 +83,10 @@ export interface ForwarderOptions {
   attemptTimeoutMs: number;
   now?: () => number;
   observer?: AttemptObserver;
+  /** Google refused the gateway's egress location (metric, warn log). */
+  onEgressRefused?: () => void;
+  /** Secrets (pool keys, client tokens) taken out of every answer passed on; none by default. */
+  scrubber?: ResponseScrubber;
 }
 
 const JSON_TYPE = 'application/json; charset=UTF-8';
@@ -84,16 +103,39 @@ export class Forwarder {
   private readonly now: () => number;
   private readonly origin: string;
   private readonly basePath: string;
+  private readonly scrubber: ResponseScrubber;
 
   constructor(options: ForwarderOptions) {
     this.o = options;
     this.now = options.now ?? Date.now;
+    this.scrubber = options.scrubber ?? new ResponseScrubber();
     const base = new URL(options.baseUrl);
     this.origin = base.origin;
     this.basePath = base.pathname.replace(/\/$/, '');
   }
 
+  /**
+   * Sends the call; when the pool cannot serve its model within the wait and the call names
+   * fallbacks, the next model is tried (its own budget, its own wait), and the answer says
+   * which model served.
+   */
   async forward(call: UpstreamCall): Promise<UpstreamAnswer> {
+    const fallbacks = call.fallbacks ?? [];
+    let current = call;
+    for (let i = 0; ; i++) {
+      try {
+        const answer = await this.forwardModel(current);
+        answer.model = current.model;
+        return answer;
+      } catch (err) {
+        const next = fallbacks[i];
+        if (!(err instanceof ModelUnavailable) || next === undefined || this.now() >= call.deadlineMs) throw err;
+        current = withModel(call, next);
+      }
+    }
+  }
+
+  private async forwardModel(call: UpstreamCall): Promise<UpstreamAnswer> {
     const tried: string[] = [];
     let upstreamMs = 0;
     let queuedMs = 0;
@@ -120,15 +162,17 @@ export class Forwarder {
         });
       }
       this.o.observer?.observeQueueWait(lease.queuedMs);
-      if (this.now() >= call.deadlineMs) {
-        // It waited in line past its deadline (a caller without a request signal): not sent.
+      if (call.signal?.aborted || this.now() >= call.deadlineMs) {
+        // Its client left, or it waited past its deadline, before anything was sent: the key's
+        // budget goes back.
         void this.o.pool.report(lease, { kind: 'unused' });
+        if (this.now() < call.deadlineMs) throw new HttpProblem(499, 'client closed the request');
         break;
       }
       queuedMs += lease.queuedMs;
       tried.push(lease.keyId);
       const started = this.now();
-      const result = await this.attempt(call, lease);
+      const result = await this.attempt(call, lease, started);
       const elapsed = this.now() - started;
       upstreamMs += elapsed;
 
@@ -137,21 +181,17 @@ export class Forwarder {
         a.attempts = attempt;
         a.upstreamMs = upstreamMs;
         a.queuedMs = queuedMs;
-        if (a.kind === 'stream') {
-          const inner = a.finish;
-          a.finish = (end) => {
-            inner(end);
-            const outcome =
-              end === 'complete' ? 'success' : end === 'broken' ? 'stream_broken' : 'client_gone';
-            this.o.observer?.attempt(lease.keyId, call.model, outcome, this.now() - started);
-          };
-        } else {
-          this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
-        }
+        // A stream reports its attempt when it ends (streamAnswer).
+        if (a.kind === 'unary') this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
         return a;
       }
       this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
       if (result.kind === 'client_gone') throw new HttpProblem(499, 'client closed the request');
+      if (result.kind === 'refused') {
+        // Every key leaves through the same egress: no other key would be answered otherwise.
+        this.o.onEgressRefused?.();
+        throw egressRefused();
+      }
       lastFailure = result.outcome;
       if (result.restUntil !== undefined)
         restUntil = Math.min(restUntil ?? Number.POSITIVE_INFINITY, result.restUntil);
@@ -173,10 +213,12 @@ export class Forwarder {
   private async attempt(
     call: UpstreamCall,
     lease: Lease,
+    started: number,
   ): Promise<
     | { kind: 'answer'; answer: UpstreamAnswer; outcome: string }
     | { kind: 'retry'; outcome: string; restUntil?: number; passThrough?: UnaryAnswer }
     | { kind: 'client_gone'; outcome: string }
+    | { kind: 'refused'; outcome: string }
   > {
     const pool = this.o.pool;
     // The attempt's time limit is undici's own: the answer's headers within the attempt budget
@@ -205,7 +247,7 @@ export class Forwarder {
       }
       const contentType = String(res.headers['content-type'] ?? JSON_TYPE);
       if (res.statusCode >= 200 && res.statusCode < 300)
-        return this.streamAnswer(call, lease, res, contentType);
+        return this.streamAnswer(call, lease, res, contentType, started);
       // An error answer to a stream request is read whole, like any other.
       try {
         whole = { statusCode: res.statusCode, contentType, body: Buffer.from(await res.body.arrayBuffer()) };
@@ -227,11 +269,13 @@ export class Forwarder {
     }
 
     const { statusCode, body } = whole;
+    // Classified and counted from Google's own bytes; the client gets them without secrets.
     const answer: UnaryAnswer = {
       kind: 'unary',
+      model: call.model,
       status: statusCode,
-      contentType: whole.contentType ?? JSON_TYPE,
-      body,
+      contentType: this.scrubber.scrubText(whole.contentType ?? JSON_TYPE),
+      body: this.scrubber.scrub(body),
       keyId: lease.keyId,
       attempts: 0,
       upstreamMs: 0,
@@ -269,7 +313,8 @@ export class Forwarder {
     answer: UnaryAnswer,
   ):
     | { kind: 'answer'; answer: UpstreamAnswer; outcome: string }
-    | { kind: 'retry'; outcome: string; restUntil?: number; passThrough?: UnaryAnswer } {
+    | { kind: 'retry'; outcome: string; restUntil?: number; passThrough?: UnaryAnswer }
+    | { kind: 'refused'; outcome: string } {
     const pool = this.o.pool;
     switch (verdict.kind) {
       case 'success':
@@ -278,7 +323,12 @@ export class Forwarder {
         void pool.report(lease, { kind: 'success' });
         return { kind: 'answer', answer, outcome: 'client_error' };
       case 'rest':
-        void pool.report(lease, { kind: 'rest', untilMs: verdict.untilMs, reason: verdict.reason });
+        void pool.report(lease, {
+          kind: 'rest',
+          untilMs: verdict.untilMs,
+          reason: verdict.reason,
+          model: verdict.model,
+        });
         return {
           kind: 'retry',
           outcome: verdict.daily ? 'rate_limited_daily' : 'rate_limited',
@@ -288,6 +338,10 @@ export class Forwarder {
         void pool.report(lease, { kind: 'rest', untilMs: verdict.untilMs, reason: verdict.reason });
         void pool.noteThrottled(lease.keyId);
         return { kind: 'retry', outcome: 'throttled', restUntil: verdict.untilMs };
+      case 'egress_refused':
+        // Google refuses where the gateway's requests come from, not the key: nothing to settle.
+        void pool.report(lease, { kind: 'neutral' });
+        return { kind: 'refused', outcome: 'egress_refused' };
       case 'disable':
         // The body may name the key (e.g. "Consumer 'api_key:…' has been suspended"): never passed on.
         void pool.report(lease, { kind: 'disable', reason: verdict.reason });
@@ -307,12 +361,16 @@ export class Forwarder {
     }
   }
 
-  /** Waits for the first body chunk before answering, so a stream that fails early is retried. */
+  /**
+   * Waits for the first body chunk before answering, so a stream that fails early is retried.
+   * The answer settles its lease by itself (see StreamAnswer).
+   */
   private async streamAnswer(
     call: UpstreamCall,
     lease: Lease,
     res: Dispatcher.ResponseData,
     contentType: string,
+    started: number,
   ): Promise<
     | { kind: 'answer'; answer: StreamAnswer; outcome: string }
     | { kind: 'retry' | 'client_gone'; outcome: string }
@@ -330,49 +388,115 @@ export class Forwarder {
       return { kind: 'retry', outcome: 'empty_stream' };
     }
     // From here on the stream belongs to the client (bodyTimeout still ends a stalled stream).
-    const firstText = first.value.toString('utf8');
-    let promptTokens = lastPromptTokenCount(firstText);
-    // Google reports a failure inside a started stream as an {"error": ...} event.
-    let errorEvent = IN_BAND_ERROR.test(firstText);
-    let finished = false;
+    // Usage and error events are read from Google's bytes, chunk boundaries notwithstanding.
+    const usage = new StreamUsageReader();
+    const errors = new ErrorEventWatch();
+    usage.push(first.value);
+    errors.push(first.value);
+    const scrub = this.scrubber.stream();
+    let upstreamDone = false;
+    let settled = false;
+    let unsubscribe = noop;
+    const settle = (end: StreamEnd): void => {
+      if (settled) return;
+      settled = true;
+      unsubscribe();
+      if (!upstreamDone) res.body.destroy();
+      void pool.report(lease, streamOutcome(end, errors.seen, usage.promptTokens));
+      const outcome = end === 'complete' ? 'success' : end === 'broken' ? 'stream_broken' : 'client_gone';
+      this.o.observer?.attempt(lease.keyId, call.model, outcome, this.now() - started);
+    };
     const rest: AsyncIterator<Buffer> = {
       next: async () => {
-        const r = await iterator.next();
-        if (!r.done) {
-          const text = r.value.toString('utf8');
-          promptTokens = lastPromptTokenCount(text) ?? promptTokens;
-          if (!errorEvent && IN_BAND_ERROR.test(text)) errorEvent = true;
+        for (;;) {
+          if (upstreamDone) return { done: true, value: undefined };
+          let r: IteratorResult<Buffer>;
+          try {
+            r = await iterator.next();
+          } catch (err) {
+            settle(settled || call.signal?.aborted ? 'client_gone' : 'broken');
+            throw err;
+          }
+          if (r.done) {
+            upstreamDone = true;
+            settle('complete');
+            const held = scrub.end();
+            return held.length > 0 ? { done: false, value: held } : r;
+          }
+          usage.push(r.value);
+          errors.push(r.value);
+          const out = scrub.push(r.value);
+          if (out.length > 0) return { done: false, value: out };
         }
-        return r;
       },
     };
     const answer: StreamAnswer = {
       kind: 'stream',
+      model: call.model,
       status: 200,
-      contentType,
-      first: first.value,
+      contentType: this.scrubber.scrubText(contentType),
+      first: scrub.push(first.value),
       rest,
       keyId: lease.keyId,
       attempts: 0,
       upstreamMs: 0,
       queuedMs: 0,
-      finish: (end) => {
-        if (finished) return;
-        finished = true;
-        void pool.report(lease, streamOutcome(end, errorEvent, promptTokens));
-      },
-      abort: () => res.body.destroy(),
+      finish: settle,
+      abort: () => settle('client_gone'),
     };
+    // The request's signal settles the stream even if nothing ever reads it (its client left
+    // before the route's relay ran).
+    if (call.signal) {
+      if (call.signal.aborted) settle('client_gone');
+      else unsubscribe = onAbort(call.signal, () => settle('client_gone'));
+    }
     return { kind: 'answer', answer, outcome: 'success' };
+  }
+}
+
+function noop(): void {}
+
+/** Bytes of a chunk's end carried into the next one: `"error": {` cut in two is still seen. */
+const ERROR_CARRY = 32;
+
+/** Google reports a failure inside a started stream as an {"error": ...} event. */
+class ErrorEventWatch {
+  seen = false;
+  private tail = '';
+
+  push(chunk: Buffer): void {
+    if (this.seen) return;
+    // latin1: one char per byte, and the pattern is ASCII (multi-byte characters cannot match).
+    const text = this.tail + chunk.toString('latin1');
+    this.seen = IN_BAND_ERROR.test(text);
+    this.tail = text.slice(-ERROR_CARRY);
   }
 }
 
 /** How a stream's end settles its key. */
 function streamOutcome(end: StreamEnd, errorEvent: boolean, promptTokens: number | undefined): Outcome {
-  if (end === 'client_gone') return { kind: 'neutral' };
+  // The client left: not the key's doing, but Google bills the prompt it received.
+  if (end === 'client_gone') return { kind: 'neutral', actualTokens: promptTokens };
   if (end === 'broken') return { kind: 'failure', reason: 'STREAM_BROKEN', actualTokens: promptTokens };
   if (errorEvent) return { kind: 'failure', reason: 'STREAM_ERROR_EVENT', actualTokens: promptTokens };
   return { kind: 'success', actualTokens: promptTokens };
+}
+
+/** The client's answer when Google refuses the gateway's egress location. */
+export function egressRefused(): HttpProblem {
+  return new HttpProblem(
+    400,
+    'Google refuses requests from the gateway\'s network location ("User location is not supported for the API use."); no pool key can be used from there: the gateway\'s egress must be moved to a supported region',
+    { title: 'Egress Location Refused', googleStatus: 'FAILED_PRECONDITION' },
+  );
+}
+
+/** The pool cannot serve the model now (every key at its limit, resting, or none allowed it). */
+class ModelUnavailable extends HttpProblem {}
+
+/** The call for another model: the path's `models/{model}:` names it. */
+function withModel(call: UpstreamCall, model: string): UpstreamCall {
+  return { ...call, model, path: call.path.replace(/\/models\/[^/:]+:/, `/models/${model}:`) };
 }
 
 function exhausted(
@@ -382,12 +506,12 @@ function exhausted(
   nowMs: number,
 ): HttpProblem {
   if (retryAtMs === null) {
-    return new HttpProblem(503, `no enabled key can serve model "${model || 'any'}"`, {
+    return new ModelUnavailable(503, `no enabled key can serve model "${model || 'any'}"`, {
       googleStatus: 'UNAVAILABLE',
     });
   }
   const seconds = Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000));
-  return new HttpProblem(
+  return new ModelUnavailable(
     429,
     globalBackoff
       ? `upstream is throttling the gateway; retry in ${seconds}s`

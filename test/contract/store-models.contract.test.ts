@@ -183,6 +183,20 @@ describe.runIf(redisUrl)('RedisStore clock and lost state', () => {
     expect(budget).toMatchObject({ requestsThisMinute: 4 });
   });
 
+  it('an acquire that Redis runs after its deadline (it was stalled) books nothing', async () => {
+    const prefix = `test:${randomUUID()}:`;
+    const a = open(prefix);
+    await a.syncKeys([key('k', { rpm: 1 })]);
+    const gen = (await a.redis.get(`${prefix}gen`))!;
+    const line = `\t10\t${DAY}\t0\t5000\t\t${FLASH}\n`;
+    // What a batch that waited in a stopped Redis's socket finds when Redis resumes.
+    expect(await a.redis.ggAcquire(prefix, gen, line, String(Date.now() - 1000))).toBe('X');
+    expect((await a.budgetStates(Date.now(), DAY)).find((b) => b.model === FLASH)).toBeUndefined();
+    // In time, the same batch books its request.
+    expect(await a.redis.ggAcquire(prefix, gen, line, String(Date.now() + 60_000))).toMatch(/\n1\tk\t/);
+    expect((await a.acquire(req(Date.now()))).ok).toBe(false);
+  });
+
   it("a re-seed brings back the day's count and the rests", async () => {
     const prefix = `test:${randomUUID()}:`;
     const a = open(prefix);

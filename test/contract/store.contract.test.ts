@@ -369,9 +369,11 @@ async function watchAcquireCalls(prefix: string) {
   const batches: number[] = [];
   monitor.on('monitor', (_time: string, args: string[]) => {
     // acquire.lua's arguments: the prefix, the generation, then the requests, a line each
-    // (MONITOR shows a line break escaped, as backslash and n). No other script of the store's
-    // takes exactly three arguments starting with the prefix.
-    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix && args.length === 6) {
+    // (MONITOR shows a line break escaped, as backslash and n), the deadline. The only other
+    // script with four arguments from the prefix on (registry.lua) has a 0 or 1 where acquire has
+    // the generation, a UUID.
+    const acquire = args.length === 7 && /^[0-9a-f-]{36}$/.test(args[4] ?? '');
+    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix && acquire) {
       batches.push((args[5] ?? '').split('\\n').filter(Boolean).length);
     }
   });
@@ -461,7 +463,7 @@ describe.runIf(redisUrl)('RedisStore acquire batches', () => {
     const store = RedisStore.connect(redisUrl!, `test:${randomUUID()}:`, {}, { instanceClock: true });
     try {
       await store.syncKeys([key('a')]);
-      const scripted = store.redis.ggAcquire(`test:${randomUUID()}:`, '', '');
+      const scripted = store.redis.ggAcquire(`test:${randomUUID()}:`, '', '', '');
       expect(store.redis.autoPipelineQueueSize).toBe(0);
       const plain = store.redis.get('unrelated');
       expect(store.redis.autoPipelineQueueSize).toBe(1);

@@ -1,9 +1,9 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminFetch, listKeys as listAdminKeys } from '../helpers/admin.ts';
+import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
 import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
 
 /** The admin dashboard (GET /admin/dashboard) in a real browser (Debian's Chromium), against a real stack. */
@@ -25,6 +25,45 @@ function admin(s: Stack, method: string, path: string, body?: unknown) {
 
 const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 
+const FLASH = 'gemini-2.5-flash';
+const LITE = 'gemini-2.5-flash-lite';
+const limits = (rpm: number, rpd: number, tpm: number) => ({
+  requests_per_minute: rpm,
+  requests_per_day: rpd,
+  tokens_per_minute: tpm,
+});
+/** Two projects (two keys share proj-a), with per-model limits for two models. */
+function keysFile(dir: string): string {
+  const v = poolKeyValues(3);
+  const modelLimits = { [FLASH]: limits(10, 250, 250_000), [LITE]: limits(15, 1000, 250_000) };
+  const file = join(dir, 'keys.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      keys: [
+        { id: 'key-1', api_key: v[0], project: 'proj-a', model_limits: modelLimits },
+        { id: 'key-2', api_key: v[1], project: 'proj-a', model_limits: modelLimits },
+        {
+          id: 'key-3',
+          api_key: v[2],
+          project: 'proj-b',
+          model_limits: { [FLASH]: limits(5, 100, 125_000), [LITE]: limits(30, 1500, 500_000) },
+        },
+      ],
+    }),
+    { mode: 0o600 },
+  );
+  return file;
+}
+
+async function capacityOf(s: Stack): Promise<Json[]> {
+  const res = await adminFetch(s, ADMIN, 'GET', '/admin/capacity');
+  expect(res.status).toBe(200);
+  return ((await res.json()) as Json).models;
+}
+
+const en = (n: number) => n.toLocaleString('en-US');
+
 async function storeEnabled(s: Stack, id: string): Promise<boolean | undefined> {
   const now = Date.now();
   const states = await s.gateway.store.keyStates(now, s.gateway.pool.calendarAt(now).day);
@@ -41,7 +80,10 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
   beforeAll(async () => {
     shots = mkdtempSync(join(tmpdir(), 'gg-dashboard-'));
     [stack, browser] = await Promise.all([
-      startStack({ keys: 3, env: { ADMIN_TOKEN: ADMIN } }),
+      startStack({
+        keys: 3,
+        env: { ADMIN_TOKEN: ADMIN, GEMINI_API_KEYS: '', API_KEYS_FILE: keysFile(shots) },
+      }),
       chromium.launch({
         executablePath: CHROMIUM,
         args: [
@@ -89,6 +131,7 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     expect(res.headers.get('cache-control')).toBe('no-store');
     const html = await res.text();
     expect(html).toContain('<table');
+    expect(html).toContain('id="capacity"');
     expect(html).not.toContain(ADMIN);
     for (const value of poolKeyValues(3)) expect(html).not.toContain(value);
     // The admin API itself stays guarded.
@@ -104,6 +147,44 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     const rows = page.locator('#keys-body tr');
     await expect.poll(() => rows.count()).toBe(3);
     await expect.poll(() => page.locator('#status-badge').textContent()).toBe('ready');
+
+    // Capacity per model, from the configuration before any traffic: each project counted once.
+    const cards = page.locator('#capacity-models .cap-model');
+    await expect.poll(() => cards.count()).toBe(2);
+    const flashCard = page.locator(`#capacity-models [data-model="${FLASH}"]`);
+    expect(await flashCard.locator('h3').textContent()).toBe(FLASH);
+    const figures = (card: typeof flashCard, window: string) =>
+      Promise.all([
+        card.locator(`[data-window=${window}] [data-col=left]`).textContent(),
+        card.locator(`[data-window=${window}] [data-col=used]`).textContent(),
+      ]);
+    expect(await figures(flashCard, 'requests_day')).toEqual(['350 left', '0 used of 350']);
+    expect(await figures(flashCard, 'requests_minute')).toEqual(['15 left', '0 used of 15']);
+    expect(await figures(flashCard, 'tokens_minute')).toEqual(['375,000 left', '0 used of 375,000']);
+    expect(await flashCard.textContent()).toContain('2 projects: proj-a, proj-b');
+    expect(await page.locator('#no-capacity').isVisible()).toBe(false);
+    const budgetRows = page.locator('#budgets-body tr');
+    await expect.poll(() => budgetRows.count()).toBe(4);
+    expect(
+      await page
+        .locator(`#budgets-body tr[data-project="proj-b"][data-model="${LITE}"] [data-col=rpd]`)
+        .textContent(),
+    ).toBe('0 / 1,500');
+    // It fits a 1280-pixel-wide window without scrolling sideways.
+    await page.setViewportSize({ width: 1280, height: 900 });
+    // (A string: the test files are typed without the DOM library.)
+    const fits = (await page.evaluate(`(() => {
+      const section = document.getElementById('capacity');
+      const wrap = section.querySelector('.table-wrap');
+      return {
+        section: section.getBoundingClientRect().width,
+        page: document.documentElement.scrollWidth,
+        table: wrap.scrollWidth <= wrap.clientWidth,
+      };
+    })()`)) as { section: number; page: number; table: boolean };
+    expect(fits.section).toBeLessThanOrEqual(1280);
+    expect(fits.page).toBeLessThanOrEqual(1280);
+    expect(fits.table).toBe(true);
     for (const k of keys) {
       const row = page.locator(`tr[data-key-id="${k.id}"]`);
       expect(await row.locator('[data-col=key]').textContent()).toBe(k.api_key);
@@ -121,7 +202,11 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     const row = page.locator(`tr[data-key-id="${target}"]`);
     await page.getByRole('button', { name: `Disable key ${target}` }).click();
     await expect.poll(() => row.locator('.badge').textContent()).toBe('disabled');
-    expect(await row.locator('[data-col=reason]').textContent()).toBe('disabled by admin');
+    // The page shows the API's reason: the admin's, though a key of API_KEYS_FILE is disabled in
+    // the file too.
+    const reason = (await listKeys(stack)).find((k) => k.id === target).reason;
+    expect(reason).toBe('disabled by admin');
+    expect(await row.locator('[data-col=reason]').textContent()).toBe(reason);
     expect(await storeEnabled(stack, target)).toBe(false);
     expect((await listKeys(stack)).find((k) => k.id === target).state).toBe('disabled');
     await expect.poll(() => page.locator('#summary').textContent()).toContain('Usable keys2 of 3');
@@ -147,6 +232,33 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     await page.getByRole('button', { name: 'Refresh now' }).click();
     const restRow = page.locator(`tr[data-key-id="${resting.id}"]`);
     await expect.poll(() => restRow.locator('.badge').textContent()).toBe('resting');
+
+    // The capacity section: the rest shows on its (project, model) and in the model's card.
+    const budgetRow = page.locator(
+      `#budgets-body tr[data-project="${resting.project}"][data-model="${LITE}"]`,
+    );
+    await expect.poll(() => budgetRow.locator('.badge').textContent()).toBe('resting');
+    expect(await budgetRow.locator('[data-col=reason]').textContent()).not.toBe('—');
+    expect(
+      await page
+        .locator(`#budgets-body tr[data-project="${resting.project}"][data-model="${FLASH}"] .badge`)
+        .textContent(),
+    ).toBe('available');
+    const liteCard = page.locator(`#capacity-models [data-model="${LITE}"]`);
+    await expect.poll(() => liteCard.locator('[data-col=resting]').textContent()).toContain(resting.project);
+    const lite = (await capacityOf(stack)).find((m) => m.model === LITE);
+    expect(lite.used.requests_today).toBeGreaterThan(0);
+    expect(lite.available.requests_today).toBeLessThan(lite.left.requests_today);
+    const restingLeft = lite.left.requests_today - lite.available.requests_today;
+    await expect
+      .poll(() => figures(liteCard, 'requests_day'))
+      .toEqual([
+        `${en(lite.left.requests_today)} left`,
+        `${en(lite.used.requests_today)} used of 2,500 · ${en(restingLeft)} left in resting projects`,
+      ]);
+    expect(await liteCard.locator('[data-window=requests_day] .bar').getAttribute('aria-label')).toContain(
+      'in resting projects',
+    );
     await page.getByRole('button', { name: `Reset the rest and circuit of key ${resting.id}` }).click();
     await expect.poll(() => restRow.locator('.badge').textContent()).toBe('available');
     expect((await listKeys(stack)).find((k) => k.id === resting.id).state).toBe('available');

@@ -55,6 +55,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     // Caller rate limits off unless a test sets them: tests fire bursts from one IP.
     GLOBAL_RATE_LIMIT: '0',
     BURST_RATE_LIMIT: '0',
+    // Key verification (models.list calls at start) off unless a test sets it: it would add
+    // calls to the fake's counts and consume its scripted failures.
+    VERIFY_KEYS: 'false',
     ...opts.env,
   };
   const logger = opts.logLines

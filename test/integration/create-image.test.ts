@@ -351,7 +351,8 @@ describe('create-image with the other providers', () => {
 describe('create-image in embedded mode (no BACKEND_URL) and the throttle', () => {
   let embedded: Stack;
   beforeAll(async () => {
-    const env = gatewayEnv({ THROTTLE_RPM: '2' });
+    // X-Forwarded-For from 127.0.0.1 is trusted: each test speaks from its own client addresses.
+    const env = gatewayEnv({ THROTTLE_RPM: '2', TRUSTED_PROXIES: '127.0.0.1' });
     delete env.BACKEND_URL;
     delete env.BACKEND_SERVICE_TOKEN;
     embedded = await startStack({ env, fakeInstance: main.fake });
@@ -370,22 +371,56 @@ describe('create-image in embedded mode (no BACKEND_URL) and the throttle', () =
     expect(backend.calls.length).toBe(callsBefore); // the account backend is not used
   });
 
-  it('throttles per user: THROTTLE_RPM requests per minute, then 429 with Retry-After', async () => {
-    const body = request({ user_id: 'throttled-user', api_key: 'whatever' });
-    expect((await createImage(embedded, body)).status).toBe(401);
-    expect((await createImage(embedded, body)).status).toBe(401);
-    const third = await createImage(embedded, body);
+  const from = (ip: string) => ({ 'x-forwarded-for': ip });
+
+  it('throttles per verified user: THROTTLE_RPM requests per minute, then 429 with Retry-After', async () => {
+    const body = request({ user_id: 'throttled-user', api_key: embedded.token });
+    expect((await createImage(embedded, body, from('192.0.2.10'))).status).toBe(200);
+    expect((await createImage(embedded, body, from('192.0.2.10'))).status).toBe(200);
+    const third = await createImage(embedded, body, from('192.0.2.11')); // the user, from anywhere
     expect(third.status).toBe(429);
     expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(third.json.detail).toMatch(/too many/);
     // another user is not affected
-    const other = await createImage(embedded, request({ user_id: 'someone-else', api_key: embedded.token }));
+    const other = await createImage(
+      embedded,
+      request({ user_id: 'someone-else', api_key: embedded.token }),
+      from('192.0.2.10'),
+    );
     expect(other.status).toBe(200);
   });
 
-  it('throttles by IP when there is no usable user_id', async () => {
+  it("a stranger's wrong api_key does not lock the user out: failures count per IP", async () => {
+    const guess = request({ user_id: 'victim-42', api_key: 'guess' });
     const statuses: number[] = [];
-    for (let i = 0; i < 3; i++) statuses.push((await createImage(embedded, { nothing: true })).status);
+    for (let i = 0; i < 11; i++)
+      statuses.push((await createImage(embedded, guess, from('203.0.113.9'))).status);
+    // THROTTLE_RPM failed attempts are verified, then the address is refused before verification.
+    expect(statuses).toEqual([401, 401, ...Array(9).fill(429)]);
+    const locked = await createImage(
+      embedded,
+      request({ user_id: 'someone', api_key: embedded.token }),
+      from('203.0.113.9'),
+    );
+    expect(locked.status).toBe(429);
+    expect(locked.json.detail).toMatch(/failed image requests from this address/);
+    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
+
+    // The real user, from their own address, is served.
+    const victim = await createImage(
+      embedded,
+      request({ user_id: 'victim-42', api_key: embedded.token }),
+      from('198.51.100.7'),
+    );
+    expect(victim.status, victim.text).toBe(200);
+  });
+
+  it('counts invalid bodies as failed attempts of their IP', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++)
+      statuses.push((await createImage(embedded, { nothing: true }, from('192.0.2.20'))).status);
     expect(statuses).toEqual([422, 422, 429]);
+    // another address is not affected
+    expect((await createImage(embedded, { nothing: true }, from('192.0.2.21'))).status).toBe(422);
   });
 });

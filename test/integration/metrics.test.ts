@@ -88,6 +88,46 @@ describe('/metrics', () => {
     for (const secret of [...poolKeyValues(2), TEST_TOKEN, ADMIN]) expect(text).not.toContain(secret);
   });
 
+  it('per (project, model) budgets and per-model capacity, from the state store at scrape time', async () => {
+    const s = await stack({ keys: 2 });
+    const { store, pool } = s.gateway;
+    for (let i = 0; i < 3; i++) expect((await generateText(s, `b${i}`)).status).toBe(200);
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    const now = Date.now();
+    const budgets = (await store.budgetStates(now, pool.calendarAt(now).day)).filter(
+      (b) => b.model === MODEL,
+    );
+    // GEMINI_API_KEYS keys: one project each (the key id), default limits for every model.
+    expect(budgets.map((b) => b.project).sort()).toEqual(pool.keys.map((k) => k.project).sort());
+    let used = 0;
+    for (const b of budgets) {
+      const labels = { project: b.project, model: MODEL };
+      expect(sample(text, 'gateway_budget_limit', { ...labels, window: 'requests_day' })).toBe(1440);
+      expect(sample(text, 'gateway_budget_limit', { ...labels, window: 'requests_minute' })).toBe(60);
+      expect(sample(text, 'gateway_budget_limit', { ...labels, window: 'tokens_minute' })).toBe(32000);
+      const day = sample(text, 'gateway_budget_used', { ...labels, window: 'requests_day' });
+      expect(day).toBe(b.requestsToday);
+      expect(sample(text, 'gateway_budget_used', { ...labels, window: 'tokens_minute' })).toBe(
+        b.tokensThisMinute,
+      );
+      expect(sample(text, 'gateway_budget_resting', labels)).toBe(0);
+      used += day ?? 0;
+    }
+    expect(used).toBe(3);
+    expect(sample(text, 'gateway_capacity_total', { model: MODEL, window: 'requests_day' })).toBe(2880);
+    expect(sample(text, 'gateway_capacity_used', { model: MODEL, window: 'requests_day' })).toBe(3);
+    expect(sample(text, 'gateway_capacity_left', { model: MODEL, window: 'requests_day' })).toBe(2877);
+    expect(sample(text, 'gateway_capacity_available', { model: MODEL, window: 'requests_minute' })).toBe(117);
+    expect(sample(text, 'gateway_budget_states_up')).toBe(1);
+    for (const name of [
+      'gateway_budget_limit',
+      'gateway_budget_used',
+      'gateway_budget_resting',
+      'gateway_capacity_total',
+    ])
+      expect(text).toMatch(new RegExp(`# HELP ${name} .+\n# TYPE ${name} gauge`));
+  });
+
   it('with METRICS_TOKEN, a Bearer token is required', async () => {
     const token = 'metrics-token-0123456789';
     const s = await stack({ env: { METRICS_TOKEN: token } });

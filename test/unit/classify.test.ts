@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { BARE_429_REST_MS, classifyUpstream, parseRetryDelay } from '../../src/pool/classify.ts';
+import {
+  BARE_429_REST_MS,
+  classifyUpstream,
+  EGRESS_REFUSED_REASON,
+  isHealable,
+  parseRetryDelay,
+} from '../../src/pool/classify.ts';
 import { nextPacificMidnight } from '../../src/util/pacific.ts';
 
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -7,13 +13,13 @@ const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
 function body(code: number, status: string, message: string, details: unknown[] = []) {
   return { error: { code, message, status, details } };
 }
-const quota = (quotaId: string) => ({
+const quota = (quotaId: string, model = 'gemini-2.5-flash-lite') => ({
   '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
   violations: [
     {
       quotaMetric: 'generativelanguage.googleapis.com/generate_content_free_tier_requests',
       quotaId,
-      quotaDimensions: { location: 'global', model: 'gemini-2.5-flash-lite' },
+      quotaDimensions: { location: 'global', model },
       quotaValue: '15',
     },
   ],
@@ -40,6 +46,7 @@ describe('classifyUpstream', () => {
       untilMs: NOW + 23_400,
       reason: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier',
       daily: false,
+      model: 'gemini-2.5-flash-lite',
     });
   });
 
@@ -191,6 +198,153 @@ describe('classifyUpstream', () => {
       kind: 'disable',
       reason: 'LEAKED',
     });
+  });
+
+  it('a rest names the model whose quota ran out (QuotaFailure quotaDimensions.model), normalized', () => {
+    // A -latest alias was asked; Google's 429 names the underlying model.
+    const v = classifyUpstream(
+      429,
+      body(429, 'RESOURCE_EXHAUSTED', 'q', [
+        quota('GenerateRequestsPerMinutePerProjectPerModel-FreeTier', 'models/gemini-2.5-flash'),
+        retry('5s'),
+      ]),
+      NOW,
+    );
+    expect(v).toEqual({
+      kind: 'rest',
+      untilMs: NOW + 5000,
+      reason: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier',
+      daily: false,
+      model: 'gemini-2.5-flash',
+    });
+  });
+
+  it('with several violations, the rest names the model of the violation it is for', () => {
+    const details = [
+      {
+        '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+        violations: [
+          {
+            quotaId: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier',
+            quotaDimensions: { location: 'global', model: 'gemini-2.5-pro' },
+          },
+          {
+            quotaId: 'GenerateRequestsPerDayPerProjectPerModel-FreeTier',
+            quotaDimensions: { location: 'global', model: 'gemini-2.5-flash' },
+          },
+        ],
+      },
+      retry('10s'),
+    ];
+    expect(classifyUpstream(429, body(429, 'RESOURCE_EXHAUSTED', 'q', details), NOW)).toEqual({
+      kind: 'rest',
+      untilMs: nextPacificMidnight(NOW),
+      reason: 'GenerateRequestsPerDayPerProjectPerModel-FreeTier',
+      daily: true,
+      model: 'gemini-2.5-flash',
+    });
+  });
+
+  it('a QuotaFailure without a model dimension rests without naming one', () => {
+    const details = [
+      {
+        '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+        violations: [
+          { quotaId: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier', quotaDimensions: {} },
+        ],
+      },
+      retry('3s'),
+    ];
+    const v = classifyUpstream(429, body(429, 'RESOURCE_EXHAUSTED', 'q', details), NOW);
+    expect(v).toEqual({
+      kind: 'rest',
+      untilMs: NOW + 3000,
+      reason: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier',
+      daily: false,
+    });
+    expect('model' in v).toBe(false);
+  });
+
+  it('"User location is not supported" refuses the egress: no key is disabled', () => {
+    // Google's exact body: no details.
+    const v = classifyUpstream(
+      400,
+      body(400, 'FAILED_PRECONDITION', 'User location is not supported for the API use.'),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'egress_refused', reason: EGRESS_REFUSED_REASON });
+    // The OpenAI-compatible surface wraps the same error in an array.
+    expect(
+      classifyUpstream(
+        400,
+        [body(400, 'FAILED_PRECONDITION', 'User location is not supported for the API use.')],
+        NOW,
+      ),
+    ).toEqual({ kind: 'egress_refused', reason: EGRESS_REFUSED_REASON });
+  });
+
+  it('location refusals that name billing refuse the project, not the egress: healable disable', () => {
+    for (const message of [
+      'User location is not supported for the API use without a billing account linked.',
+      'Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.',
+    ]) {
+      const v = classifyUpstream(400, body(400, 'FAILED_PRECONDITION', message), NOW);
+      expect(v).toEqual({ kind: 'disable', reason: 'LOCATION_NEEDS_BILLING' });
+    }
+    expect(isHealable('LOCATION_NEEDS_BILLING')).toBe(true);
+    // Any other precondition failure: disabled, healable (a re-check tells).
+    expect(
+      classifyUpstream(400, body(400, 'FAILED_PRECONDITION', 'Precondition check failed.'), NOW),
+    ).toEqual({
+      kind: 'disable',
+      reason: 'FAILED_PRECONDITION',
+    });
+  });
+
+  it('429 "prepayment credits are depleted" is billing, not a time window: disable, healable', () => {
+    const v = classifyUpstream(
+      429,
+      body(
+        429,
+        'RESOURCE_EXHAUSTED',
+        'Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing.',
+      ),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'disable', reason: 'BILLING' });
+    expect(isHealable('BILLING')).toBe(true);
+    // Not every 429 that mentions billing: the usual quota message does too.
+    expect(
+      classifyUpstream(
+        429,
+        body(
+          429,
+          'RESOURCE_EXHAUSTED',
+          'You exceeded your current quota, please check your plan and billing details.',
+          [quota('GenerateRequestsPerMinutePerProjectPerModel-FreeTier'), retry('2s')],
+        ),
+        NOW,
+      ),
+    ).toMatchObject({ kind: 'rest' });
+  });
+
+  it('isHealable: service disabled, billing and key restrictions heal; invalid, leaked, suspended and prose do not', () => {
+    for (const r of ['SERVICE_DISABLED', 'BILLING', 'BILLING_DISABLED', 'API_KEY_IP_ADDRESS_BLOCKED'])
+      expect(isHealable(r), r).toBe(true);
+    for (const r of [
+      'API_KEY_INVALID',
+      'LEAKED',
+      'SUSPENDED',
+      'UNAUTHENTICATED',
+      'PERMISSION_DENIED',
+      'disabled by admin',
+      'disabled by admin: SERVICE_DISABLED',
+      'disabled in configuration',
+      '',
+      null,
+      undefined,
+    ])
+      expect(isHealable(r), String(r)).toBe(false);
   });
 
   it('parses retryDelay forms', () => {

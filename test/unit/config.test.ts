@@ -114,7 +114,7 @@ describe('configuration', () => {
       file({ project: 'My Project (EU)', models: ['gemini-2.5-flash'] }),
       'keys.json',
       env,
-    );
+    ).keys;
     expect(parsed).toMatchObject({ project: 'My Project (EU)', models: ['gemini-2.5-flash'] });
   });
 

@@ -10,9 +10,9 @@ import type { AccountBackend, UsageWebhook } from '../../src/services/image-gen/
 import { createMediaStore, MEDIA_FILE_RE } from '../../src/services/image-gen/media-store.ts';
 import { TRY_ON_PROMPT } from '../../src/services/image-gen/prompt.ts';
 import type { ImageProvider, InputImage } from '../../src/services/image-gen/providers/types.ts';
-import { parseCreateImageBody, throttleUserId } from '../../src/services/image-gen/schema.ts';
+import { claimedUserId, parseCreateImageBody } from '../../src/services/image-gen/schema.ts';
 import { createImageGenService } from '../../src/services/image-gen/service.ts';
-import { enforceThrottle } from '../../src/services/image-gen/throttle.ts';
+import { enforceThrottle, FailedAttempts } from '../../src/services/image-gen/throttle.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
 
@@ -123,12 +123,12 @@ describe('request schema', () => {
       expect((e as HttpProblem).detail).not.toMatch(/12345678|secret-host/);
     }
   });
-  it('finds a throttle subject in a body before validation', () => {
-    expect(throttleUserId({ user_id: ' u1 ' })).toBe('u1');
-    expect(throttleUserId({ user_id: 9 })).toBe('9');
-    expect(throttleUserId({ user_id: '' })).toBeNull();
-    expect(throttleUserId({ user_id: 'x'.repeat(500) })).toBeNull();
-    expect(throttleUserId(null)).toBeNull();
+  it('finds the user_id a body claims, before validation (for the log line)', () => {
+    expect(claimedUserId({ user_id: ' u1 ' })).toBe('u1');
+    expect(claimedUserId({ user_id: 9 })).toBe('9');
+    expect(claimedUserId({ user_id: '' })).toBeNull();
+    expect(claimedUserId({ user_id: 'x'.repeat(500) })).toBeNull();
+    expect(claimedUserId(null)).toBeNull();
   });
 });
 
@@ -146,6 +146,44 @@ describe('throttle', () => {
   it('is off at 0', async () => {
     const store = new MemoryStore();
     for (let i = 0; i < 50; i++) await enforceThrottle(store, 0, 'u1');
+  });
+});
+
+describe('failed attempts per IP', () => {
+  const t = 1_000_000_020_000;
+  it('refuses an IP before verification once it failed limit times in its window', async () => {
+    const failed = new FailedAttempts(new MemoryStore(), 3);
+    for (let i = 0; i < 3; i++) {
+      failed.refuseIfLocked('203.0.113.9', t); // not yet
+      await failed.record('203.0.113.9', t);
+    }
+    const err = (() => {
+      try {
+        failed.refuseIfLocked('203.0.113.9', t + 1000);
+      } catch (e) {
+        return e as HttpProblem;
+      }
+    })();
+    expect(err?.status).toBe(429);
+    expect(Number(err?.headers['retry-after'])).toBe(59);
+    failed.refuseIfLocked('198.51.100.7', t); // another address is not affected
+    failed.refuseIfLocked('203.0.113.9', t + 60_000); // next window
+  });
+  it('learns the lock from the shared count (another instance counted the earlier failures)', async () => {
+    const store = new MemoryStore();
+    const a = new FailedAttempts(store, 2);
+    const b = new FailedAttempts(store, 2);
+    await a.record('203.0.113.9', t);
+    await a.record('203.0.113.9', t);
+    expect(() => a.refuseIfLocked('203.0.113.9', t)).toThrow(HttpProblem);
+    b.refuseIfLocked('203.0.113.9', t); // b has not seen it yet: one more verification
+    await b.record('203.0.113.9', t);
+    expect(() => b.refuseIfLocked('203.0.113.9', t)).toThrow(HttpProblem);
+  });
+  it('is off at 0', async () => {
+    const failed = new FailedAttempts(new MemoryStore(), 0);
+    for (let i = 0; i < 50; i++) await failed.record('203.0.113.9', t);
+    failed.refuseIfLocked('203.0.113.9', t);
   });
 });
 
@@ -239,6 +277,45 @@ describe('image generation service (stubs)', () => {
     );
     expect(!broke.ok && broke.error.status).toBe(403);
     expect(broke.webhook).toBeUndefined();
+  });
+
+  it('onVerified (the per-user throttle) runs only after verification, before credits and work', async () => {
+    const order: string[] = [];
+    const { backend, reported } = stubBackend();
+    const verify = backend.verifyUser;
+    backend.verifyUser = async (...args) => {
+      order.push('verify');
+      return verify(...args);
+    };
+    const credits = backend.checkCredits;
+    backend.checkCredits = async (...args) => {
+      order.push('credits');
+      return credits(...args);
+    };
+    const { provider, seen } = stubProvider();
+    const throttled = await makeService(backend, provider).run(body(), {
+      requestId: 'r',
+      onVerified: async () => {
+        order.push('onVerified');
+        throw new HttpProblem(429, 'too many image requests', { headers: { 'retry-after': '5' } });
+      },
+    });
+    expect(order).toEqual(['verify', 'onVerified']);
+    expect(!throttled.ok && throttled.error.status).toBe(429);
+    expect(!throttled.ok && throttled.error.headers['retry-after']).toBe('5');
+    expect(throttled.webhook).toBeUndefined(); // nothing was done: nothing to report
+    expect(reported).toHaveLength(0);
+    expect(seen).toHaveLength(0);
+
+    let called = false;
+    const bad = await makeService(stubBackend({ valid: false }).backend, provider).run(body(), {
+      requestId: 'r',
+      onVerified: async () => {
+        called = true;
+      },
+    });
+    expect(!bad.ok && bad.error.status).toBe(401);
+    expect(called).toBe(false); // a wrong api_key never counts against the user
   });
 
   it('a provider failure after verification is a 502 with a failed webhook', async () => {

@@ -96,7 +96,7 @@ describe('pool keys', () => {
       }),
       'keys.json',
       env,
-    );
+    ).keys;
     expect(key!.limits).toEqual({ requestsPerMinute: 5, requestsPerDay: 77, tokensPerMinute: 999 });
   });
 

@@ -27,6 +27,8 @@ function keyConfig(id: string, over: Partial<KeyConfig> = {}): KeyConfig {
     models: [],
     enabled: true,
     limits: { requestsPerMinute: 1000, requestsPerDay: 100_000, tokensPerMinute: 10_000_000 },
+    modelLimits: {},
+    entry: { id, api_key: `AIzaMutationTestKey-${id}` },
     ...over,
   };
 }
@@ -331,13 +333,18 @@ describe('classifyUpstream, less common answers', () => {
     });
   });
 
-  it('400 FAILED_PRECONDITION (e.g. free tier unavailable in the region) disables the key', () => {
+  it('400 FAILED_PRECONDITION "free tier not available in your country" disables the key (heals with billing)', () => {
     const v = classifyUpstream(
       400,
-      gErr(400, 'FAILED_PRECONDITION', 'User location is not supported for the API use.'),
+      gErr(
+        400,
+        'FAILED_PRECONDITION',
+        'Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.',
+      ),
       NOW,
     );
-    expect(v).toEqual({ kind: 'disable', reason: 'FAILED_PRECONDITION' });
+    expect(v).toEqual({ kind: 'disable', reason: 'LOCATION_NEEDS_BILLING' });
+    // "User location is not supported" refuses the egress, not the key: test/unit/classify.test.ts.
   });
 
   it('an invalid key named only in the message (no ErrorInfo) disables the key', () => {

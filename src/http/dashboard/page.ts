@@ -78,6 +78,27 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
   .badge[data-state=resting] { background: var(--warn-bg); color: var(--warn); }
   .badge[data-state=circuit_open], .badge[data-state=not_ready] { background: var(--bad-bg); color: var(--bad); }
   .badge[data-state=disabled], .badge[data-state=unknown] { background: var(--off-bg); color: var(--off); }
+  #capacity { max-width: 1280px; }
+  h3 { font-size: .95rem; margin: 0 0 .4rem; }
+  .legend { display: flex; flex-wrap: wrap; gap: .9rem; font-size: .8rem; color: var(--muted); margin: 0 0 .6rem; }
+  .legend span::before { content: ""; display: inline-block; width: .8rem; height: .6rem; border-radius: 2px;
+    margin-right: .3rem; vertical-align: baseline; }
+  .legend .l-used::before, .bar .used { background: var(--accent); }
+  .legend .l-rest::before, .bar .rest { background: repeating-linear-gradient(135deg, var(--warn) 0 2px, var(--warn-bg) 2px 5px); }
+  .legend .l-free::before, .bar { background: var(--ok-bg); }
+  .cap-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(17rem, 1fr)); gap: .75rem; margin-bottom: 1rem; }
+  .cap-model { border: 1px solid var(--line); border-radius: 6px; padding: .6rem .75rem; min-width: 0; }
+  .cap-model h3 { overflow-wrap: anywhere; }
+  .cap-row { margin: .4rem 0; }
+  .cap-label { display: flex; flex-wrap: wrap; justify-content: space-between; column-gap: .5rem; font-size: .8rem; }
+  .cap-label .num { font-variant-numeric: tabular-nums; font-weight: 600; }
+  .cap-label.muted { font-variant-numeric: tabular-nums; color: var(--muted); margin-top: .1rem; }
+  .bar { display: flex; height: .7rem; border-radius: 4px; overflow: hidden; margin-top: .15rem;
+    border: 1px solid var(--line); }
+  .bar span { display: block; height: 100%; }
+  .cap-note { font-size: .8rem; margin: .3rem 0 0; overflow-wrap: anywhere; }
+  .cap-note.warn { color: var(--warn); }
+  #budgets-body td[data-col=model], #budgets-body td[data-col=until] { white-space: nowrap; }
 </style>
 </head>
 <body>
@@ -111,6 +132,33 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     <section class="card" aria-labelledby="summary-title">
       <h2 id="summary-title">Readiness <span class="badge" id="status-badge" data-state="unknown">…</span></h2>
       <dl class="summary" id="summary"></dl>
+    </section>
+    <section class="card" id="capacity" aria-labelledby="capacity-title">
+      <h2 id="capacity-title">Capacity per model</h2>
+      <p class="muted">Google counts quota per project and model. A model's total is the sum of the limits of the
+        projects with a usable key for it (each project once); requests today count the Pacific day.</p>
+      <p class="legend" aria-hidden="true"><span class="l-used">used</span><span class="l-rest">left, project resting</span><span class="l-free">left</span></p>
+      <div class="cap-grid" id="capacity-models"></div>
+      <p class="muted" id="no-capacity" hidden>No model has a budget yet: models appear once named in a key's
+        model_limits or used.</p>
+      <div class="table-wrap">
+        <table id="budgets-table">
+          <caption>Budgets per project and model: use this minute / today against the project's limits, and rests.</caption>
+          <thead>
+            <tr>
+              <th scope="col">Project</th>
+              <th scope="col">Model</th>
+              <th scope="col">State</th>
+              <th scope="col">Requests / min</th>
+              <th scope="col">Requests today</th>
+              <th scope="col">Tokens / min</th>
+              <th scope="col">Rest until</th>
+              <th scope="col">Reason</th>
+            </tr>
+          </thead>
+          <tbody id="budgets-body"></tbody>
+        </table>
+      </div>
     </section>
     <section class="card" aria-labelledby="keys-title">
       <h2 id="keys-title">Keys</h2>
@@ -262,10 +310,13 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     loading = true;
     again = false;
     stop();
-    return Promise.all([api('GET', '/health/detailed'), api('GET', '/admin/keys')])
+    return Promise.all([api('GET', '/health/detailed'), api('GET', '/admin/keys'),
+      api('GET', '/admin/capacity'), api('GET', '/admin/budgets')])
       .then(function (results) {
         var health = results[0];
         var keys = results[1];
+        var capacity = results[2];
+        var budgets = results[3];
         if (keys.status === 401) { rejected(keys); return; }
         var problems = [];
         if (keys.ok && keys.data && Array.isArray(keys.data.keys)) {
@@ -278,6 +329,10 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
         }
         if (health.data && health.data.keys) renderSummary(health.data);
         else problems.push('Readiness: ' + problem(health));
+        if (capacity.ok && capacity.data && Array.isArray(capacity.data.models)) renderCapacity(capacity.data.models);
+        else problems.push('Capacity: ' + problem(capacity));
+        if (budgets.ok && budgets.data && Array.isArray(budgets.data.budgets)) renderBudgets(budgets.data.budgets);
+        else problems.push('Budgets: ' + problem(budgets));
         if (problems.length) {
           if (el('app').hidden) { el('login').hidden = false; }
           showError(problems.join(' · '), 'refresh');
@@ -333,6 +388,118 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
       item('Queue', fmt(h.queue_length) + ' waiting')
     ];
     list.replaceChildren.apply(list, items);
+  }
+
+  function num(v) {
+    return typeof v === 'number' && isFinite(v) ? v : 0;
+  }
+  function pct(part, whole) {
+    return whole > 0 ? Math.max(0, Math.min(100, (part / whole) * 100)) : 0;
+  }
+
+  /**
+   * One window of a model: what is left, a bar (used, left in resting projects, left) and
+   * "used of total".
+   */
+  function capRow(label, windowName, used, left, available, total) {
+    var row = make('div', 'cap-row');
+    row.setAttribute('data-window', windowName);
+    var resting = Math.max(0, left - available);
+    var head = make('div', 'cap-label');
+    head.appendChild(make('span', 'what', label));
+    var leftText = make('span', 'num', fmt(left) + ' left');
+    leftText.setAttribute('data-col', 'left');
+    head.appendChild(leftText);
+    row.appendChild(head);
+    var bar = make('div', 'bar');
+    bar.setAttribute('role', 'img');
+    bar.setAttribute('aria-label', label + ': ' + fmt(used) + ' used, ' + fmt(left) + ' left of ' + fmt(total)
+      + (resting > 0 ? ', ' + fmt(resting) + ' of it in resting projects' : ''));
+    var u = make('span', 'used');
+    u.style.width = pct(used, total) + '%';
+    var r = make('span', 'rest');
+    r.style.width = pct(resting, total) + '%';
+    bar.appendChild(u);
+    bar.appendChild(r);
+    row.appendChild(bar);
+    var foot = make('div', 'cap-label muted', fmt(used) + ' used of ' + fmt(total)
+      + (resting > 0 ? ' · ' + fmt(resting) + ' left in resting projects' : ''));
+    foot.setAttribute('data-col', 'used');
+    row.appendChild(foot);
+    return row;
+  }
+
+  function renderCapacity(models) {
+    var grid = el('capacity-models');
+    var cards = models.map(function (m) {
+      var card = make('div', 'cap-model');
+      card.setAttribute('data-model', String(m.model));
+      card.appendChild(make('h3', '', text(m.model)));
+      var t = m.total || {};
+      var u = m.used || {};
+      var l = m.left || {};
+      var a = m.available || {};
+      card.appendChild(capRow('Requests today', 'requests_day', num(u.requests_today), num(l.requests_today),
+        num(a.requests_today), num(t.requests_per_day)));
+      card.appendChild(capRow('Requests / min', 'requests_minute', num(u.requests_this_minute),
+        num(l.requests_this_minute), num(a.requests_this_minute), num(t.requests_per_minute)));
+      card.appendChild(capRow('Tokens / min', 'tokens_minute', num(u.tokens_this_minute),
+        num(l.tokens_this_minute), num(a.tokens_this_minute), num(t.tokens_per_minute)));
+      var projects = Array.isArray(m.projects) ? m.projects : [];
+      var note = projects.length === 0
+        ? 'No usable key can serve this model.'
+        : projects.length + (projects.length === 1 ? ' project' : ' projects') + ': '
+          + projects.map(function (p) { return String(p.project); }).join(', ');
+      card.appendChild(make('p', 'cap-note muted', note));
+      var resting = Array.isArray(m.resting) ? m.resting : [];
+      if (resting.length) {
+        var rest = make('p', 'cap-note warn', 'Resting: ' + resting.map(function (r) {
+          return String(r.project) + (r.until ? ' (until ' + time(r.until) + ')' : '');
+        }).join(', '));
+        rest.setAttribute('data-col', 'resting');
+        card.appendChild(rest);
+      }
+      return card;
+    });
+    grid.replaceChildren.apply(grid, cards);
+    el('no-capacity').hidden = models.length > 0;
+  }
+
+  function renderBudgets(budgets) {
+    var body = el('budgets-body');
+    var now = Date.now();
+    var trs = budgets.map(function (b) {
+      var tr = make('tr');
+      tr.setAttribute('data-project', String(b.project));
+      tr.setAttribute('data-model', String(b.model));
+      var u = b.usage || {};
+      var l = b.limits || {};
+      var resting = b.resting === true && !!b.rest_until && new Date(b.rest_until).getTime() > now;
+      var cells = [
+        ['project', text(b.project)],
+        ['model', b.model === '' ? '(no model: listing)' : text(b.model)],
+        ['state', null],
+        ['rpm', usage(u.requests_this_minute, l.requests_per_minute)],
+        ['rpd', usage(u.requests_today, l.requests_per_day)],
+        ['tpm', usage(u.tokens_this_minute, l.tokens_per_minute)],
+        ['until', resting ? time(b.rest_until) : '—'],
+        ['reason', resting ? text(b.rest_reason) : '—']
+      ];
+      cells.forEach(function (c) {
+        var td = make('td', c[0] === 'rpm' || c[0] === 'rpd' || c[0] === 'tpm' ? 'num' : (c[0] === 'reason' ? 'err' : ''));
+        td.setAttribute('data-col', c[0]);
+        if (c[0] === 'state') {
+          var badge = make('span', 'badge', resting ? 'resting' : 'available');
+          badge.setAttribute('data-state', resting ? 'resting' : 'available');
+          td.appendChild(badge);
+        } else {
+          td.textContent = c[1];
+        }
+        tr.appendChild(td);
+      });
+      return tr;
+    });
+    body.replaceChildren.apply(body, trs);
   }
 
   function usage(value, limit) {

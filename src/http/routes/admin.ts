@@ -1,7 +1,10 @@
 import type { FastifyInstance } from 'fastify';
+import type { KeyConfig } from '../../config/keys.ts';
 import { type ManagedKey, maskKey } from '../../config/keys-store.ts';
+import { TIERS } from '../../config/tiers.ts';
 import { stateOf } from '../../observability/metrics.ts';
-import type { KeyState } from '../../store/types.ts';
+import { type BudgetUse, computeCapacity, type ModelCapacity } from '../../pool/capacity.ts';
+import type { BudgetLimits, BudgetState, KeyState } from '../../store/types.ts';
 import { installTokenGuard } from '../auth.ts';
 import type { AppDeps } from '../deps.ts';
 import { HttpProblem } from '../problem.ts';
@@ -36,6 +39,7 @@ export function keyView(
       requests_today: state?.requestsToday ?? 0,
       tokens_this_minute: state?.tokensThisMinute ?? 0,
     },
+    /** The budget of every model not named in model_limits. */
     limits: config
       ? {
           requests_per_minute: config.limits.requestsPerMinute,
@@ -43,10 +47,93 @@ export function keyView(
           tokens_per_minute: config.limits.tokensPerMinute,
         }
       : null,
+    /** Budgets of named models, as resolved (model_limits, defaults, tier). */
+    model_limits: config ? modelLimitsView(config) : null,
     last_error: state?.lastError ?? null,
     last_error_at: iso(state?.lastErrorAtMs),
     latency_ms: latency ? { last: Math.round(latency.lastMs), avg: Math.round(latency.avgMs) } : null,
   };
+}
+
+function modelLimitsView(config: KeyConfig) {
+  return Object.fromEntries(
+    Object.entries(config.modelLimits).map(([model, l]) => [
+      model,
+      {
+        requests_per_minute: l.requestsPerMinute,
+        requests_per_day: l.requestsPerDay,
+        tokens_per_minute: l.tokensPerMinute,
+      },
+    ]),
+  );
+}
+
+const limitsView = (l: BudgetLimits) => ({
+  requests_per_minute: l.rpm,
+  requests_per_day: l.rpd,
+  tokens_per_minute: l.tpm,
+});
+
+const useView = (u: BudgetUse) => ({
+  requests_this_minute: u.requestsThisMinute,
+  requests_today: u.requestsToday,
+  tokens_this_minute: u.tokensThisMinute,
+});
+
+/** One (project, model) budget as GET /admin/budgets shows it. */
+export function budgetView(b: BudgetState, nowMs: number) {
+  const resting = b.restUntilMs !== null && b.restUntilMs > nowMs;
+  return {
+    project: b.project,
+    model: b.model,
+    limits: limitsView(b),
+    usage: useView(b),
+    left: useView({
+      requestsThisMinute: Math.max(0, b.rpm - b.requestsThisMinute),
+      requestsToday: Math.max(0, b.rpd - b.requestsToday),
+      tokensThisMinute: Math.max(0, b.tpm - b.tokensThisMinute),
+    }),
+    resting,
+    rest_until: resting ? iso(b.restUntilMs) : null,
+    rest_reason: resting ? b.restReason : null,
+  };
+}
+
+/** One model's capacity as GET /admin/capacity shows it. */
+export function capacityView(c: ModelCapacity) {
+  return {
+    model: c.model,
+    total: limitsView(c.total),
+    used: useView(c.used),
+    left: useView(c.left),
+    available: useView(c.available),
+    resting: c.resting.map((r) => ({ project: r.project, until: iso(r.untilMs), reason: r.reason })),
+    projects: c.projects.map((p) => ({
+      project: p.project,
+      keys: p.keys,
+      limits: limitsView(p.limits),
+      used: useView(p.used),
+      left: useView(p.left),
+      resting: p.resting,
+      rest_until: iso(p.restUntilMs),
+      rest_reason: p.restReason,
+    })),
+  };
+}
+
+/** Key states and (project, model) budget states, read at one instant; 503 when the store fails. */
+async function budgetSnapshot(deps: AppDeps) {
+  const now = Date.now();
+  const day = deps.pool.calendarAt(now).day;
+  try {
+    const [keyStates, budgets] = await Promise.all([
+      deps.store.keyStates(now, day),
+      deps.store.budgetStates(now, day),
+    ]);
+    return { now, day, keyStates, budgets };
+  } catch {
+    throw new HttpProblem(503, 'the state store is unreachable');
+  }
 }
 
 async function states(deps: AppDeps): Promise<KeyState[]> {
@@ -64,6 +151,102 @@ const keyIdParams = {
   required: ['id'],
 } as const;
 
+const limitsSchema = {
+  type: 'object',
+  properties: {
+    requests_per_minute: { type: 'integer' },
+    requests_per_day: { type: 'integer' },
+    tokens_per_minute: { type: 'integer' },
+  },
+  required: ['requests_per_minute', 'requests_per_day', 'tokens_per_minute'],
+} as const;
+
+const useSchema = {
+  type: 'object',
+  properties: {
+    requests_this_minute: { type: 'integer' },
+    requests_today: { type: 'integer', description: 'In the current Pacific day (`day`).' },
+    tokens_this_minute: { type: 'integer', description: 'Input tokens in the last 60 seconds.' },
+  },
+  required: ['requests_this_minute', 'requests_today', 'tokens_this_minute'],
+} as const;
+
+const nullableString = { type: 'string', nullable: true } as const;
+
+const capacityResponse = {
+  type: 'object',
+  properties: {
+    at: { type: 'string', format: 'date-time' },
+    day: { type: 'string', description: 'The Pacific calendar day `requests_today` counts (YYYY-MM-DD).' },
+    models: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          model: { type: 'string' },
+          total: {
+            ...limitsSchema,
+            description: 'Sum of the limits of the projects that can serve the model.',
+          },
+          used: { ...useSchema, description: "Those projects' use." },
+          left: { ...useSchema, description: 'Sum of max(0, limit − used) per project, rests or not.' },
+          available: { ...useSchema, description: '`left` of the projects not resting on the model now.' },
+          resting: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: { project: { type: 'string' }, until: nullableString, reason: nullableString },
+            },
+          },
+          projects: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                project: { type: 'string' },
+                keys: { type: 'integer', description: 'Keys of the project that can serve the model now.' },
+                limits: limitsSchema,
+                used: useSchema,
+                left: useSchema,
+                resting: { type: 'boolean' },
+                rest_until: nullableString,
+                rest_reason: nullableString,
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const budgetsResponse = {
+  type: 'object',
+  properties: {
+    at: { type: 'string', format: 'date-time' },
+    day: { type: 'string', description: 'The Pacific calendar day `requests_today` counts (YYYY-MM-DD).' },
+    budgets: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          project: { type: 'string' },
+          model: {
+            type: 'string',
+            description: "Normalized model name; '' = requests for no model (model listing).",
+          },
+          limits: limitsSchema,
+          usage: useSchema,
+          left: { ...useSchema, description: 'max(0, limit − usage), rest or not.' },
+          resting: { type: 'boolean' },
+          rest_until: nullableString,
+          rest_reason: nullableString,
+        },
+      },
+    },
+  },
+} as const;
+
 const keyEntryBody = {
   type: 'object',
   description: 'A keys-file entry. `id` defaults to key_<hash of the key>.',
@@ -75,11 +258,30 @@ const keyEntryBody = {
     enabled: { type: 'boolean' },
     limits: {
       type: 'object',
+      description: 'The budget of every model not named in model_limits.',
       properties: {
         requests_per_minute: { type: 'integer', minimum: 1 },
         requests_per_day: { type: 'integer', minimum: 1 },
         tokens_per_minute: { type: 'integer', minimum: 1 },
       },
+    },
+    model_limits: {
+      type: 'object',
+      description:
+        "Budgets of named models ({model: limits}); the project's first key's are the ones counted.",
+      additionalProperties: {
+        type: 'object',
+        properties: {
+          requests_per_minute: { type: 'integer', minimum: 1 },
+          requests_per_day: { type: 'integer', minimum: 1 },
+          tokens_per_minute: { type: 'integer', minimum: 1 },
+        },
+      },
+    },
+    tier: {
+      type: 'string',
+      enum: [...TIERS],
+      description: "Fills per-model limits from Google's published table for this usage tier.",
     },
   },
   required: ['api_key'],
@@ -126,6 +328,64 @@ export async function adminRoutes(app: FastifyInstance, deps: AppDeps): Promise<
       if (!keys.get(id) && !(await states(deps)).some((s) => s.id === id))
         throw new HttpProblem(404, `no key with id "${id}"`);
       return view(id);
+    },
+  );
+
+  app.get(
+    '/admin/capacity',
+    {
+      config,
+      schema: {
+        ...base,
+        summary: "The pool's capacity per model: total, used, left, and each project's budget, use and rest",
+        description:
+          'Google counts quota per (project, model). Per model: `total` sums the limits of every project with ' +
+          'at least one key that can serve the model (enabled, not disabled, `models` allowing it), each project ' +
+          "once, with its first key's limits (configuration order); `used` is those projects' use this minute and " +
+          'today (Pacific day); `left` sums max(0, limit − used); `available` is `left` without the projects ' +
+          'resting on the model now. Models: every model named in a `model_limits` (or the tier table) and every ' +
+          "model used. Counts this instance's configured keys.",
+        response: { 200: capacityResponse },
+      },
+    },
+    async () => {
+      const snap = await budgetSnapshot(deps);
+      const capacity = computeCapacity({
+        configs: deps.pool.keys,
+        keyStates: snap.keyStates,
+        budgets: snap.budgets,
+        nowMs: snap.now,
+      });
+      return { at: iso(snap.now), day: snap.day, models: capacity.map(capacityView) };
+    },
+  );
+
+  app.get(
+    '/admin/budgets',
+    {
+      config,
+      schema: {
+        ...base,
+        summary: 'Every (project, model) budget: limits, use this minute and today, what is left, rest',
+        description:
+          "Every budget configured (a model named in a key's `model_limits` or tier) or used, as the state " +
+          'store counts it (shared by every instance on one Redis). Projects in configuration order, then models ' +
+          'by name.',
+        response: { 200: budgetsResponse },
+      },
+    },
+    async () => {
+      const snap = await budgetSnapshot(deps);
+      const order = new Map<string, number>();
+      for (const k of deps.pool.keys) if (!order.has(k.project)) order.set(k.project, order.size);
+      const rank = (p: string) => order.get(p) ?? order.size;
+      const budgets = [...snap.budgets].sort(
+        (a, b) =>
+          rank(a.project) - rank(b.project) ||
+          (a.project < b.project ? -1 : a.project > b.project ? 1 : 0) ||
+          (a.model < b.model ? -1 : a.model > b.model ? 1 : 0),
+      );
+      return { at: iso(snap.now), day: snap.day, budgets: budgets.map((b) => budgetView(b, snap.now)) };
     },
   );
 

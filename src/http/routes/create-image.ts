@@ -1,7 +1,11 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { UsageWebhook } from '../../services/image-gen/backend.ts';
 import { schedulePruning } from '../../services/image-gen/media-store.ts';
-import { parseCreateImageBody, throttleUserId } from '../../services/image-gen/schema.ts';
+import {
+  type CreateImageBody,
+  claimedUserId,
+  parseCreateImageBody,
+} from '../../services/image-gen/schema.ts';
 import { createImageGenService, type ImageGenService } from '../../services/image-gen/service.ts';
 import type { AppDeps } from '../deps.ts';
 import { HttpProblem } from '../problem.ts';
@@ -78,17 +82,29 @@ export async function createImageRoutes(
       const s: RequestState = {};
       states.set(request, s);
       try {
-        const preliminaryUser = throttleUserId(request.body);
-        s.userId = preliminaryUser ?? undefined;
-        await service.throttle(preliminaryUser ?? `ip:${request.ip}`);
-        const body = parseCreateImageBody(request.body);
+        // Who the request claims to be, for the log line (not trusted: not yet verified).
+        s.userId = claimedUserId(request.body) ?? undefined;
+        // The per-user throttle counts only verified requests (onVerified below): counted
+        // before, a stranger's wrong api_key would lock the user out. Failures count per IP.
+        service.failedAttempts.refuseIfLocked(request.ip);
+        let body: CreateImageBody;
+        try {
+          body = parseCreateImageBody(request.body);
+        } catch (err) {
+          await service.failedAttempts.record(request.ip);
+          throw err;
+        }
         s.userId = body.user_id;
         s.catalogId = body.catalog_id;
-        const result = await service.run(body, { requestId: request.id });
+        const result = await service.run(body, {
+          requestId: request.id,
+          onVerified: () => service.throttle(body.user_id),
+        });
         s.latencyMs = result.latencyMs;
         s.webhook = result.webhook;
         if (!result.ok) {
           s.internal = result.internal;
+          if (result.error.status === 401) await service.failedAttempts.record(request.ip);
           throw result.error;
         }
         return { status: 'success', image_url: result.imageUrl, latency_ms: result.latencyMs };

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { stateOf } from '../../observability/metrics.ts';
+import type { VerifySummary } from '../../pool/verify.ts';
 import type { KeyState } from '../../store/types.ts';
+import { within } from '../../util/within.ts';
 import type { AppDeps } from '../deps.ts';
 
 export interface Readiness {
@@ -11,24 +13,42 @@ export interface Readiness {
     keys: { configured: number; usable: number; resting: number; disabled: number; circuit_open: number };
     circuits: { closed: number; open: number; half_open: number };
     queue_length: number;
+    /** This instance's key verification (VERIFY_KEYS): keys by status; null when off. */
+    verification: VerifySummary | null;
   };
   states: KeyState[];
 }
+
+/** What a readiness check waits for the store beyond REDIS_COMMAND_TIMEOUT_MS before calling it down. */
+const STORE_CHECK_MARGIN_MS = 250;
 
 /** Readiness: the store answers and at least one key can serve now. Shared with /internal/health. */
 export async function readiness(deps: AppDeps): Promise<Readiness> {
   const now = Date.now();
   let storeOk = true;
+  // Each store call answers within the Redis command timeout (redis-client.ts); this bound holds
+  // whatever the store does, so readiness always answers, with the store down.
+  const boundMs = (deps.env.REDIS_COMMAND_TIMEOUT_MS ?? 1000) + STORE_CHECK_MARGIN_MS;
   const started = performance.now();
   try {
-    await deps.store.ping();
+    await within(deps.store.ping(), boundMs, 'the state store');
   } catch {
     storeOk = false;
   }
-  const latency = storeOk ? Math.round((performance.now() - started) * 10) / 10 : null;
-  const states = storeOk
-    ? await deps.store.keyStates(now, deps.pool.calendarAt(now).day).catch(() => [] as KeyState[])
-    : [];
+  let latency = storeOk ? Math.round((performance.now() - started) * 10) / 10 : null;
+  let states: KeyState[] = [];
+  if (storeOk) {
+    try {
+      states = await within(
+        deps.store.keyStates(now, deps.pool.calendarAt(now).day),
+        boundMs,
+        'the state store',
+      );
+    } catch {
+      storeOk = false;
+      latency = null;
+    }
+  }
   const counts = { available: 0, resting: 0, disabled: 0, circuit_open: 0 };
   for (const s of states) counts[stateOf(s, now)] += 1;
   const circuits = { closed: 0, open: 0, half_open: 0 };
@@ -49,6 +69,7 @@ export async function readiness(deps: AppDeps): Promise<Readiness> {
       },
       circuits,
       queue_length: deps.pool.queueLength,
+      verification: deps.verifier?.summary() ?? null,
     },
   };
 }

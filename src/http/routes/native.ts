@@ -1,10 +1,10 @@
-import { Readable } from 'node:stream';
 import type {} from '@fastify/compress';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
-import type { StreamAnswer, UpstreamAnswer } from '../../upstream/forwarder.ts';
+import type { UpstreamAnswer } from '../../upstream/forwarder.ts';
 import { MODEL_NAME } from '../../upstream/gemini-types.ts';
+import { passThroughFraming, relayStream } from '../../upstream/stream-relay.ts';
 import type { AppDeps } from '../deps.ts';
 import { HttpProblem } from '../problem.ts';
 
@@ -144,39 +144,5 @@ function sendAnswer(request: FastifyRequest, reply: FastifyReply, answer: Upstre
   reply.code(answer.status).header('content-type', answer.contentType);
   if (answer.kind === 'unary') return reply.send(answer.body);
   reply.header('cache-control', 'no-cache');
-  return reply.send(Readable.from(relay(answer, reply), { objectMode: false }));
-}
-
-/**
- * Passes stream chunks on as they arrive. If the upstream breaks after bytes went out, the
- * client gets a final error event in the stream's own framing instead of a silent cut.
- */
-async function* relay(answer: StreamAnswer, reply: FastifyReply): AsyncGenerator<Buffer> {
-  const sse = answer.contentType.includes('text/event-stream');
-  let ok = false;
-  const onClose = () => {
-    if (!ok) answer.abort();
-  };
-  reply.raw.once('close', onClose);
-  try {
-    yield answer.first;
-    for (let r = await answer.rest.next(); !r.done; r = await answer.rest.next()) yield r.value;
-    ok = true;
-  } catch {
-    if (!reply.raw.destroyed) yield Buffer.from(streamError(sse));
-  } finally {
-    reply.raw.off('close', onClose);
-    answer.finish(ok ? 'complete' : reply.raw.destroyed ? 'client_gone' : 'broken');
-  }
-}
-
-function streamError(sse: boolean): string {
-  const error = JSON.stringify({
-    error: {
-      code: 502,
-      message: 'upstream stream broke off; the answer is incomplete',
-      status: 'UNAVAILABLE',
-    },
-  });
-  return sse ? `data: ${error}\r\n\r\n` : `,\r\n${error}]`;
+  return reply.send(relayStream(answer, reply.raw, passThroughFraming(answer.contentType)));
 }

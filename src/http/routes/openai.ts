@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ChatStreamTranslator } from '../../openai/stream.ts';
 import {
@@ -15,7 +14,8 @@ import {
   openAiToGemini,
 } from '../../openai/translate.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
-import type { StreamAnswer, UnaryAnswer, UpstreamAnswer, UpstreamCall } from '../../upstream/forwarder.ts';
+import type { UnaryAnswer, UpstreamAnswer, UpstreamCall } from '../../upstream/forwarder.ts';
+import { relayStream, type StreamFraming } from '../../upstream/stream-relay.ts';
 import type { AppDeps } from '../deps.ts';
 import { toProblem } from '../errors.ts';
 import { HttpProblem } from '../problem.ts';
@@ -110,7 +110,7 @@ async function surface(app: FastifyInstance, deps: AppDeps): Promise<void> {
         return reply.send(translator.push(answer.body) + translator.end());
       }
       sseHeaders(reply);
-      return reply.send(Readable.from(relay(answer, reply, translator), { objectMode: false }));
+      return reply.send(relayStream(answer, reply.raw, chatFraming(translator)));
     },
   );
 
@@ -208,7 +208,6 @@ async function forward(
 /** The upstream's JSON answer; Google's error statuses become OpenAI errors with the same status. */
 function upstreamJson(answer: UpstreamAnswer): unknown {
   if (answer.kind === 'stream') {
-    answer.abort();
     answer.finish('broken');
     throw new OpenAiError(502, 'the upstream answered with a stream where JSON was expected');
   }
@@ -229,42 +228,19 @@ function sseHeaders(reply: FastifyReply): void {
 }
 
 /**
- * Upstream SSE → OpenAI SSE, translated as each upstream chunk arrives. A break after bytes
- * went out ends the stream with an error frame (the OpenAI SDK raises it) instead of a silent
- * cut; a client that goes away stops the upstream transfer.
+ * Upstream SSE → OpenAI SSE, translated as each upstream chunk arrives (see relayStream). A
+ * break after bytes went out ends the stream with an error frame (the OpenAI SDK raises it)
+ * instead of a silent cut; an upstream error event ends the translation with its error frame.
  */
-async function* relay(
-  answer: StreamAnswer,
-  reply: FastifyReply,
-  translator: ChatStreamTranslator,
-): AsyncGenerator<Buffer> {
-  let ok = false;
-  const onClose = () => {
-    if (!ok) answer.abort();
+function chatFraming(translator: ChatStreamTranslator): StreamFraming {
+  return {
+    push: (chunk) => translator.push(chunk),
+    end: () => translator.end(),
+    fail: () => translator.fail(),
+    get over() {
+      return translator.failed;
+    },
   };
-  reply.raw.once('close', onClose);
-  try {
-    let out = translator.push(answer.first);
-    if (out) yield Buffer.from(out);
-    while (!translator.failed) {
-      const r = await answer.rest.next();
-      if (r.done) break;
-      out = translator.push(r.value);
-      if (out) yield Buffer.from(out);
-    }
-    // An upstream error event ended the translation: the transfer itself was fine.
-    ok = true;
-    if (translator.failed) answer.abort();
-    else {
-      out = translator.end();
-      if (out) yield Buffer.from(out);
-    }
-  } catch {
-    if (!reply.raw.destroyed) yield Buffer.from(translator.fail());
-  } finally {
-    reply.raw.off('close', onClose);
-    answer.finish(ok ? 'complete' : reply.raw.destroyed ? 'client_gone' : 'broken');
-  }
 }
 
 /** Any error of this surface as an OpenAI error. Past REQUEST_TIMEOUT, whatever was thrown is the timeout's doing. */

@@ -32,8 +32,8 @@ export function parseCreateImageBody(body: unknown): CreateImageBody {
   throw new HttpProblem(422, errors.map((e) => `${e.field}: ${e.message}`).join('; '), { extra: { errors } });
 }
 
-/** The user id to throttle on before the body is validated: a plausible user_id, else null. */
-export function throttleUserId(body: unknown): string | null {
+/** The user_id a body claims, before it is validated or verified (for the log line), else null. */
+export function claimedUserId(body: unknown): string | null {
   if (!body || typeof body !== 'object') return null;
   const raw = (body as Record<string, unknown>).user_id;
   const s =

@@ -10,7 +10,7 @@ import { buildPrompt } from './prompt.ts';
 import { createImageProvider } from './providers/registry.ts';
 import type { ImageProvider } from './providers/types.ts';
 import type { CreateImageBody } from './schema.ts';
-import { enforceThrottle } from './throttle.ts';
+import { enforceThrottle, FailedAttempts } from './throttle.ts';
 
 /**
  * The try-on flow: verify the user, check credits, fetch both images safely, generate, store.
@@ -33,6 +33,12 @@ export interface ImageGenDeps {
 export interface RunContext {
   requestId: string;
   signal?: AbortSignal;
+  /**
+   * Runs once the user is verified, before credits and work (the per-user throttle: only an
+   * authenticated request counts against its user). What it throws ends the run without a usage
+   * report.
+   */
+  onVerified?: () => Promise<void>;
 }
 
 export interface RunSuccess {
@@ -55,8 +61,10 @@ export interface ImageGenService {
   readonly provider: ImageProvider;
   readonly backend: AccountBackend;
   readonly media: MediaStore;
-  /** 429 when the subject (a user id, or "ip:<addr>") is over THROTTLE_RPM. */
-  throttle(subject: string): Promise<void>;
+  /** 429 when the (authenticated) user is over THROTTLE_RPM. */
+  throttle(userId: string): Promise<void>;
+  /** Failed attempts (invalid body, wrong user_id/api_key) per client IP, also THROTTLE_RPM. */
+  readonly failedAttempts: FailedAttempts;
   run(body: CreateImageBody, ctx: RunContext): Promise<RunResult>;
 }
 
@@ -98,7 +106,8 @@ export function createImageGenService(deps: ImageGenDeps): ImageGenService {
     provider,
     backend,
     media,
-    throttle: (subject) => enforceThrottle(deps.store, env.THROTTLE_RPM, subject),
+    throttle: (userId) => enforceThrottle(deps.store, env.THROTTLE_RPM, userId),
+    failedAttempts: new FailedAttempts(deps.store, env.THROTTLE_RPM),
     async run(body, ctx) {
       const t0 = performance.now();
       const elapsed = () => Math.round((performance.now() - t0) * 10) / 10;
@@ -106,6 +115,7 @@ export function createImageGenService(deps: ImageGenDeps): ImageGenService {
       try {
         if (!(await backend.verifyUser(body.user_id, body.api_key, ctx.signal)))
           throw new HttpProblem(401, 'invalid user_id or api_key');
+        await ctx.onVerified?.();
         const credits = await backend.checkCredits(body.user_id, ctx.signal);
         if (!credits.hasCredits) throw new HttpProblem(403, 'no credits left');
         verified = true;
