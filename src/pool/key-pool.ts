@@ -3,6 +3,7 @@ import type {
   BudgetLimits,
   CircuitSettings,
   Outcome,
+  Pin,
   PoolKeyRecord,
   Reservation,
   StateStore,
@@ -50,10 +51,16 @@ export interface KeyPoolOptions {
   verifyKeys?: boolean;
 }
 
-interface Waiter {
+/** What a request asks the pool for. */
+interface Want {
   model: string;
   tokens: number;
   exclude: readonly string[];
+  pin: Pin | undefined;
+}
+
+interface Waiter {
+  want: Want;
   enqueuedAt: number;
   deadline: number;
   resolve: (lease: Lease) => void;
@@ -75,7 +82,10 @@ const MAX_GLOBAL_BACKOFF_MS = 60_000;
 export class KeyPool {
   private secrets = new Map<string, string>();
   private configured: KeyConfig[] = [];
-  /** One FIFO line per model: a request some key can serve now never waits behind another model's. */
+  /**
+   * One FIFO line per model (and pin): a request some key can serve now never waits behind one
+   * for another model, or for keys of one project only.
+   */
   private readonly queues = new Map<string, Waiter[]>();
   private readonly draining = new Set<string>();
   private waiting = 0;
@@ -109,19 +119,29 @@ export class KeyPool {
     return this.configured;
   }
 
-  /** Reserves a key for `model` (or '' for any), waiting in line up to the queue limit. */
-  acquire(requested: string, tokens: number, exclude: readonly string[], signal?: Abortable): Promise<Lease> {
-    const model = normalizeModel(requested);
+  /**
+   * Reserves a key for `model` (or '' for any), waiting in line up to the queue limit. `pin`:
+   * only keys of that project (or that key), for a request that uses a project's resource.
+   */
+  acquire(
+    requested: string,
+    tokens: number,
+    exclude: readonly string[],
+    signal?: Abortable,
+    pin?: Pin,
+  ): Promise<Lease> {
+    const want: Want = { model: normalizeModel(requested), tokens, exclude, pin };
+    const line = lineOf(want);
     const enqueuedAt = this.now();
-    // Nobody waiting for this model: try at once, without the queue's bookkeeping.
-    if (!this.queues.get(model)?.length) {
-      return this.tryAcquire(model, tokens, exclude, enqueuedAt).then((outcome) => {
+    // Nobody waiting in this line: try at once, without the queue's bookkeeping.
+    if (!this.queues.get(line)?.length) {
+      return this.tryAcquire(want, enqueuedAt).then((outcome) => {
         if ('lease' in outcome) return outcome.lease;
         if (!this.canWait(outcome.error, enqueuedAt + this.options.queueMaxWaitMs)) throw outcome.error;
-        return this.enqueue(model, tokens, exclude, enqueuedAt, signal);
+        return this.enqueue(want, line, enqueuedAt, signal);
       });
     }
-    return this.enqueue(model, tokens, exclude, enqueuedAt, signal);
+    return this.enqueue(want, line, enqueuedAt, signal);
   }
 
   /**
@@ -199,24 +219,20 @@ export class KeyPool {
     return this.options.queueMaxWaitMs > 0 && err.retryAtMs !== null && err.retryAtMs <= deadline;
   }
 
-  private async tryAcquire(
-    model: string,
-    tokens: number,
-    exclude: readonly string[],
-    enqueuedAt: number,
-  ): Promise<{ lease: Lease } | { error: PoolExhaustedError }> {
+  private async tryAcquire(want: Want, enqueuedAt: number): Promise<{ lease: Lease } | { error: PoolExhaustedError }> {
     const now = this.now();
     const { day, nextDayMs } = this.calendar.at(now);
-    let skip = exclude;
+    let skip = want.exclude;
     for (;;) {
       const result = await this.store.acquire({
-        model,
-        estimatedTokens: tokens,
+        model: want.model,
+        estimatedTokens: want.tokens,
         nowMs: now,
         day,
         nextDayMs,
         exclude: skip,
         circuitProbeLeaseMs: this.probeLeaseMs,
+        pin: want.pin,
       });
       if (!result.ok) return { error: new PoolExhaustedError(result.retryAtMs, result.globalBackoff) };
       const keyId = result.reservation.keyId;
@@ -231,27 +247,19 @@ export class KeyPool {
     }
   }
 
-  private enqueue(
-    model: string,
-    tokens: number,
-    exclude: readonly string[],
-    enqueuedAt: number,
-    signal?: Abortable,
-  ): Promise<Lease> {
+  private enqueue(want: Want, lineName: string, enqueuedAt: number, signal?: Abortable): Promise<Lease> {
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
-        model,
-        tokens,
-        exclude,
+        want,
         enqueuedAt,
         deadline: enqueuedAt + this.options.queueMaxWaitMs,
         resolve,
         reject,
       };
-      let queue = this.queues.get(model);
+      let queue = this.queues.get(lineName);
       if (!queue) {
         queue = [];
-        this.queues.set(model, queue);
+        this.queues.set(lineName, queue);
       }
       const line = queue;
       if (signal) {
@@ -267,20 +275,20 @@ export class KeyPool {
       }
       line.push(waiter);
       this.waiting += 1;
-      void this.drain(model, line);
+      void this.drain(lineName, line);
     });
   }
 
-  /** Serves a model's waiters strictly in arrival order: only the head of its line may take a key. */
-  private async drain(model: string, queue: Waiter[]): Promise<void> {
-    if (this.draining.has(model)) return;
-    this.draining.add(model);
+  /** Serves a line's waiters strictly in arrival order: only the head of the line may take a key. */
+  private async drain(lineName: string, queue: Waiter[]): Promise<void> {
+    if (this.draining.has(lineName)) return;
+    this.draining.add(lineName);
     try {
       while (queue.length > 0) {
         const head = queue[0]!;
         let outcome: Awaited<ReturnType<KeyPool['tryAcquire']>>;
         try {
-          outcome = await this.tryAcquire(head.model, head.tokens, head.exclude, head.enqueuedAt);
+          outcome = await this.tryAcquire(head.want, head.enqueuedAt);
         } catch (err) {
           this.settleHead(queue, head, () => head.reject(err as Error));
           continue;
@@ -303,8 +311,8 @@ export class KeyPool {
         await sleep(Math.max(1, wake - now));
       }
     } finally {
-      this.draining.delete(model);
-      if (this.queues.get(model) === queue && queue.length === 0) this.queues.delete(model);
+      this.draining.delete(lineName);
+      if (this.queues.get(lineName) === queue && queue.length === 0) this.queues.delete(lineName);
     }
   }
 
@@ -316,6 +324,12 @@ export class KeyPool {
     head.unsubscribe?.();
     settle();
   }
+}
+
+/** The wait line of a request: its model, and its pin when it has one. */
+function lineOf(want: Want): string {
+  if (!want.pin) return want.model;
+  return 'keyId' in want.pin ? `${want.model}\nk:${want.pin.keyId}` : `${want.model}\np:${want.pin.project}`;
 }
 
 function sleep(ms: number): Promise<void> {

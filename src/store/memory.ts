@@ -6,9 +6,12 @@ import {
   type CircuitSettings,
   type HitResult,
   type KeyState,
+  type OwnedResource,
   type Outcome,
   type PoolKeyRecord,
   type Reservation,
+  type ResourceOwner,
+  resourceKind,
   type StateStore,
   settledTokens,
 } from './types.ts';
@@ -49,6 +52,7 @@ export class MemoryStore implements StateStore {
   private roundRobin = 0;
   private globalBackoffUntilMs = 0;
   private readonly counters = new Map<string, { windowStart: number; count: number }>();
+  private readonly resources = new Map<string, OwnedResource>();
 
   async syncKeys(keys: readonly PoolKeyRecord[], options: { unverified?: boolean } = {}): Promise<void> {
     this.keys = keys.map((k) => ({ ...k, models: [...k.models], modelLimits: { ...k.modelLimits } }));
@@ -80,6 +84,7 @@ export class MemoryStore implements StateStore {
     for (let i = 0; i < n; i++) {
       const key = this.keys[(start + i) % n]!;
       if (!key.enabled || req.exclude.includes(key.id)) continue;
+      if (req.pin && ('keyId' in req.pin ? key.id !== req.pin.keyId : key.project !== req.pin.project)) continue;
       if (req.model !== '' && key.models.length > 0 && !key.models.includes(req.model)) continue;
       const rt = this.runtime.get(key.id)!;
       if (rt.disabledReason !== null) continue;
@@ -268,6 +273,33 @@ export class MemoryStore implements StateStore {
         });
       }
     }
+    return out;
+  }
+
+  async putResource(resource: OwnedResource): Promise<void> {
+    if (this.resources.size > 10_000) {
+      const now = Date.now();
+      for (const [name, r] of this.resources) if (r.expiresAtMs <= now) this.resources.delete(name);
+    }
+    this.resources.set(resource.name, { ...resource, owner: { ...resource.owner } });
+  }
+
+  async getResources(names: readonly string[], nowMs: number): Promise<(ResourceOwner | null)[]> {
+    return names.map((name) => {
+      const r = this.resources.get(name);
+      return r && r.expiresAtMs > nowMs ? r.owner : null;
+    });
+  }
+
+  async deleteResource(name: string): Promise<void> {
+    this.resources.delete(name);
+  }
+
+  async listResources(kind: string, client: string | null, nowMs: number): Promise<OwnedResource[]> {
+    const out: OwnedResource[] = [];
+    for (const r of this.resources.values())
+      if (r.expiresAtMs > nowMs && resourceKind(r.name) === kind && (client === null || r.owner.client === client))
+        out.push(r);
     return out;
   }
 

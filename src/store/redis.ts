@@ -11,9 +11,12 @@ import {
   type CircuitSettings,
   type HitResult,
   type KeyState,
+  type OwnedResource,
   type Outcome,
   type PoolKeyRecord,
   type Reservation,
+  type ResourceOwner,
+  resourceKind,
   type StateStore,
   settledTokens,
 } from './types.ts';
@@ -212,7 +215,8 @@ export class RedisStore implements StateStore {
         p.reject(new Error('model name contains a line break'));
         continue;
       }
-      lines += `${this.instanceClock ? req.nowMs : ''}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${commaList(req.exclude)}\t${req.model}\n`;
+      const pin = req.pin ? ('keyId' in req.pin ? `k:${req.pin.keyId}` : `p:${req.pin.project}`) : '';
+      lines += `${this.instanceClock ? req.nowMs : ''}\t${req.estimatedTokens}\t${req.day}\t${req.nextDayMs}\t${req.circuitProbeLeaseMs}\t${commaList(req.exclude)}\t${pin}\t${req.model}\n`;
       batch.push(p);
     }
     if (batch.length === 0) return;
@@ -409,6 +413,65 @@ export class RedisStore implements StateStore {
       }
     });
     return Promise.all(out);
+  }
+
+  /**
+   * Resource ownership: a hash per resource (`r:<name>`: project, key, client, expiry) that
+   * expires with the resource, and per kind a set of names for everyone and one per client
+   * (members whose hash expired are dropped when listed).
+   */
+  async putResource(resource: OwnedResource): Promise<void> {
+    const { name, owner, expiresAtMs } = resource;
+    const kind = resourceKind(name);
+    await this.redis
+      .multi()
+      .hset(`${this.p}r:${name}`, {
+        project: owner.project,
+        key: owner.keyId,
+        client: owner.client,
+        expires: String(expiresAtMs),
+      })
+      .pexpireat(`${this.p}r:${name}`, expiresAtMs)
+      .sadd(`${this.p}rk:${kind}`, name)
+      .sadd(`${this.p}rk:${kind}:${owner.client}`, name)
+      .exec();
+  }
+
+  async getResources(names: readonly string[], nowMs: number): Promise<(ResourceOwner | null)[]> {
+    const hashes = await Promise.all(names.map((n) => this.redis.hgetall(`${this.p}r:${n}`)));
+    return hashes.map((h) =>
+      h.project !== undefined && Number(h.expires) > nowMs
+        ? { project: h.project, keyId: h.key ?? '', client: h.client ?? '' }
+        : null,
+    );
+  }
+
+  async deleteResource(name: string): Promise<void> {
+    const client = await this.redis.hget(`${this.p}r:${name}`, 'client');
+    const kind = resourceKind(name);
+    const tx = this.redis.multi().del(`${this.p}r:${name}`).srem(`${this.p}rk:${kind}`, name);
+    if (client !== null) tx.srem(`${this.p}rk:${kind}:${client}`, name);
+    await tx.exec();
+  }
+
+  async listResources(kind: string, client: string | null, nowMs: number): Promise<OwnedResource[]> {
+    const set = client === null ? `${this.p}rk:${kind}` : `${this.p}rk:${kind}:${client}`;
+    const names = await this.redis.smembers(set);
+    const owners = await Promise.all(names.map((n) => this.redis.hgetall(`${this.p}r:${n}`)));
+    const out: OwnedResource[] = [];
+    const gone: string[] = [];
+    names.forEach((name, i) => {
+      const h = owners[i]!;
+      if (h.project === undefined || Number(h.expires) <= nowMs) gone.push(name);
+      else
+        out.push({
+          name,
+          owner: { project: h.project, keyId: h.key ?? '', client: h.client ?? '' },
+          expiresAtMs: Number(h.expires),
+        });
+    });
+    if (gone.length > 0) await this.redis.srem(set, ...gone);
+    return out;
   }
 
   async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {

@@ -41,8 +41,16 @@ export interface AcquireRequest {
   nextDayMs: number;
   /** Keys already tried for this request. */
   exclude: readonly string[];
+  /**
+   * Only keys of this project (a request that uses a file, cache, batch, operation or interaction
+   * of that project: Google refuses another project's resources), or only this key (an upload
+   * session bound to the key that started it).
+   */
+  pin?: Pin;
   circuitProbeLeaseMs: number;
 }
+
+export type Pin = { project: string } | { keyId: string };
 
 export interface Reservation {
   keyId: string;
@@ -132,6 +140,29 @@ export interface BudgetState extends BudgetLimits {
   restReason: string | null;
 }
 
+/** Who made a stateful resource (a file, cached content, batch, operation, interaction). */
+export interface ResourceOwner {
+  /** Google refuses the resource to every other project's keys. */
+  project: string;
+  keyId: string;
+  /** The gateway client that made it: only it (and admins) may see, use or delete it. */
+  client: string;
+}
+
+export interface OwnedResource {
+  /** Google's name, e.g. `files/abc`, `cachedContents/x`, `batches/y`, `models/veo/operations/z`. */
+  name: string;
+  owner: ResourceOwner;
+  expiresAtMs: number;
+}
+
+/** `files/a` → files; `models/veo-3/operations/x` → operations; `cachedContents/x` → cachedContents. */
+export function resourceKind(name: string): string {
+  if (name.startsWith('models/') && name.includes('/operations/')) return 'operations';
+  const slash = name.indexOf('/');
+  return slash < 0 ? name : name.slice(0, slash);
+}
+
 export interface HitResult {
   count: number;
   /** When the current window ends (epoch ms). */
@@ -169,6 +200,14 @@ export interface StateStore {
    * been used, with its use and rest.
    */
   budgetStates(nowMs: number, day: string): Promise<BudgetState[]>;
+
+  /** Records who owns a resource until expiresAtMs (its own lifetime at Google). */
+  putResource(resource: OwnedResource): Promise<void>;
+  /** The owners of `names`, in order (null: unknown or expired). */
+  getResources(names: readonly string[], nowMs: number): Promise<(ResourceOwner | null)[]>;
+  deleteResource(name: string): Promise<void>;
+  /** The live resources of a kind (resourceKind), of one client (null: every client). */
+  listResources(kind: string, client: string | null, nowMs: number): Promise<OwnedResource[]>;
 
   /** Fixed-window counter: increments `name` in the window containing nowMs. */
   hit(name: string, windowMs: number, nowMs: number): Promise<HitResult>;

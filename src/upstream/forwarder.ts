@@ -3,7 +3,7 @@ import { HttpProblem } from '../http/problem.ts';
 import { classifyUpstream, type Verdict } from '../pool/classify.ts';
 import { bodyPromptTokenCount, StreamUsageReader } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
-import type { Outcome } from '../store/types.ts';
+import type { Outcome, Pin } from '../store/types.ts';
 import { type Abortable, onAbort, signalOf } from '../util/cancel.ts';
 import { ResponseScrubber } from './response-scrub.ts';
 import { requestWhole, type TransferError, type WholeAnswer } from './whole.ts';
@@ -23,6 +23,8 @@ export interface UpstreamCall {
   signal?: Abortable;
   /** Absolute epoch-ms deadline for the whole call, retries included. */
   deadlineMs: number;
+  /** Only keys of this project (a request that uses its resources), or only this key. */
+  pin?: Pin;
   /**
    * Models to try, in order, when the pool cannot serve `model` within the wait (MODEL_FALLBACKS,
    * opt-in per request). The path names the model; it is rewritten for each.
@@ -129,7 +131,8 @@ export class Forwarder {
         return answer;
       } catch (err) {
         const next = fallbacks[i];
-        if (!(err instanceof ModelUnavailable) || next === undefined || this.now() >= call.deadlineMs) throw err;
+        if (!(err instanceof ModelUnavailable) || next === undefined || this.now() >= call.deadlineMs)
+          throw err;
         current = withModel(call, next);
       }
     }
@@ -147,7 +150,7 @@ export class Forwarder {
       if (this.now() >= call.deadlineMs) break;
       let lease: Lease;
       try {
-        lease = await this.o.pool.acquire(call.model, call.estimatedTokens, tried, call.signal);
+        lease = await this.o.pool.acquire(call.model, call.estimatedTokens, tried, call.signal, call.pin);
       } catch (err) {
         if (err instanceof PoolExhaustedError) {
           // No untried key left: answer with what the tried ones said (an overload, a rest).

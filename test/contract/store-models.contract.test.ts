@@ -130,6 +130,54 @@ for (const [name, make] of STORES) {
       await store.syncKeys([key('a'), key('b'), key('c')]);
       expect((await store.keyStates(T0 + 2, DAY)).find((s) => s.id === 'c')?.verified).toBe(true);
     });
+
+    it("a pinned request is served only by its project's keys (or its one key), never another's", async () => {
+      await store.syncKeys([
+        key('a1', { project: 'pa', rpm: 1 }),
+        key('a2', { project: 'pa', rpm: 1 }),
+        key('b1', { project: 'pb' }),
+      ]);
+      const pinned = { pin: { project: 'pa' } };
+      expect(granted(await store.acquire(req(T0, pinned))).project).toBe('pa');
+      // pa's budget (shared by its two keys) is spent: refused, though pb's key is free.
+      expect(await store.acquire(req(T0 + 1, pinned))).toMatchObject({ ok: false, retryAtMs: T0 + 60_000 });
+      expect(granted(await store.acquire(req(T0 + 2))).project).toBe('pb');
+      expect(granted(await store.acquire(req(T0 + 3, { pin: { keyId: 'b1' } }))).keyId).toBe('b1');
+      expect(await store.acquire(req(T0 + 4, { pin: { project: 'nobody' } }))).toMatchObject({
+        ok: false,
+        retryAtMs: null,
+      });
+    });
+
+    it('records who owns a resource, for its lifetime, and lists a kind per client', async () => {
+      // Real time: Redis expires the records on its own clock.
+      const now = Date.now();
+      const owner = { project: 'pa', keyId: 'a1', client: 'alice' };
+      await store.putResource({ name: 'files/abc', owner, expiresAtMs: now + 48 * 3600_000 });
+      await store.putResource({
+        name: 'files/old',
+        owner: { ...owner, client: 'bob' },
+        expiresAtMs: now - 1,
+      });
+      await store.putResource({
+        name: 'models/veo-3/operations/op1',
+        owner: { ...owner, client: 'bob' },
+        expiresAtMs: now + 3600_000,
+      });
+      expect(await store.getResources(['files/abc', 'files/old', 'files/none'], now)).toEqual([
+        owner,
+        null,
+        null,
+      ]);
+      expect((await store.listResources('files', 'alice', now)).map((r) => r.name)).toEqual(['files/abc']);
+      expect((await store.listResources('files', 'bob', now)).map((r) => r.name)).toEqual([]);
+      expect((await store.listResources('operations', null, now)).map((r) => r.name)).toEqual([
+        'models/veo-3/operations/op1',
+      ]);
+      await store.deleteResource('files/abc');
+      expect(await store.getResources(['files/abc'], now)).toEqual([null]);
+      expect(await store.listResources('files', null, now)).toEqual([]);
+    });
   });
 }
 
@@ -188,7 +236,7 @@ describe.runIf(redisUrl)('RedisStore clock and lost state', () => {
     const a = open(prefix);
     await a.syncKeys([key('k', { rpm: 1 })]);
     const gen = (await a.redis.get(`${prefix}gen`))!;
-    const line = `\t10\t${DAY}\t0\t5000\t\t${FLASH}\n`;
+    const line = `\t10\t${DAY}\t0\t5000\t\t\t${FLASH}\n`;
     // What a batch that waited in a stopped Redis's socket finds when Redis resumes.
     expect(await a.redis.ggAcquire(prefix, gen, line, String(Date.now() - 1000))).toBe('X');
     expect((await a.budgetStates(Date.now(), DAY)).find((b) => b.model === FLASH)).toBeUndefined();

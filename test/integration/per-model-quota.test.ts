@@ -96,3 +96,53 @@ describe('per (project, model) budgets through the SDK', () => {
     expect(resting.sort()).toEqual([`proj-a/${PRO}`, `proj-b/${PRO}`]);
   });
 });
+
+describe('model fallback (opt-in)', () => {
+  const generate = (url: string, token: string, model: string, headers: Record<string, string> = {}) =>
+    fetch(`${url}/v1beta/models/${model}:generateContent`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': token, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'hello' }] }] }),
+    });
+
+  it('when the pool cannot serve pro, the next model of the chain serves a request that asks, and says so', async () => {
+    const { file, fakeKeys } = keysFile({ [PRO]: { requests_per_minute: 1, requests_per_day: 1000 } });
+    const s = await start({
+      env: {
+        API_KEYS_FILE: file,
+        GEMINI_API_KEYS: '',
+        QUEUE_MAX_WAIT_MS: '0',
+        MODEL_FALLBACKS: `${PRO}>${FLASH}>${LITE}`,
+      },
+      fake: { keys: fakeKeys },
+    });
+    // Two projects, one pro request a minute each.
+    for (let i = 0; i < 2; i++) {
+      const r = await generate(s.url, s.token, PRO, { 'x-gateway-fallback': 'on' });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('x-gateway-model')).toBe(PRO);
+    }
+    const fellBack = await generate(s.url, s.token, PRO, { 'x-gateway-fallback': 'on' });
+    expect(fellBack.status).toBe(200);
+    expect(fellBack.headers.get('x-gateway-model')).toBe(FLASH);
+    expect(((await fellBack.json()) as { modelVersion: string }).modelVersion).toContain(FLASH);
+    // Off by default: without the header the request is refused, nothing goes upstream.
+    const before = s.fake.stats.requests;
+    expect((await generate(s.url, s.token, PRO)).status).toBe(429);
+    expect(s.fake.stats.requests).toBe(before);
+    // The OpenAI route falls back the same way and names the model that answered.
+    const chat = await fetch(`${s.url}/v1beta/openai/chat/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${s.token}`,
+        'content-type': 'application/json',
+        'x-gateway-fallback': 'on',
+      },
+      body: JSON.stringify({ model: PRO, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(chat.status).toBe(200);
+    expect(chat.headers.get('x-gateway-model')).toBe(FLASH);
+    expect(((await chat.json()) as { model: string }).model).toBe(FLASH);
+    expect(s.fake.stats.rateLimited).toBe(0);
+  });
+});

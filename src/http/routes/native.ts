@@ -2,6 +2,7 @@ import type {} from '@fastify/compress';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
+import { FALLBACK_HEADER, fallbacksFor, MODEL_HEADER } from '../../pool/fallback.ts';
 import type { UpstreamAnswer } from '../../upstream/forwarder.ts';
 import { MODEL_NAME } from '../../upstream/gemini-types.ts';
 import { passThroughFraming, relayStream } from '../../upstream/stream-relay.ts';
@@ -82,6 +83,12 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
           stream: spec.stream,
           signal: request.cancellation ?? undefined,
           deadlineMs: request.deadlineMs,
+          fallbacks: fallbacksFor(
+            deps.env.MODEL_FALLBACKS,
+            model,
+            request.headers[FALLBACK_HEADER],
+            deps.env.MODEL_FALLBACK_DEFAULT,
+          ),
         });
       // Off unless CACHE_NATIVE_PROXY=true or the request asks (X-Gateway-Cache: on); never streams.
       const cacheWanted = deps.env.CACHE_NATIVE_PROXY || request.headers['x-gateway-cache'] === 'on';
@@ -95,7 +102,8 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
         return reply.code(200).header('content-type', hit.contentType).send(hit.body);
       }
       const answer = await forward();
-      if (answer.kind === 'unary' && answer.status === 200) {
+      // A fallback's answer is not the asked model's: not cached under its key.
+      if (answer.kind === 'unary' && answer.status === 200 && answer.model === model) {
         await cache.set(key, { contentType: answer.contentType, body: answer.body.toString('utf8') });
       }
       setCacheHeader(reply, bypass ? 'BYPASS' : 'MISS');
@@ -142,6 +150,8 @@ function sendAnswer(request: FastifyRequest, reply: FastifyReply, answer: Upstre
     queuedMs: answer.queuedMs,
   };
   reply.code(answer.status).header('content-type', answer.contentType);
+  // The model that answered (a fallback's, when the pool could not serve the one asked for).
+  if (answer.model) reply.header(MODEL_HEADER, answer.model);
   if (answer.kind === 'unary') return reply.send(answer.body);
   reply.header('cache-control', 'no-cache');
   return reply.send(relayStream(answer, reply.raw, passThroughFraming(answer.contentType)));

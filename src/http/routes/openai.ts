@@ -14,6 +14,7 @@ import {
   openAiToGemini,
 } from '../../openai/translate.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
+import { FALLBACK_HEADER, fallbacksFor, MODEL_HEADER } from '../../pool/fallback.ts';
 import type { UnaryAnswer, UpstreamAnswer, UpstreamCall } from '../../upstream/forwarder.ts';
 import { relayStream, type StreamFraming } from '../../upstream/stream-relay.ts';
 import type { AppDeps } from '../deps.ts';
@@ -96,12 +97,20 @@ async function surface(app: FastifyInstance, deps: AppDeps): Promise<void> {
         model: call.model,
         estimatedTokens: estimateInputTokens(call.request),
         stream: call.stream,
+        fallbacks: fallbacksFor(
+          deps.env.MODEL_FALLBACKS,
+          call.model,
+          request.headers[FALLBACK_HEADER],
+          deps.env.MODEL_FALLBACK_DEFAULT,
+        ),
       });
+      // The model that answered (a fallback's, when the pool could not serve the one asked for).
+      reply.header(MODEL_HEADER, answer.model);
       if (!call.stream) {
         const res = upstreamJson(answer);
-        return reply.code(200).send(geminiToOpenAi(res as GeminiResponse, call.model));
+        return reply.code(200).send(geminiToOpenAi(res as GeminiResponse, answer.model));
       }
-      const translator = new ChatStreamTranslator(call.model, { includeUsage: call.includeUsage });
+      const translator = new ChatStreamTranslator(answer.model, { includeUsage: call.includeUsage });
       if (answer.kind === 'unary') {
         // Google's error (before any byte of the stream), or a stream answered in one piece.
         if (answer.status < 200 || answer.status >= 300)

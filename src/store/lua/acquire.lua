@@ -3,8 +3,9 @@
 -- Mirrors MemoryStore.acquire; test/contract runs one suite against both.
 -- ARGV: prefix, the generation the instance knows (registry.lua), then the requests: a line
 --       each, its fields separated by tabs: now_ms ('' = Redis's clock, what production sends),
---       est_tokens, day, next_day_ms, probe_lease_ms, exclude (",id1,id2,"), model (last: the
---       rest of the line). One argument for the batch costs both ends less than seven per request.
+--       est_tokens, day, next_day_ms, probe_lease_ms, exclude (",id1,id2,"), pin ('' or
+--       'p:<project>' or 'k:<key id>': only that project's keys, or that key), model (last: the
+--       rest of the line). One argument for the batch costs both ends less than eight per request.
 -- Returns one text: first line Redis's clock (ms; every window is measured on it), then a line
 -- per request, in order, its fields separated by tabs (one string costs both ends less than
 -- nested arrays): 1, id, project, token_slot, probe, failures, or 0, retry_at_ms (-1 = never),
@@ -25,7 +26,7 @@ local function num(s)
   if not s or s == '' or s == '0' then return 0 end
   return tonumber(s) or 0
 end
-local FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
+local FIELDS = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
 local requests = {}
 for line in string.gmatch(ARGV[3], '[^\n]+') do requests[#requests + 1] = {string.match(line, FIELDS)} end
 local gb = num(redis.call('GET', P .. 'global_backoff'))
@@ -85,7 +86,11 @@ local function tokens_free_at(tok_key, secs_key, used, limit, est, now_sec)
   return (now_sec + 60) * 1000
 end
 
-local function acquire(given_now, model, est_s, day, next_day_s, probe_lease_s, exclude)
+local function acquire(given_now, model, est_s, day, next_day_s, probe_lease_s, exclude, pin)
+  local pin_project, pin_key = nil, nil
+  if pin ~= '' then
+    if string.sub(pin, 1, 2) == 'p:' then pin_project = string.sub(pin, 3) else pin_key = string.sub(pin, 3) end
+  end
   local now = given_now == '' and redis_ms or tonumber(given_now)
   local now_s = int(now)
   local est = tonumber(est_s)
@@ -104,6 +109,7 @@ local function acquire(given_now, model, est_s, day, next_day_s, probe_lease_s, 
     -- The ring entry holds the key's configuration; its hash holds what reports change.
     local id, project, models, enabled, rpm_s, rpd_s, tpm_s, named = string.match(redis.call('HGET', ring, int((start + i) % n)), RING_FIELDS)
     if enabled == '1' and (exclude == '' or not string.find(exclude, ',' .. id .. ',', 1, true))
+      and (pin == '' or (pin_project and project == pin_project) or (pin_key and id == pin_key))
       and (model == '' or models == '' or string.find(models, ',' .. model .. ',', 1, true)) then
       local k = P .. 'k:' .. id
       local f = redis.call('HMGET', k, 'disabled', 'open_until', 'probe_until', 'failures', 'unverified')
@@ -206,6 +212,6 @@ end
 
 local results = {int(redis_ms)}
 for _, r in ipairs(requests) do
-  results[#results + 1] = acquire(r[1], r[7], r[2], r[3], r[4], r[5], r[6])
+  results[#results + 1] = acquire(r[1], r[8], r[2], r[3], r[4], r[5], r[6], r[7])
 end
 return table.concat(results, '\n')
