@@ -7,6 +7,7 @@ import { KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../.
 import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { nextPacificMidnight, PacificCalendar } from '../../src/util/pacific.ts';
+import { keyConfig as sharedKeyConfig } from '../helpers/keys.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 
 /**
@@ -20,17 +21,7 @@ const MODEL = 'gemini-2.5-flash';
 const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
 
 function keyConfig(id: string, over: Partial<KeyConfig> = {}): KeyConfig {
-  return {
-    id,
-    apiKey: `AIzaMutationTestKey-${id}`,
-    project: id,
-    models: [],
-    enabled: true,
-    limits: { requestsPerMinute: 1000, requestsPerDay: 100_000, tokensPerMinute: 10_000_000 },
-    modelLimits: {},
-    entry: { id, api_key: `AIzaMutationTestKey-${id}` },
-    ...over,
-  };
+  return sharedKeyConfig(id, over, 'AIzaMutationTestKey-');
 }
 
 async function makePool(

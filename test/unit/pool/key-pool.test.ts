@@ -2,26 +2,13 @@ import { describe, expect, it, vi } from 'vitest';
 import type { KeyConfig } from '../../../src/config/keys.ts';
 import { KeyPool, type Lease, PoolExhaustedError } from '../../../src/pool/key-pool.ts';
 import { MemoryStore } from '../../../src/store/memory.ts';
+import { keyConfig } from '../../helpers/keys.ts';
 
 /** The pool's per-model wait lines, model names as budgets count them, and the throttle detector. */
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 const CIRCUIT = { failureThreshold: 2, cooldownMs: 10_000 };
 const PRO = 'gemini-2.5-pro';
 const FLASH = 'gemini-2.5-flash';
-
-function keyConfig(id: string, over: Partial<KeyConfig> = {}): KeyConfig {
-  return {
-    id,
-    apiKey: `AIzaKeyPoolTestKey-${id}`,
-    project: id,
-    models: [],
-    enabled: true,
-    limits: { requestsPerMinute: 1000, requestsPerDay: 100_000, tokensPerMinute: 10_000_000 },
-    modelLimits: {},
-    entry: { id, api_key: `AIzaKeyPoolTestKey-${id}` },
-    ...over,
-  };
-}
 
 async function makePool(keys: KeyConfig[], queueMaxWaitMs = 60_000) {
   const store = new MemoryStore();
