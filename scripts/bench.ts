@@ -6,10 +6,13 @@
  *
  * Each server runs in its own process; the load comes from this process over keep-alive
  * connections. The gateways carry 1,000 configured keys (RSS is reported for that).
+ * (e) is (c) with WORKERS=2: a primary and two workers on one port (CPU and RSS are the whole
+ * group's); on a 2-core machine the load generator and the fake share the same two cores.
  */
+
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { freePort } from '../src/util/free-port.ts';
@@ -116,6 +119,8 @@ async function main(): Promise<void> {
     pid: number;
     headers: Record<string, string>;
     gateway: boolean;
+    /** A WORKERS group: CPU and memory are its primary's and its workers'. */
+    group?: boolean;
   }> = [
     {
       name: '(a) fake Gemini, direct',
@@ -172,13 +177,30 @@ async function main(): Promise<void> {
   } else {
     console.warn('!!! redis-server not installed: (d) gateway with Redis SKIPPED');
   }
-  const idleRss = new Map(targets.filter((t) => t.gateway).map((t) => [t.name, rssMb(t.pid)]));
+  const wPort = await freePort();
+  const group = servers.start(
+    node,
+    [...nodeArgs('GATEWAY_NODE_ARGS'), 'dist/main.js'],
+    env(wPort, { WORKERS: '2' }),
+  );
+  await waitForWorkers(`http://127.0.0.1:${wPort}`, 2);
+  targets.push({
+    name: '(e) gateway, memory, WORKERS=2',
+    base: `http://127.0.0.1:${wPort}`,
+    pid: group.pid!,
+    headers: auth,
+    gateway: true,
+    group: true,
+  });
+  const pidsOf = (t: (typeof targets)[number]) => (t.group ? groupPids(t.pid) : [t.pid]);
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const idleRss = new Map(targets.filter((t) => t.gateway).map((t) => [t.name, sum(pidsOf(t).map(rssMb))]));
 
   const rounds: Result[][] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const results: Result[] = [];
     for (const t of targets) {
-      const pids = t.name.startsWith('(d)') && redisPid ? [t.pid, redisPid] : [t.pid];
+      const pids = t.name.startsWith('(d)') && redisPid ? [t.pid, redisPid] : pidsOf(t);
       results.push(await drive(t.name, t.base, pids, t.headers));
     }
     rounds.push(results);
@@ -197,7 +219,9 @@ async function main(): Promise<void> {
   );
   targets.forEach((t, i) => {
     const r = (k: keyof Result) => median(rounds.map((round) => round[i]![k] as number));
-    const rss = t.gateway ? `${idleRss.get(t.name)!.toFixed(0)} / ${peakRssMb(t.pid).toFixed(0)}` : '-';
+    const rss = t.gateway
+      ? `${idleRss.get(t.name)!.toFixed(0)} / ${sum(pidsOf(t).map(peakRssMb)).toFixed(0)}`
+      : '-';
     console.log(
       `${t.name.padEnd(28)} ${r('rps').toFixed(0).padStart(6)}   ${ratios[i]!.toFixed(2).padStart(12)}   ${r('p50').toFixed(2).padStart(6)}   ${r('p99').toFixed(2).padStart(6)}   ${r('cpuPerReqUs').toFixed(0).padStart(10)}   ${rss.padStart(16)}`,
     );
@@ -207,7 +231,43 @@ async function main(): Promise<void> {
   console.log(
     `targets: memory ratio ${ratios[2]!.toFixed(2)} (>= 0.70), redis ratio ${hasRedis ? ratios[3]!.toFixed(2) : 'n/a'} (>= 0.50), RSS with ${KEYS} keys ${idleRss.get(targets[2]!.name)!.toFixed(0)} MB idle (< 150)`,
   );
+  const c = targets.findIndex((t) => t.name.startsWith('(c)'));
+  const e = targets.findIndex((t) => t.name.startsWith('(e)'));
+  const speedup = median(rounds.map((r) => r[e]!.rps / r[c]!.rps));
+  console.log(
+    `workers: WORKERS=2 / WORKERS=1 throughput ${speedup.toFixed(2)} (median of rounds; this machine has ${availableParallelism()} cores, shared with the load generator and the fake)`,
+  );
   for (const t of targets.slice(1)) await servers.stop(t.pid);
+}
+
+/** A WORKERS group's processes: the primary and its children. */
+function groupPids(primary: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${primary}/task/${primary}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    /* gone */
+  }
+  return [primary, ...children];
+}
+
+/** Waits until a WORKERS group has `n` workers serving (its gateway_workers metric). */
+async function waitForWorkers(base: string, n: number): Promise<void> {
+  await waitFor(`${base}/health`);
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const text = await fetch(`${base}/metrics`).then(
+      (r) => r.text(),
+      () => '',
+    );
+    if (text.includes(`gateway_workers{state="serving"} ${n}`)) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${base}: ${n} workers did not come up`);
 }
 
 try {

@@ -1,17 +1,26 @@
 import 'dotenv/config';
+import cluster from 'node:cluster';
 import { buildGateway, type Gateway } from './app/build.ts';
-import { ConfigError } from './config/env.ts';
+import { runPrimary } from './cluster/primary.ts';
+import { joinGroup, prepareWorker } from './cluster/worker.ts';
+import { ConfigError, parseEnv } from './config/env.ts';
 
 /**
  * `npm start`: the gateway in the foreground, configured by the environment and `.env`.
  * SIGTERM / SIGINT: stop accepting connections, let requests and streams in flight finish (up
  * to SHUTDOWN_TIMEOUT_MS), close the store, exit 0 (1 when the deadline cut connections).
- * SIGHUP: re-read API_KEYS_FILE and CONFIG_FILE.
+ * SIGHUP: re-read API_KEYS_FILE, CONFIG_FILE and CLIENTS_FILE.
+ * WORKERS > 1: this process is the primary of that many workers (src/cluster/primary.ts), each
+ * of which runs the gateway below.
  */
 async function main(): Promise<void> {
   let gateway: Gateway;
   try {
-    gateway = await buildGateway(process.env);
+    if (cluster.isPrimary) {
+      const env = parseEnv(process.env);
+      if (env.WORKERS > 1) return await runPrimary(env);
+    }
+    gateway = await buildGateway(process.env, cluster.isWorker ? prepareWorker() : {});
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`gemini-gateway: ${err.message}`);
@@ -53,7 +62,11 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGHUP', () => void gateway.reloader.reloadAll('signal'));
+  process.on('SIGHUP', () => {
+    void gateway.reloader.reloadAll('signal');
+    void gateway.deps.clients?.reloadFileLogged('signal');
+  });
+  if (cluster.isWorker) joinGroup(gateway, (reason) => void stop(reason));
 }
 
 void main();

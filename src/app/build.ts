@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { getResponseCache } from '../cache/index.ts';
+import { ClientBudget } from '../clients/budget.ts';
+import { ClientRegistry } from '../clients/registry.ts';
 import { ConfigError, type Env, parseEnv } from '../config/env.ts';
 import type { KeyConfig } from '../config/keys.ts';
 import { KeyManager } from '../config/keys-store.ts';
@@ -14,14 +16,17 @@ import { createLogger, flushLogger, SecretScrubber } from '../observability/logg
 import { GatewayMetrics } from '../observability/metrics.ts';
 import { KeyPool } from '../pool/key-pool.ts';
 import { EgressRefusals, KeyVerifier, registerVerifyMetrics } from '../pool/verify.ts';
+import { FailoverStore, registerFailoverMetrics } from '../store/failover.ts';
 import { MemoryStore } from '../store/memory.ts';
-import { RedisStore } from '../store/redis.ts';
+import { openRedisState, redisTopologyOf } from '../store/open-redis.ts';
 import { checkEvictionPolicy, connectRedis, createRedisClient, redisRunId } from '../store/redis-client.ts';
 import type { StateStore } from '../store/types.ts';
 import { Forwarder } from '../upstream/forwarder.ts';
 import { createUpstreamAgent } from '../upstream/http.ts';
 import { PoolCaller } from '../upstream/pool-caller.ts';
 import { ResponseScrubber } from '../upstream/response-scrub.ts';
+import { createUsage, type UsageRecorder } from '../usage/index.ts';
+import { registerUsageMetrics } from '../usage/metrics.ts';
 
 export interface Gateway {
   app: FastifyInstance;
@@ -58,6 +63,7 @@ function configSecrets(env: Env): string[] {
     env.ADMIN_TOKEN,
     env.METRICS_TOKEN,
     env.REDIS_PASSWORD,
+    env.REDIS_SENTINEL_PASSWORD,
     env.BACKEND_SERVICE_TOKEN,
     env.OPENAI_API_KEY,
     env.STABILITY_API_KEY,
@@ -119,19 +125,24 @@ export function rateLimitSettings(s: EffectiveSettings): RateLimitSettings {
 /** The composition root: configuration → state store → key pool → upstream → HTTP app. */
 export async function buildGateway(
   source: Record<string, string | undefined>,
-  opts: { logger?: Logger } = {},
+  /** store: the embedded state store to use instead of a MemoryStore of its own (a worker's IPC store). */
+  opts: { logger?: Logger; store?: StateStore } = {},
 ): Promise<Gateway> {
   const env = parseEnv(source);
-  if (env.CLIENT_API_KEYS_MAP.size === 0 && !env.ALLOW_ANONYMOUS) {
+  // Clients come from CLIENT_API_KEYS_MAP, CLIENTS_FILE or the admin API (src/clients/).
+  const clientSources = env.CLIENT_API_KEYS_MAP.size > 0 || env.CLIENTS_FILE !== undefined;
+  if (!clientSources && !env.ADMIN_TOKEN && !env.ALLOW_ANONYMOUS) {
     throw new ConfigError(
-      'CLIENT_API_KEYS_MAP is empty: set client tokens ("token:name,...") or ALLOW_ANONYMOUS=true to open the gateway to anyone',
+      'no clients: set client tokens (CLIENT_API_KEYS_MAP="token:name,..." or CLIENTS_FILE), or ADMIN_TOKEN to create them through /admin/clients, or ALLOW_ANONYMOUS=true to open the gateway to anyone',
     );
   }
+  /** No client sources and ALLOW_ANONYMOUS: callers without a known token are "anonymous". */
+  const anonymous = env.ALLOW_ANONYMOUS && !clientSources;
   const baseSecrets = configSecrets(env);
   const scrubber = new SecretScrubber(baseSecrets);
   const ownLogger = !opts.logger;
   const logger = opts.logger ?? createLogger(env, scrubber);
-  if (env.ALLOW_ANONYMOUS && env.CLIENT_API_KEYS_MAP.size === 0)
+  if (anonymous)
     logger.warn(
       'ALLOW_ANONYMOUS=true and no CLIENT_API_KEYS_MAP: ANYONE who can reach this gateway can spend the key pool; set client tokens unless it is reachable only by trusted callers',
     );
@@ -139,24 +150,20 @@ export async function buildGateway(
   const redisUrl = redisUrlOf(env);
   let redis: Redis | undefined;
   let store: StateStore;
-  if (redisUrl) {
-    // Every command answers or fails within REDIS_COMMAND_TIMEOUT_MS, nothing is sent twice,
-    // and an outage is one log line (redis-client.ts).
-    redis = createRedisClient(redisUrl, {
-      role: 'state store',
-      setting: env.REDIS_URL ? 'REDIS_URL' : 'REDIS_HOST',
-      commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS,
-      logger,
-      whileDown: 'pool requests answer 503 until it is back',
-    });
-    await connectRedis(redis);
-    store = new RedisStore(redis, env.STATE_PREFIX);
+  // One server, a Sentinel group or a Cluster; with STORE_FAILURE_MODE=local, wrapped so that an
+  // unreachable Redis leaves each instance serving its share of every budget (store/failover.ts).
+  const topology = redisTopologyOf(env, redisUrl);
+  if (topology) {
+    ({ redis, store } = await openRedisState(env, topology, logger));
   } else {
-    store = new MemoryStore();
+    store = opts.store ?? new MemoryStore();
   }
   let cacheRedis: Redis | undefined;
   /** Closes the state store and the cache's own Redis client (if any). */
+  /** Usage accounting (src/usage): its last counts are written before the stores close. */
+  let usage: UsageRecorder | undefined;
   const closeStores = async () => {
+    await usage?.close();
     await store.close();
     if (cacheRedis && cacheRedis !== redis) await cacheRedis.quit().catch(() => cacheRedis?.disconnect());
   };
@@ -188,18 +195,33 @@ export async function buildGateway(
   }
   // Every pool key ever configured in this process stays scrubbed, removed ones included.
   const poolSecrets = new Set<string>();
+  /** Plain client tokens known to this process besides CLIENT_API_KEYS_MAP's (CLIENTS_FILE, minted). */
+  let clientSecrets: readonly string[] = [];
   // Pool keys and client tokens are taken out of every upstream answer passed on to a client
   // (an upstream sees no other secret of the gateway's, so it cannot echo one).
   const clientTokens = [...env.CLIENT_API_KEYS_MAP.keys()];
   const responseScrubber = new ResponseScrubber(clientTokens);
   keys.onChange = (configs: readonly KeyConfig[]) => {
     for (const k of configs) poolSecrets.add(k.apiKey);
-    scrubber.set([...baseSecrets, ...poolSecrets]);
+    scrubber.set([...baseSecrets, ...poolSecrets, ...clientSecrets]);
     responseScrubber.set([...clientTokens, ...poolSecrets]);
   };
   await keys.apply();
 
-  const metrics = new GatewayMetrics();
+  const metrics = new GatewayMetrics({
+    perKey: env.METRICS_PER_KEY,
+    maxProjects: env.METRICS_MAX_PROJECTS,
+    poolSize: () => pool.keys.length,
+  });
+  if (store instanceof FailoverStore) registerFailoverMetrics(metrics.registry, store);
+  // Usage and cost per client, model and day: in Redis when the state is, else under DATA_DIR.
+  try {
+    usage = await createUsage(env, { redis, logger });
+  } catch (err) {
+    await closeStores();
+    throw err;
+  }
+  registerUsageMetrics(metrics.registry, usage);
 
   const agent = createUpstreamAgent(env.UPSTREAM_TIMEOUT_MS);
   // Keys verified before traffic (src/pool/verify.ts); started below, once the configuration is read.
@@ -227,6 +249,7 @@ export async function buildGateway(
     observer: metrics,
     onEgressRefused: () => egress.note('request'),
     scrubber: responseScrubber,
+    usage,
   });
   const gemini = new PoolCaller(forwarder, env.REQUEST_TIMEOUT * 1000);
 
@@ -236,6 +259,33 @@ export async function buildGateway(
     { logger },
   );
   rateLimiter.onRefusal = (scope) => metrics.rateLimited.inc({ scope });
+  // The client registry: CLIENT_API_KEYS_MAP, CLIENTS_FILE and the admin-made clients of the store.
+  const clients = new ClientRegistry({
+    store,
+    env,
+    logger,
+    shared: store.kind === 'redis' || opts.store !== undefined,
+  });
+  clients.onSecrets = (tokens) => {
+    clientSecrets = tokens;
+    scrubber.set([...baseSecrets, ...poolSecrets, ...clientSecrets]);
+  };
+  try {
+    await clients.init();
+  } catch (err) {
+    await closeStores();
+    throw err;
+  }
+  const clientBudget = new ClientBudget({
+    store,
+    calendar: (ms) => pool.calendarAt(ms),
+    defaultRpm: (name) => rateLimiter.clientLimit(name),
+    find: (name) => clients.get(name),
+    logger,
+  });
+  clientBudget.onRefusal = (scope) => metrics.rateLimited.inc({ scope });
+  // tokens_per_day: every answer's tokens (prompt + output + thinking), as usage counts them.
+  usage.onTokens = (client, tokens) => void clientBudget.recordTokens(client, tokens);
   // The level is set only when CONFIG_FILE changes it (a logger handed in keeps its own).
   let logLevel = env.LOG_LEVEL;
   const reloader = new ConfigReloader({
@@ -290,6 +340,9 @@ export async function buildGateway(
     reloader,
     rateLimiter,
     verifier,
+    clients,
+    clientBudget,
+    usage,
   };
   metrics.setKeySource(async () => {
     const now = Date.now();
@@ -303,8 +356,9 @@ export async function buildGateway(
   const cache = getResponseCache(deps);
   metrics.setCacheSource(() => cache.stats());
 
-  const app = await buildHttpApp(deps, new ClientAuth(env.CLIENT_API_KEYS_MAP, env.ALLOW_ANONYMOUS));
+  const app = await buildHttpApp(deps, new ClientAuth(clients, anonymous));
   reloader.start();
+  clients.startWatching();
 
   let closed: Promise<void> | null = null;
   return {
@@ -321,6 +375,7 @@ export async function buildGateway(
     close() {
       closed ??= (async () => {
         reloader.stop();
+        clients.stop();
         verifier?.stop();
         // Connections whose last answer ended during the drain would otherwise idle until
         // their keep-alive timeout before the server may close.

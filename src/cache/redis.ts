@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { clusterOf } from '../store/redis-client.ts';
 import type { CacheBackend } from './types.ts';
 
 /** Escapes Redis glob metacharacters so a prefix matches literally in SCAN MATCH. */
@@ -32,7 +33,14 @@ export class RedisCacheBackend implements CacheBackend {
   async invalidate(prefix = ''): Promise<number> {
     let removed = 0;
     for await (const keys of this.#scan(prefix)) {
-      if (keys.length > 0) removed += await this.#redis.unlink(...keys);
+      if (keys.length === 0) continue;
+      // A Cluster refuses one command on keys of several slots: one UNLINK each (pipelined).
+      const cluster = clusterOf(this.#redis);
+      if (cluster) {
+        const pipeline = cluster.pipeline();
+        for (const k of keys) pipeline.unlink(k);
+        for (const [, n] of (await pipeline.exec()) ?? []) removed += Number(n ?? 0);
+      } else removed += await this.#redis.unlink(...keys);
     }
     return removed;
   }
@@ -63,11 +71,15 @@ export class RedisCacheBackend implements CacheBackend {
   async *#scan(prefix: string): AsyncGenerator<string[]> {
     const clientPrefix = this.#redis.options.keyPrefix ?? '';
     const match = `${globEscape(clientPrefix + this.#namespace + prefix)}*`;
-    let cursor = '0';
-    do {
-      const [next, found] = await this.#redis.scan(cursor, 'MATCH', match, 'COUNT', 500);
-      cursor = next;
-      yield found.map((k) => k.slice(clientPrefix.length));
-    } while (cursor !== '0');
+    // A Cluster's entries are spread over its masters: each one is scanned.
+    const nodes: Redis[] = clusterOf(this.#redis)?.nodes('master') ?? [this.#redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, found] = await node.scan(cursor, 'MATCH', match, 'COUNT', 500);
+        cursor = next;
+        yield found.map((k) => k.slice(clientPrefix.length));
+      } while (cursor !== '0');
+    }
   }
 }

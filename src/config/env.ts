@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseFallbacks } from '../pool/fallback.ts';
 import { describeJsonError } from './json-error.ts';
@@ -65,6 +66,28 @@ const list = z.string().transform((raw, ctx) => {
     .split(',')
     .map((x) => x.trim())
     .filter(Boolean);
+});
+
+/** "host:port,host:port" (an IPv6 host in brackets: "[::1]:6379") → [{host, port}] */
+const hostPorts = z.string().transform((raw, ctx) => {
+  const out: { host: string; port: number }[] = [];
+  for (const entry of raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const m = /^(?:\[([^\]]+)\]|([^:/\s]+)):(\d{1,5})$/.exec(entry);
+    const port = Number(m?.[3]);
+    if (!m || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be host:port (no scheme, no password)' });
+      return z.NEVER;
+    }
+    out.push({ host: (m[1] ?? m[2])!, port });
+  }
+  if (out.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected at least one host:port' });
+    return z.NEVER;
+  }
+  return out;
 });
 
 /** "token1:name1,token2:name2" → Map(token → name) */
@@ -149,8 +172,19 @@ export const envSchema = z.object({
   // client auth
   CLIENT_API_KEYS_MAP: tokenMap.default(new Map()),
   ALLOW_ANONYMOUS: bool.default(false),
+  /** A JSON file of clients (tokens as SHA-256, limits, models, expiry), hot-reloaded (src/clients/). */
+  CLIENTS_FILE: z.string().optional(),
   ADMIN_TOKEN: z.string().optional(),
   METRICS_TOKEN: z.string().optional(),
+  /**
+   * Series per pool key (gateway_key_state, gateway_key_remaining, key_id of
+   * gateway_upstream_requests_total): `auto` (default) while the pool has at most 100 keys,
+   * `true` always, `false` never. A pool of thousands of keys would otherwise make every scrape
+   * megabytes long.
+   */
+  METRICS_PER_KEY: z.enum(['auto', 'true', 'false']).default('auto'),
+  /** Projects that get (project, model) budget series (the most used first); 0 = every project. */
+  METRICS_MAX_PROJECTS: int(0).default(100),
   // state
   REDIS_URL: redisAddress.optional(),
   REDIS_HOST: z
@@ -163,18 +197,71 @@ export const envSchema = z.object({
   /** Longest wait for any Redis command: past it the command fails (a pool request answers 503). */
   REDIS_COMMAND_TIMEOUT_MS: int(1).max(60_000).default(1000),
   STATE_PREFIX: z.string().default('gg:'),
+  /**
+   * What pool requests get while Redis is unreachable: `local` (default) serves each instance's
+   * share of every budget from memory (1/N, N = the instances it last saw) and adds what it spent
+   * to Redis when it is back; `closed` answers 503 (src/store/failover.ts).
+   */
+  STORE_FAILURE_MODE: z.enum(['local', 'closed']).default('local'),
+  /** A Sentinel group instead of REDIS_URL: some of its sentinels (host:port,...) and the master's name. */
+  REDIS_SENTINELS: hostPorts.optional(),
+  REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  /** The sentinels' own password, when they have one (REDIS_PASSWORD is the master's). */
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  /** A Redis Cluster instead of REDIS_URL: some of its nodes (host:port,...); STATE_PREFIX becomes a hash tag. */
+  REDIS_CLUSTER_NODES: hostPorts.optional(),
+  /** Where embedded mode (no Redis) keeps what must survive a restart (admin-created clients, usage). */
+  DATA_DIR: z.string().default('./data'),
+  /** Days of usage history kept (per day, client and model: src/usage); at least 90. */
+  USAGE_RETENTION_DAYS: int(90).default(400),
+  /** A price table of the same shape as src/usage/prices.json whose models replace the built-in ones. */
+  PRICES_FILE: z.string().optional(),
+  /** Price overrides as JSON: {"<model>": {"input", "output", "cached"?, "output_image"?, "long"?}} (USD per 1M tokens). */
+  PRICES_JSON: z.string().optional(),
+  /**
+   * Resource affinity (src/upstream/affinity.ts): a request that uses a file, cache, batch or
+   * interaction goes to a key of the project that owns it. `off` is for tests only: it shows
+   * what fails without affinity (client privacy stays on).
+   */
+  AFFINITY: z.enum(['on', 'off']).default('on'),
+  /**
+   * Signs upload session ids (HMAC). Default: derived from CLIENT_API_KEYS_MAP, which every
+   * instance of a deployment shares; set it when instances have different client tokens.
+   */
+  UPLOAD_SESSION_SECRET: z.string().min(16).optional(),
   // HTTP layer
   REQUEST_TIMEOUT: seconds(300),
   MAX_UPLOAD_SIZE: int(1).default(10 * 1024 * 1024),
+  /** Largest request body of the native Gemini proxy (Google takes inline data up to 100 MB). */
+  NATIVE_MAX_BODY_SIZE: int(1).default(100 * 1024 * 1024),
   CORS_ORIGINS: list.default([]),
   CORS_ALLOW_CREDENTIALS: bool.default(false),
   GLOBAL_RATE_LIMIT: int(0).default(100),
   BURST_RATE_LIMIT: int(0).default(20),
   CLIENT_RATE_LIMIT: int(0).default(0),
   CLIENT_RATE_LIMITS: perNameLimits.default(new Map()),
+  /**
+   * Who GLOBAL_RATE_LIMIT and BURST_RATE_LIMIT apply to: requests without a valid client token
+   * (default; authenticated requests are governed by their client's limits), or everyone.
+   */
+  IP_LIMIT_SCOPE: z.enum(['unauthenticated', 'all']).default('unauthenticated'),
   TRUSTED_PROXIES: list.default([]),
   COMPRESSION_THRESHOLD: int(0).default(1024),
   SHUTDOWN_TIMEOUT_MS: int(0).default(25_000),
+  /** Processes serving the port (node:cluster): a number, or `auto` for one per CPU core. */
+  WORKERS: z
+    .string()
+    .default('1')
+    .transform((raw, ctx) => {
+      const s = raw.trim().toLowerCase();
+      if (s === 'auto') return availableParallelism();
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 1 || n > 256) {
+        ctx.addIssue({ code: 'custom', message: 'expected a number of processes (1 to 256) or auto' });
+        return z.NEVER;
+      }
+      return n;
+    }),
   /** Longest wait for a request's headers (slow or half-open connections are closed with 408). */
   HEADERS_TIMEOUT_MS: int(1).default(10_000),
   /** Longest wait for a whole request (headers and body) to arrive; must be >= HEADERS_TIMEOUT_MS. */
@@ -212,7 +299,10 @@ export const envSchema = z.object({
   STABILITY_BASE_URL: z.url().default('https://api.stability.ai'),
   MEDIA_DIR: z.string().default('media'),
   /** Generated images older than this are deleted (0 = kept forever). */
-  MEDIA_RETENTION_HOURS: int(0).default(168),
+  MEDIA_RETENTION_HOURS: z.coerce
+    .number({ error: 'expected a number of hours, e.g. 168 or 0.5 (0 keeps images forever)' })
+    .min(0)
+    .default(168),
   THROTTLE_RPM: int(0).default(10),
   IMAGE_FETCH_ALLOW_HOSTS: list.default([]),
   IMAGE_FETCH_MAX_BYTES: int(1).default(10 * 1024 * 1024),
@@ -259,6 +349,20 @@ export function parseEnv(source: Record<string, string | undefined>): Env {
   const cleaned: Record<string, string> = {};
   for (const [k, v] of Object.entries(source)) if (v !== undefined && v !== '') cleaned[k] = v;
   const result = envSchema
+    .refine((e) => !e.REDIS_SENTINELS || e.REDIS_SENTINEL_NAME, {
+      path: ['REDIS_SENTINEL_NAME'],
+      message:
+        "required with REDIS_SENTINELS: the name of the master group the sentinels watch (sentinel.conf's 'sentinel monitor <name> ...')",
+    })
+    .refine(
+      (e) =>
+        [e.REDIS_URL || e.REDIS_HOST, e.REDIS_SENTINELS, e.REDIS_CLUSTER_NODES].filter(Boolean).length <= 1,
+      {
+        path: ['REDIS_URL'],
+        message:
+          'set one of REDIS_URL (or REDIS_HOST), REDIS_SENTINELS and REDIS_CLUSTER_NODES (the password goes in REDIS_PASSWORD)',
+      },
+    )
     .refine((e) => e.HEADERS_TIMEOUT_MS <= e.REQUEST_READ_TIMEOUT_MS, {
       path: ['HEADERS_TIMEOUT_MS'],
       message: 'must not exceed REQUEST_READ_TIMEOUT_MS',

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { JOB_BUDGET_NAME } from '../pool/job-budgets.ts';
 import { normalizeModel } from '../pool/models.ts';
 import { MODEL_NAME } from '../upstream/gemini-types.ts';
 import { ConfigError, type Env, parseSettingJson } from './env.ts';
@@ -25,6 +26,12 @@ export interface KeyConfig {
   modelLimits: Record<string, KeyLimits>;
   /** The keys-file entry as written (persisted back unchanged: tiers and defaults are not expanded). */
   entry: KeyEntry;
+  /**
+   * Concurrent Live API sessions of its project, per model: `all` from `live_sessions` of the
+   * entry or of the file's defaults (every model), else `models` from the tier table (Live
+   * models). Absent when neither says: src/live/session-limit.ts applies its default.
+   */
+  liveSessions?: { all?: number; models: Readonly<Record<string, number>> };
 }
 
 const limitsSchema = z
@@ -38,7 +45,13 @@ const limitsSchema = z
 
 const modelLimitsSchema = z
   .record(
-    z.string().regex(/^(models\/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name'),
+    // A model, or a batch / long-running job budget (pool/job-budgets.ts: batch:<model>, batch:manage, operations:poll).
+    z
+      .string()
+      .refine(
+        (n) => /^(models\/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(n) || JOB_BUDGET_NAME.test(n),
+        'a model name (or batch:<model>, batch:manage, operations:poll)',
+      ),
     limitsSchema.unwrap(),
   )
   .optional();
@@ -67,11 +80,17 @@ const keyEntrySchema = z
     limits: limitsSchema,
     model_limits: modelLimitsSchema,
     tier: tierSchema,
+    live_sessions: z.number().int().positive().optional(),
   })
   .strict();
 
 const defaultsSchema = z
-  .object({ tier: tierSchema, limits: limitsSchema, model_limits: modelLimitsSchema })
+  .object({
+    tier: tierSchema,
+    limits: limitsSchema,
+    model_limits: modelLimitsSchema,
+    live_sessions: z.number().int().positive().optional(),
+  })
   .strict()
   .optional();
 
@@ -114,6 +133,14 @@ export function keyFromEntry(entry: KeyEntry, env: LimitEnv, defaults: KeyDefaul
   const named = new Set([...Object.keys(table), ...Object.keys(defaultModels), ...Object.keys(keyModels)]);
   const modelLimits: Record<string, KeyLimits> = {};
   for (const model of named) modelLimits[model] = resolve(model);
+  const liveAll = entry.live_sessions ?? defaults.live_sessions;
+  const liveModels: Record<string, number> = {};
+  for (const [model, row] of Object.entries(table))
+    if (row.liveSessions) liveModels[model] = row.liveSessions;
+  const live =
+    liveAll !== undefined || Object.keys(liveModels).length > 0
+      ? { liveSessions: { ...(liveAll !== undefined && { all: liveAll }), models: liveModels } }
+      : {};
   return {
     id: entry.id,
     apiKey: entry.api_key,
@@ -123,6 +150,7 @@ export function keyFromEntry(entry: KeyEntry, env: LimitEnv, defaults: KeyDefaul
     limits: resolve(null),
     modelLimits,
     entry,
+    ...live,
   };
 }
 

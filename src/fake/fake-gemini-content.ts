@@ -1,5 +1,15 @@
-/** Deterministic content for the fake Gemini: token counts, answers, JSON from schemas, PNG, embeddings. */
+/** Deterministic content for the fake Gemini: models, token counts, answers, PNG, embeddings. */
 import { encodePng } from '../media/png.ts';
+import { sampleFromSchema } from './fake-gemini-schema.ts';
+import {
+  describeResults,
+  type FunctionCalls,
+  functionDeclarations,
+  lastFunctionResults,
+  planFunctionCalls,
+} from './fake-gemini-tools.ts';
+
+export { sampleFromSchema } from './fake-gemini-schema.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -13,109 +23,129 @@ function isObj(v: unknown): v is Obj {
 export interface FakeModel {
   name: string;
   displayName: string;
+  /** What the fake serves for the model; any other action answers Google's 404. */
   methods: string[];
+  /** models.list's `supportedGenerationMethods`, where Google lists other names than `methods`. */
+  listedMethods?: string[];
   inputTokenLimit: number;
   outputTokenLimit: number;
+  /** Default '001'. */
+  version?: string;
+  /** Listed as `thinking` (models that think before answering). */
+  thinking?: boolean;
 }
 
 const GEN = ['generateContent', 'countTokens', 'createCachedContent', 'batchGenerateContent'];
+const IMAGE_GEN = ['generateContent', 'countTokens', 'batchGenerateContent'];
 const EMBED = ['embedContent', 'batchEmbedContents', 'countTokens'];
+const IMAGEN = ['predict'];
+const VEO = ['predictLongRunning'];
+const M = 1048576;
 
-/** The models the fake knows; any other model name gets Google's 404. */
+function text(name: string, displayName: string, extra: Partial<FakeModel> = {}): FakeModel {
+  return {
+    name,
+    displayName,
+    methods: GEN,
+    inputTokenLimit: M,
+    outputTokenLimit: 65536,
+    thinking: true,
+    ...extra,
+  };
+}
+
+function media(name: string, displayName: string, methods: string[]): FakeModel {
+  return { name, displayName, methods, inputTokenLimit: 480, outputTokenLimit: 8192 };
+}
+
+/**
+ * The models the fake knows, as Google's models.list shows them; any other model name gets
+ * Google's 404. The Gemini 3 names are those `@google/gemini-cli` (0.61) resolves its defaults
+ * and aliases to (`auto`, `pro`: gemini-3.1-pro-preview with an API key; `flash`, `flash-lite`:
+ * the 3.x flash models; its router and checkers use the flash and flash-lite ones), so the CLI
+ * runs against the demo unchanged. text-embedding-004 (retired by Google in January 2026) stays
+ * because the SDK tests use it.
+ */
 export const FAKE_MODELS: readonly FakeModel[] = [
-  {
-    name: 'gemini-2.5-pro',
-    displayName: 'Gemini 2.5 Pro',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 65536,
-  },
-  {
-    name: 'gemini-2.5-flash',
-    displayName: 'Gemini 2.5 Flash',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 65536,
-  },
-  {
-    name: 'gemini-2.5-flash-lite',
-    displayName: 'Gemini 2.5 Flash-Lite',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 65536,
-  },
-  {
-    name: 'gemini-2.5-flash-image',
-    displayName: 'Nano Banana',
-    methods: GEN,
+  text('gemini-2.5-pro', 'Gemini 2.5 Pro', { version: '2.5' }),
+  text('gemini-2.5-flash', 'Gemini 2.5 Flash'),
+  text('gemini-2.5-flash-lite', 'Gemini 2.5 Flash-Lite'),
+  text('gemini-3-pro-preview', 'Gemini 3 Pro Preview', { version: '3-pro-preview-11-2025' }),
+  text('gemini-3-flash-preview', 'Gemini 3 Flash Preview', { version: '3-flash-preview-12-2025' }),
+  text('gemini-3.1-pro-preview', 'Gemini 3.1 Pro Preview'),
+  text('gemini-3.1-pro-preview-customtools', 'Gemini 3.1 Pro Preview (custom tools)'),
+  text('gemini-3.1-flash-lite-preview', 'Gemini 3.1 Flash-Lite Preview'),
+  text('gemini-3.1-flash-lite', 'Gemini 3.1 Flash-Lite'),
+  text('gemini-3.5-flash', 'Gemini 3.5 Flash'),
+  text('gemini-3.5-flash-lite', 'Gemini 3.5 Flash-Lite'),
+  text('gemini-3.8-flash', 'Gemini 3.8 Flash'),
+  text('gemini-pro-latest', 'Gemini Pro Latest'),
+  text('gemini-flash-latest', 'Gemini Flash Latest'),
+  text('gemini-flash-lite-latest', 'Gemini Flash-Lite Latest'),
+  text('gemini-2.5-flash-image', 'Nano Banana', {
+    methods: IMAGE_GEN,
     inputTokenLimit: 32768,
     outputTokenLimit: 32768,
-  },
+    version: '2.0',
+    thinking: false,
+  }),
+  text('gemini-3-pro-image-preview', 'Nano Banana Pro', {
+    methods: IMAGE_GEN,
+    inputTokenLimit: 131072,
+    outputTokenLimit: 32768,
+    version: '3.0',
+  }),
+  text('gemini-3.1-flash-image-preview', 'Nano Banana 2', {
+    methods: IMAGE_GEN,
+    inputTokenLimit: 131072,
+    outputTokenLimit: 32768,
+  }),
   {
-    name: 'gemini-2.0-flash',
-    displayName: 'Gemini 2.0 Flash',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 8192,
-  },
-  {
-    name: 'gemini-2.0-flash-lite',
-    displayName: 'Gemini 2.0 Flash-Lite',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 8192,
-  },
-  {
-    name: 'gemini-flash-latest',
-    displayName: 'Gemini Flash Latest',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 65536,
-  },
-  {
-    name: 'gemini-flash-lite-latest',
-    displayName: 'Gemini Flash-Lite Latest',
-    methods: GEN,
-    inputTokenLimit: 1048576,
-    outputTokenLimit: 65536,
+    name: 'gemini-embedding-001',
+    displayName: 'Gemini Embedding 001',
+    methods: EMBED,
+    listedMethods: ['embedContent', 'countTextTokens', 'countTokens', 'asyncBatchEmbedContent'],
+    inputTokenLimit: 2048,
+    outputTokenLimit: 1,
   },
   {
     name: 'text-embedding-004',
     displayName: 'Text Embedding 004',
     methods: EMBED,
+    listedMethods: ['embedContent'],
+    version: '004',
     inputTokenLimit: 2048,
     outputTokenLimit: 1,
   },
-  {
-    name: 'gemini-embedding-001',
-    displayName: 'Gemini Embedding 001',
-    methods: EMBED,
-    inputTokenLimit: 2048,
-    outputTokenLimit: 1,
-  },
+  media('imagen-4.0-generate-001', 'Imagen 4', IMAGEN),
+  media('imagen-4.0-ultra-generate-001', 'Imagen 4 Ultra', IMAGEN),
+  media('imagen-4.0-fast-generate-001', 'Imagen 4 Fast', IMAGEN),
+  media('veo-2.0-generate-001', 'Veo 2', VEO),
+  media('veo-3.0-generate-001', 'Veo 3', VEO),
+  media('veo-3.0-fast-generate-001', 'Veo 3 fast', VEO),
+  media('veo-3.1-generate-preview', 'Veo 3.1', VEO),
+  media('veo-3.1-fast-generate-preview', 'Veo 3.1 fast', VEO),
 ];
 
 export const MODELS_BY_NAME: ReadonlyMap<string, FakeModel> = new Map(FAKE_MODELS.map((m) => [m.name, m]));
 
 export function modelJson(m: FakeModel): Obj {
-  const gen = m.methods.includes('generateContent');
   const out: Obj = {
     name: `models/${m.name}`,
-    version: '001',
+    version: m.version ?? '001',
     displayName: m.displayName,
     description: `${m.displayName} (fake)`,
     inputTokenLimit: m.inputTokenLimit,
     outputTokenLimit: m.outputTokenLimit,
-    supportedGenerationMethods: m.methods,
+    supportedGenerationMethods: m.listedMethods ?? m.methods,
   };
-  if (gen) {
+  if (m.methods.includes('generateContent')) {
     out.temperature = 1;
     out.topP = 0.95;
     out.topK = 64;
     out.maxTemperature = 2;
-    if (m.name.startsWith('gemini-2.5') || m.name.includes('latest'))
-      out.thinking = !m.name.includes('image');
   }
+  if (m.thinking !== undefined) out.thinking = m.thinking;
   return out;
 }
 
@@ -126,6 +156,8 @@ export interface TokenCount {
   total: number;
   text: number;
   images: number;
+  /** Thinking tokens of the answer (thoughtsTokenCount): requests with a thinkingBudget above 0. */
+  thoughts?: number;
 }
 
 const IMAGE_TOKENS = 258;
@@ -137,6 +169,8 @@ function countParts(parts: unknown, acc: { chars: number; images: number }): voi
     if (!isObj(p)) continue;
     if (typeof p.text === 'string') acc.chars += p.text.length;
     if (p.inlineData !== undefined || p.inline_data !== undefined) acc.images++;
+    const call = p.functionCall ?? p.function_call ?? p.functionResponse ?? p.function_response;
+    if (isObj(call)) acc.chars += JSON.stringify(call).length;
   }
 }
 
@@ -148,12 +182,17 @@ function countContents(contents: unknown, acc: { chars: number; images: number }
   }
 }
 
-/** ceil(text chars / 4) over contents + systemInstruction, plus 258 per inline image. */
+/**
+ * ceil(chars / 4) over contents (text, function calls and results as JSON), systemInstruction
+ * and function declarations, plus 258 per inline image.
+ */
 export function countRequestTokens(req: Obj): TokenCount {
   const acc = { chars: 0, images: 0 };
   countContents(req.contents, acc);
   const sys = req.systemInstruction ?? req.system_instruction;
   if (isObj(sys)) countParts(sys.parts, acc);
+  const decls = functionDeclarations(req);
+  if (decls.length > 0) acc.chars += JSON.stringify(decls).length;
   const text = Math.ceil(acc.chars / 4);
   const images = acc.images * IMAGE_TOKENS;
   return { total: text + images, text, images };
@@ -171,6 +210,8 @@ export interface Answer {
   textPieces: string[];
   /** Image part (base64 PNG) when the request asked for an image. */
   image: string | null;
+  /** functionCall parts (after the text, in one chunk of their own) when the model calls a function. */
+  calls?: FunctionCalls;
 }
 
 function lastUserText(contents: unknown): string {
@@ -196,7 +237,8 @@ export function splitText(text: string, pieces: number): string[] {
 }
 
 export function buildAnswer(model: string, req: Obj, pieces: number): Answer {
-  const prompt = lastUserText(req.contents).slice(0, 200);
+  const fullPrompt = lastUserText(req.contents);
+  const prompt = fullPrompt.slice(0, 200);
   const cfg = isObj(req.generationConfig)
     ? req.generationConfig
     : isObj(req.generation_config)
@@ -213,6 +255,8 @@ export function buildAnswer(model: string, req: Obj, pieces: number): Answer {
       !modalities.some((m) => String(m).toUpperCase() === 'TEXT');
     return { textPieces: imageOnly ? [] : [`Fake image for: ${prompt}`], image: fakePngBase64() };
   }
+  const calls = planFunctionCalls(model, req, fullPrompt);
+  if (calls !== null) return { textPieces: [], image: null, calls };
   const mime = cfg.responseMimeType ?? cfg.response_mime_type;
   const schema =
     cfg.responseJsonSchema ?? cfg.response_json_schema ?? cfg.responseSchema ?? cfg.response_schema;
@@ -227,153 +271,13 @@ export function buildAnswer(model: string, req: Obj, pieces: number): Answer {
   ) {
     text = String(schema.enum[0]);
   } else {
-    text = `Fake answer to: ${prompt}`;
+    const results = lastFunctionResults(req.contents);
+    text =
+      results.length > 0
+        ? `Fake answer to: ${prompt} (${describeResults(results)})`
+        : `Fake answer to: ${prompt}`;
   }
   return { textPieces: splitText(text, pieces), image: null };
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON from a schema (Gemini's OpenAPI subset or JSON Schema)
-
-function num(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
-  return undefined;
-}
-
-function schemaType(s: Obj): string | undefined {
-  let t = s.type;
-  if (Array.isArray(t)) t = t.find((x) => String(x).toLowerCase() !== 'null') ?? t[0];
-  if (typeof t === 'string') return t.toLowerCase();
-  if (isObj(s.properties)) return 'object';
-  if (s.items !== undefined) return 'array';
-  if (Array.isArray(s.enum)) return 'string';
-  return undefined;
-}
-
-function resolveRef(ref: string, root: Obj): Obj | undefined {
-  if (!ref.startsWith('#')) return undefined;
-  let cur: unknown = root;
-  for (const seg of ref.slice(1).split('/')) {
-    if (seg === '') continue;
-    const key = seg.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (!isObj(cur)) return undefined;
-    cur = cur[key];
-  }
-  return isObj(cur) ? cur : undefined;
-}
-
-function sampleString(s: Obj, name: string): string {
-  const format = typeof s.format === 'string' ? s.format : '';
-  let v: string;
-  if (format === 'date-time') v = '2025-01-01T00:00:00Z';
-  else if (format === 'date') v = '2025-01-01';
-  else if (format === 'time') v = '12:00:00';
-  else if (format === 'email') v = 'sample@example.com';
-  else if (format === 'uri' || format === 'url') v = 'https://example.com/sample';
-  else if (format === 'uuid') v = '00000000-0000-4000-8000-000000000000';
-  else v = `sample ${name}`;
-  const max = num(s.maxLength);
-  const min = num(s.minLength);
-  if (max !== undefined && v.length > max) v = v.slice(0, Math.max(0, max));
-  if (min !== undefined && v.length < min) v = v.padEnd(min, 'x');
-  return v;
-}
-
-function sampleNumber(s: Obj, integer: boolean): number {
-  let lo = num(s.minimum);
-  let hi = num(s.maximum);
-  const exLo = s.exclusiveMinimum;
-  const exHi = s.exclusiveMaximum;
-  if (num(exLo) !== undefined) lo = num(exLo);
-  if (num(exHi) !== undefined) hi = num(exHi);
-  const loOpen = exLo !== undefined && exLo !== false;
-  const hiOpen = exHi !== undefined && exHi !== false;
-  let v: number;
-  if (lo !== undefined && hi !== undefined) v = (lo + hi) / 2;
-  else if (lo !== undefined) v = lo + 1;
-  else if (hi !== undefined) v = hi - 1;
-  else v = integer ? 1 : 0.5;
-  if (!integer) return v;
-  let r = Math.floor(v);
-  if (lo !== undefined && (r < lo || (loOpen && r === lo)))
-    r = loOpen && Number.isInteger(lo) ? lo + 1 : Math.ceil(lo);
-  if (hi !== undefined && (r > hi || (hiOpen && r === hi)))
-    r = hiOpen && Number.isInteger(hi) ? hi - 1 : Math.floor(hi);
-  return r;
-}
-
-function sample(s: Obj, root: Obj, name: string, depth: number): unknown {
-  if (depth > 12) return null;
-  if (typeof s.$ref === 'string') {
-    const target = resolveRef(s.$ref, root);
-    return target ? sample(target, root, name, depth + 1) : null;
-  }
-  if ('const' in s) return s.const;
-  if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
-  for (const k of ['anyOf', 'oneOf'] as const) {
-    const alts = s[k];
-    if (Array.isArray(alts) && alts.length > 0) {
-      const pick = alts.find((a) => isObj(a) && schemaType(a) !== 'null') ?? alts[0];
-      if (isObj(pick)) return sample(pick, root, name, depth + 1);
-    }
-  }
-  if (Array.isArray(s.allOf) && s.allOf.length > 0) {
-    const merged: Obj = {};
-    const props: Obj = {};
-    for (const part of s.allOf) {
-      if (!isObj(part)) continue;
-      const p = typeof part.$ref === 'string' ? (resolveRef(part.$ref, root) ?? {}) : part;
-      Object.assign(merged, p);
-      if (isObj(p.properties)) Object.assign(props, p.properties);
-    }
-    if (isObj(s.properties)) Object.assign(props, s.properties);
-    return sample({ ...merged, ...s, allOf: undefined, properties: props }, root, name, depth + 1);
-  }
-  switch (schemaType(s)) {
-    case 'string':
-      return sampleString(s, name);
-    case 'number':
-      return sampleNumber(s, false);
-    case 'integer':
-      return sampleNumber(s, true);
-    case 'boolean':
-      return true;
-    case 'null':
-      return null;
-    case 'array': {
-      const min = num(s.minItems) ?? 0;
-      const max = num(s.maxItems) ?? Number.POSITIVE_INFINITY;
-      let count = Math.min(Math.max(2, min), max);
-      if (depth > 8) count = min;
-      const items = isObj(s.items)
-        ? s.items
-        : Array.isArray(s.prefixItems) && isObj(s.prefixItems[0])
-          ? s.prefixItems[0]
-          : {};
-      const out: unknown[] = [];
-      for (let i = 0; i < count; i++) out.push(sample(items, root, name, depth + 1));
-      return out;
-    }
-    case 'object': {
-      const out: Obj = {};
-      const props = isObj(s.properties) ? s.properties : {};
-      const order: string[] = Array.isArray(s.propertyOrdering) ? s.propertyOrdering.map(String) : [];
-      for (const k of Object.keys(props)) if (!order.includes(k)) order.push(k);
-      for (const k of order) {
-        const ps = props[k];
-        if (isObj(ps)) out[k] = sample(ps, root, k, depth + 1);
-      }
-      return out;
-    }
-    default:
-      return `sample ${name}`;
-  }
-}
-
-/** A JSON value conforming to the schema (every property, arrays of 2 items, enums' first value). */
-export function sampleFromSchema(schema: Obj): unknown {
-  return sample(schema, schema, 'value', 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { FakeFileStore } from './fake-file-store.ts';
 import {
   type Answer,
   buildAnswer,
@@ -43,6 +44,9 @@ import {
   maskSecret,
 } from './fake-gemini-errors.ts';
 import { type FakeLimits, LimitTracker, QUOTA_IDS, type QuotaFamily } from './fake-gemini-limits.ts';
+import { createFakeLive, type FakeLiveControl } from './fake-live.ts';
+import { errPermissionDenied, type FakeRequestContext, type FakeSurface } from './fake-surface.ts';
+import { fakeSurfaces } from './fake-surfaces.ts';
 
 export { embedText, FAKE_MODELS, fakePng, fakePngBase64, sampleFromSchema } from './fake-gemini-content.ts';
 export { maskSecret } from './fake-gemini-errors.ts';
@@ -77,6 +81,12 @@ export interface FakeGeminiOptions {
    */
   egressRefused?: boolean;
   now?: () => number;
+  /** How long an uploaded file stays PROCESSING before it is ACTIVE (default 0). */
+  fileProcessingMs?: number;
+  /** Batches and long-running operations: how many polls until they are done (default 2). */
+  jobs?: { pollsToFinish?: number };
+  /** Concurrent Live API sessions per project (more: closed 1011); default none. */
+  liveSessionsPerProject?: number;
 }
 
 export type FakeFailure =
@@ -139,6 +149,8 @@ export interface FakeGeminiStats {
   byKey: Map<string, number>;
   byStatus: Map<number, number>;
   rateLimited: number;
+  /** 403 PERMISSION_DENIED answers for another project's resource (a file, batch, operation, ...). */
+  permissionDenied: number;
   log: RecordedRequest[];
 }
 
@@ -153,6 +165,12 @@ export interface FakeGemini {
   setLatency(ms: number): void;
   readonly stats: FakeGeminiStats;
   resetStats(): void;
+  /** The stateful surfaces (batches, operations, ...: fake-surfaces.ts). */
+  readonly surfaces: readonly FakeSurface[];
+  /** The files every surface shares (uploads, generated videos, batch results), by project. */
+  readonly files: FakeFileStore;
+  /** The Live API's WebSocket sessions (fake-live.ts). */
+  readonly live: FakeLiveControl;
 }
 
 interface KeyEntry {
@@ -284,9 +302,26 @@ function answerChunks(answer: Answer): Chunk[] {
       last: false,
     });
   }
+  if (answer.calls !== undefined) {
+    const tokens = Math.ceil(chars / 4) + answer.calls.tokens;
+    chunks.push({ parts: answer.calls.parts, candidatesTokens: tokens, last: false });
+  }
   if (chunks.length === 0) chunks.push({ parts: [{ text: '' }], candidatesTokens: 0, last: false });
   chunks[chunks.length - 1]!.last = true;
   return chunks;
+}
+
+/**
+ * Thinking tokens the fake reports (thoughtsTokenCount, every chunk of a stream alike): a request
+ * whose generationConfig.thinkingConfig.thinkingBudget is above 0 "thinks" 7 + prompt % 29 tokens,
+ * at most the budget. Others report none (as Google omits the field).
+ */
+function thinkingTokens(req: Record<string, unknown>, promptTokens: number): number {
+  const cfg = (req.generationConfig ?? req.generation_config) as Record<string, unknown> | undefined;
+  const thinking = (cfg?.thinkingConfig ?? cfg?.thinking_config) as Record<string, unknown> | undefined;
+  const budget = thinking?.thinkingBudget ?? thinking?.thinking_budget;
+  if (typeof budget !== 'number' || budget <= 0) return 0;
+  return Math.min(Math.floor(budget), 7 + (promptTokens % 29));
 }
 
 function responseJson(
@@ -302,13 +337,15 @@ function responseJson(
   const candidate: Record<string, unknown> = { content: { parts, role: 'model' } };
   if (last) candidate.finishReason = 'STOP';
   candidate.index = 0;
+  const thoughts = prompt.thoughts ?? 0;
   return JSON.stringify({
     candidates: [candidate],
     usageMetadata: {
       promptTokenCount: prompt.total,
       candidatesTokenCount: candidatesTokens,
-      totalTokenCount: prompt.total + candidatesTokens,
+      totalTokenCount: prompt.total + candidatesTokens + thoughts,
       promptTokensDetails,
+      ...(thoughts > 0 ? { thoughtsTokenCount: thoughts } : {}),
     },
     modelVersion: model,
     responseId: id,
@@ -328,14 +365,17 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
   let egressRefused = opts.egressRefused ?? false;
   const billedTokens = (req: Record<string, unknown>): TokenCount => {
     const count = countRequestTokens(req);
-    if (textTokenRatio === 1) return count;
+    const thoughts = thinkingTokens(req, count.total);
+    if (textTokenRatio === 1) return thoughts > 0 ? { ...count, thoughts } : count;
     const text = Math.ceil(count.text * textTokenRatio);
-    return { total: text + count.images, text, images: count.images };
+    return { total: text + count.images, text, images: count.images, ...(thoughts > 0 ? { thoughts } : {}) };
   };
   const scripts: Script[] = [];
   const timers = new Set<NodeJS.Timeout>();
   const sockets = new Set<Socket>();
   let closed = false;
+  const files = new FakeFileStore();
+  const surfaces = fakeSurfaces(opts, files);
 
   let log: RecordedRequest[] = [];
   const stats: FakeGeminiStats = {
@@ -343,6 +383,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     byKey: new Map(),
     byStatus: new Map(),
     rateLimited: 0,
+    permissionDenied: 0,
     get log(): RecordedRequest[] {
       if (log.length > LOG_SIZE) log.splice(0, log.length - LOG_SIZE);
       return log;
@@ -490,11 +531,13 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     if (log.length >= 2 * LOG_SIZE) log.splice(0, log.length - LOG_SIZE);
 
     const route = parseRoute(method, path);
-    if (route === null) return sendError(res, ERR_METHOD_NOT_FOUND);
-    const model = route.kind === 'list' ? 'gemini-2.5-flash' : route.model;
+    // A path of a stateful surface (fake-surface.ts) is served by its module, after the key checks.
+    const surface = route === null ? surfaces.find((s) => s.matches(method, path)) : undefined;
+    if (route === null && surface === undefined) return sendError(res, ERR_METHOD_NOT_FOUND);
+    const model = route === null ? '' : route.kind === 'list' ? 'gemini-2.5-flash' : route.model;
 
     // Scripted failures come first: "the next N matching requests fail this way".
-    if (scripts.length > 0) {
+    if (route !== null && scripts.length > 0) {
       const failure = findScript(path, apiKey);
       if (failure !== null) {
         switch (failure.kind) {
@@ -617,6 +660,35 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     }
     // The caller's location is checked for every working key, listing included.
     if (egressRefused) return sendError(res, ERR_LOCATION);
+    if (route === null) {
+      const ctx: FakeRequestContext = {
+        method,
+        path,
+        search,
+        query: query ?? new URLSearchParams(),
+        apiKey,
+        project: entry.project,
+        body,
+        bodyInvalid,
+        raw,
+        req,
+        res,
+        send: (status, b) => sendBody(res, status, b),
+        sendBytes: (status, contentType, b) =>
+          later(() => {
+            if (res.destroyed) return;
+            countStatus(status);
+            res.writeHead(status, { 'content-type': contentType, 'content-length': b.length });
+            res.end(b);
+          }),
+        sendError: (e) => sendError(res, e),
+        denyPermission: (kind, id, message) => {
+          stats.permissionDenied++;
+          sendError(res, errPermissionDenied(kind, id, message));
+        },
+      };
+      return surface!.handle(ctx);
+    }
 
     if (route.kind === 'list') return sendBody(res, 200, modelsPage(search, maxPageSize));
     if (route.kind === 'get') {
@@ -639,6 +711,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       case 'streamGenerateContent': {
         if (!Array.isArray(req0.contents) || req0.contents.length === 0)
           return sendError(res, ERR_NO_CONTENTS);
+        if (refusedUse(res, entry.project, route.model, req0)) return;
         const prompt = billedTokens(req0);
         if (!admit(res, entry.project, route.model, prompt.total, 'generate')) return;
         const answer = buildAnswer(route.model, req0, action === 'streamGenerateContent' ? streamChunks : 1);
@@ -649,11 +722,14 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
         const parts: unknown[] = [];
         if (answer.textPieces.length > 0) parts.push({ text });
         if (answer.image !== null) parts.push({ inlineData: { mimeType: 'image/png', data: answer.image } });
-        const candidates = answer.image !== null ? IMAGE_OUTPUT_TOKENS : textTokens(text);
+        if (answer.calls !== undefined) parts.push(...answer.calls.parts);
+        const candidates =
+          (answer.image !== null ? IMAGE_OUTPUT_TOKENS : textTokens(text)) + (answer.calls?.tokens ?? 0);
         return sendBody(res, 200, responseJson(parts, true, prompt, candidates, route.model, responseId()));
       }
       case 'countTokens': {
         const inner = isObj(req0.generateContentRequest) ? req0.generateContentRequest : req0;
+        if (refusedUse(res, entry.project, route.model, inner)) return;
         const t = billedTokens(inner);
         const details: unknown[] = [{ modality: 'TEXT', tokenCount: t.text }];
         if (t.images > 0) details.push({ modality: 'IMAGE', tokenCount: t.images });
@@ -702,6 +778,23 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
     }
   }
 
+  /** A file or cache (a surface's resource) the project may not use: answered, true. */
+  function refusedUse(
+    res: ServerResponse,
+    project: string,
+    model: string,
+    body: Record<string, unknown>,
+  ): boolean {
+    for (const s of surfaces) {
+      const refusal = s.refuseUse?.(project, model, body);
+      if (!refusal) continue;
+      if (refusal.permission) stats.permissionDenied++;
+      sendError(res, refusal.reply);
+      return true;
+    }
+    return false;
+  }
+
   /** Applies options.limits; answers the 429 itself and returns false when refused. */
   function admit(
     res: ServerResponse,
@@ -724,6 +817,9 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       req.on('end', () => handle(req, res, null));
       return;
     }
+    const bare = (req.url ?? '/').split('?')[0]!;
+    // A surface that reads the body itself (an upload: streamed and discarded, never held whole).
+    if (surfaces.some((s) => s.streamsBody?.(req.method ?? '', bare))) return handle(req, res, null);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
@@ -738,6 +834,40 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
+  });
+  // The Live API (fake-live.ts): its WebSocket upgrade is logged, and its key checked, like any call.
+  const live = createFakeLive({
+    authenticate: (apiKey) => {
+      if (apiKey === null) return ERR_NO_KEY;
+      const entry =
+        keys.get(apiKey) ?? (acceptAnyKey ? { project: apiKey, state: 'ok' as const } : undefined);
+      if (entry === undefined) return ERR_INVALID_KEY;
+      const project = entry.project === apiKey ? maskSecret(apiKey) : entry.project;
+      if (entry.state === 'invalid') return ERR_INVALID_KEY;
+      if (entry.state === 'leaked') return ERR_LEAKED;
+      if (entry.state === 'suspended') return errSuspended(apiKey, project);
+      if (entry.state === 'service_disabled') return errServiceDisabled(project);
+      return { project: entry.project };
+    },
+    record: (req, apiKey) => {
+      stats.requests++;
+      if (apiKey !== null) stats.byKey.set(apiKey, (stats.byKey.get(apiKey) ?? 0) + 1);
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      log.push({
+        method: 'GET',
+        path: q < 0 ? url : url.slice(0, q),
+        search: q < 0 ? '' : url.slice(q),
+        headers: req.headers as Record<string, string>,
+        apiKey,
+        body: undefined,
+      });
+    },
+    sessionsPerProject: opts.liveSessionsPerProject,
+    streamChunks,
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (!live.upgrade(req, socket, head)) socket.destroy();
   });
 
   const host = opts.host ?? '127.0.0.1';
@@ -759,6 +889,7 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       closed = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
+      live.close();
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -791,7 +922,11 @@ export async function startFakeGemini(opts: FakeGeminiOptions = {}): Promise<Fak
       stats.byKey.clear();
       stats.byStatus.clear();
       stats.rateLimited = 0;
+      stats.permissionDenied = 0;
       log = [];
     },
+    surfaces,
+    files,
+    live,
   };
 }

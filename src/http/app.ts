@@ -21,7 +21,7 @@ import {
   requestContext,
 } from '../observability/logger.ts';
 import { Cancellation } from '../util/cancel.ts';
-import { type ClientAuth, installClientAuth } from './auth.ts';
+import type { ClientAuth } from './auth.ts';
 import type { AppDeps } from './deps.ts';
 import {
   clientErrorHandler,
@@ -31,8 +31,9 @@ import {
   sendProblem,
   timeoutProblem,
 } from './errors.ts';
+import { installLinger } from './linger.ts';
 import { HttpProblem } from './problem.ts';
-import { installClientRateLimit, installIpRateLimit } from './rate-limit.ts';
+import { installCallerGate } from './rate-limit.ts';
 import { routeOf } from './route.ts';
 import { registerRoutes } from './routes/index.ts';
 
@@ -318,6 +319,9 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   });
 
   installErrorHandling(app);
+  // An answer sent before its request's body arrived (413, 401 before an upload): the rest of
+  // the body is read and dropped before the connection closes, so the client reads the answer.
+  installLinger(app);
   // Closed unless CORS_ORIGINS lists origins ("*" allows any): closed, the plugin is not even
   // registered, so no CORS header is ever written and a preflight finds no route.
   if (env.CORS_ORIGINS.length > 0)
@@ -331,6 +335,10 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
         'ratelimit-limit',
         'ratelimit-remaining',
         'ratelimit-reset',
+        // Resumable uploads (the SDK reads these; routes/files.ts).
+        'x-goog-upload-url',
+        'x-goog-upload-status',
+        'x-goog-upload-size-received',
       ],
     });
   await app.register(compress, {
@@ -364,9 +372,13 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  if (deps.rateLimiter) installIpRateLimit(app, deps.rateLimiter);
-  installClientAuth(app, auth);
-  if (deps.rateLimiter) installClientRateLimit(app, deps.rateLimiter);
+  // Client authentication, per-IP limits (IP_LIMIT_SCOPE) and the client's own budget: one hook.
+  installCallerGate(app, {
+    auth,
+    limiter: deps.rateLimiter,
+    budget: deps.clientBudget,
+    ipScope: env.IP_LIMIT_SCOPE,
+  });
   await registerRoutes(app, deps);
   return app;
 }

@@ -1,5 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { ClientBudget } from '../clients/budget.ts';
+import type { ClientRegistry } from '../clients/registry.ts';
 import type { Env } from '../config/env.ts';
 import type { KeyManager } from '../config/keys-store.ts';
 import type { ConfigReloader } from '../config/reload.ts';
@@ -10,6 +12,7 @@ import type { KeyVerifier } from '../pool/verify.ts';
 import type { StateStore } from '../store/types.ts';
 import type { Forwarder } from '../upstream/forwarder.ts';
 import type { GeminiCaller } from '../upstream/gemini-caller.ts';
+import type { UsageRecorder } from '../usage/recorder.ts';
 import type { Cancellation } from '../util/cancel.ts';
 import type { CallerRateLimiter } from './rate-limit.ts';
 
@@ -42,6 +45,15 @@ export interface AppDeps {
   rateLimiter?: CallerRateLimiter;
   /** Key verification before traffic (VERIFY_KEYS); undefined when off. */
   verifier?: KeyVerifier;
+  /** Usage and cost per client, model and day (src/usage); undefined in hand-built deps. */
+  usage?: UsageRecorder;
+  /** The gateway's clients (CLIENT_API_KEYS_MAP, CLIENTS_FILE, admin-made): src/clients/. */
+  clients?: ClientRegistry;
+  /**
+   * Clients' own budgets. The usage accounting calls clientBudget.recordTokens(client, tokens)
+   * after each answer (prompt + output tokens) for tokens_per_day.
+   */
+  clientBudget?: ClientBudget;
 }
 
 declare module 'fastify' {

@@ -1,6 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { ClientBudget } from '../clients/budget.ts';
+import { ANONYMOUS, type Client } from '../clients/client.ts';
+import { noteClient } from '../clients/models.ts';
 import type { StateStore } from '../store/types.ts';
+import type { ClientAuth } from './auth.ts';
 import { HttpProblem } from './problem.ts';
 import { routeOf } from './route.ts';
 
@@ -12,8 +16,11 @@ import { routeOf } from './route.ts';
  *  - a 1-second window of BURST_RATE_LIMIT requests (how many may arrive at once), and
  *  - a 60-second window of GLOBAL_RATE_LIMIT requests (the sustained rate).
  * The short window also keeps a caller from spending a whole minute's allowance in the last
- * second of one window and the first of the next. Per client (token), a 60-second window of
- * CLIENT_RATE_LIMITS[name] or CLIENT_RATE_LIMIT requests. 0 switches a limit off.
+ * second of one window and the first of the next. By default (IP_LIMIT_SCOPE=unauthenticated)
+ * they apply only to requests without a valid client token: an authenticated backend calling
+ * from one address is governed by its client's limits instead (installCallerGate). Per client
+ * (token), a 60-second window of its own requests_per_minute, else CLIENT_RATE_LIMITS[name] or
+ * CLIENT_RATE_LIMIT requests (src/clients/budget.ts). 0 switches a limit off.
  *
  * When the store fails or does not answer within REDIS_COMMAND_TIMEOUT_MS (every command of the
  * gateway's Redis clients is bounded by it), the limits fail open: the request goes on unchecked
@@ -135,7 +142,7 @@ export class CallerRateLimiter {
   }
 }
 
-function exempt(request: FastifyRequest): boolean {
+export function exempt(request: FastifyRequest): boolean {
   const route = routeOf(request);
   if (route.config?.rateLimit === false) return true;
   const url = route.url;
@@ -174,35 +181,107 @@ function refuse(d: RateLimitDecision, now: number, what: string): HttpProblem {
   );
 }
 
+export type IpLimitScope = 'unauthenticated' | 'all';
+
+export interface CallerGateOptions {
+  auth: ClientAuth;
+  /** Per-IP limits (and CLIENT_RATE_LIMIT(S), through the budget); none: no caller limits. */
+  limiter?: CallerRateLimiter;
+  /** Clients' own budgets; none: no client limits. */
+  budget?: ClientBudget;
+  /**
+   * IP_LIMIT_SCOPE: 'unauthenticated' (default): the per-IP limits apply to requests without a
+   * valid client token (no token, a wrong one, routes without client auth, unknown paths,
+   * anonymous callers); a client's requests are governed by its own limits. 'all': to everyone.
+   */
+  ipScope: IpLimitScope;
+}
+
+interface GateState {
+  auth: ClientAuth;
+  limiter: CallerRateLimiter | undefined;
+  budget: ClientBudget | undefined;
+  ipForAll: boolean;
+}
+
+type Done = (err?: Error) => void;
+
 /**
- * The per-IP check runs before client authentication (floods of bad tokens are limited too);
- * call installClientRateLimit after the auth hook so the client's name is known.
+ * Who may call, and how much, in one onRequest hook: client authentication, then the per-IP
+ * limits (for whom IP_LIMIT_SCOPE says), then the client's own budget. A request with a wrong
+ * token is counted against its IP before it gets its 401, so guessing is limited too; a client's
+ * requests from one address (a backend) are not throttled by the per-IP defaults.
+ *
+ * The common case (a client of CLIENT_API_KEYS_MAP or CLIENTS_FILE without limits, per-IP limits
+ * not applying) is synchronous: no promise per request.
  */
-export function installIpRateLimit(app: FastifyInstance, limiter: CallerRateLimiter): void {
+export function installCallerGate(app: FastifyInstance, opts: CallerGateOptions): void {
+  const state: GateState = {
+    auth: opts.auth,
+    limiter: opts.limiter,
+    budget: opts.budget,
+    ipForAll: opts.ipScope === 'all',
+  };
   app.addHook('onRequest', (request, reply, done) => {
-    if (!limiter.ipLimited || exempt(request)) return done();
+    const route = routeOf(request);
+    if (route.url === undefined || route.config?.clientAuth === false)
+      return afterAuth(state, request, reply, done, undefined, undefined);
+    let client: Client | Promise<Client>;
+    try {
+      client = state.auth.identify(request);
+    } catch (err) {
+      return afterAuth(state, request, reply, done, undefined, err as Error);
+    }
+    if (client instanceof Promise)
+      client.then(
+        (c) => afterAuth(state, request, reply, done, c, undefined),
+        (err: Error) => afterAuth(state, request, reply, done, undefined, err),
+      );
+    else afterAuth(state, request, reply, done, client, undefined);
+  });
+}
+
+function afterAuth(
+  state: GateState,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: Done,
+  client: Client | undefined,
+  authError: Error | undefined,
+): void {
+  if (client !== undefined) {
+    request.clientName = client.name;
+    noteClient(request, client);
+  }
+  const limiter = state.limiter;
+  const authenticated = client !== undefined && client !== ANONYMOUS;
+  if (limiter?.ipLimited && (state.ipForAll || !authenticated) && !exempt(request)) {
     limiter.checkIp(request.ip ?? 'unknown').then((d) => {
       const now = Date.now();
       if (!d.allowed) return done(refuse(d, now, 'per-IP'));
       setHeaders(reply, d, now);
-      done();
+      if (authError) return done(authError);
+      afterIp(state, request, reply, done, client);
     }, done);
-  });
+    return;
+  }
+  if (authError) done(authError);
+  else afterIp(state, request, reply, done, client);
 }
 
-export function installClientRateLimit(app: FastifyInstance, limiter: CallerRateLimiter): void {
-  app.addHook('onRequest', (request, reply, done) => {
-    const name = request.clientName;
-    if (name === undefined || limiter.clientLimit(name) === 0 || exempt(request)) return done();
-    limiter.checkClient(name).then((d) => {
-      const now = Date.now();
-      if (!d.allowed) return done(refuse(d, now, 'client'));
-      if (d.binding) {
-        // Report whichever limit (IP or client) has less room left.
-        const shown = Number(reply.getHeader('ratelimit-remaining') ?? Number.POSITIVE_INFINITY);
-        if (d.binding.limit - d.binding.count < shown) setHeaders(reply, d, now);
-      }
-      done();
-    }, done);
-  });
+function afterIp(
+  state: GateState,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: Done,
+  client: Client | undefined,
+): void {
+  // Anonymous callers keep CLIENT_RATE_LIMIT as one client, as before.
+  if (client === undefined || state.budget === undefined || exempt(request)) {
+    done();
+    return;
+  }
+  const check = state.budget.admit(client, reply);
+  if (check === undefined) done();
+  else check.then((refusal) => done(refusal ?? undefined), done);
 }

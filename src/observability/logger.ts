@@ -201,6 +201,9 @@ function isoTimeOncePerMs(): string {
   return stamp;
 }
 
+/** The worker's number when WORKERS > 1 (src/cluster/messages.ts WORKER_ENV): on every line it writes. */
+const WORKER = Number(process.env.GATEWAY_WORKER) || undefined;
+
 export function loggerOptions(
   env: Pick<Env, 'LOG_LEVEL' | 'NODE_ENV'>,
   scrubber?: SecretScrubber,
@@ -208,7 +211,7 @@ export function loggerOptions(
   return {
     level: env.LOG_LEVEL,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
-    base: { service: 'gemini-gateway' },
+    base: WORKER ? { service: 'gemini-gateway', worker: WORKER } : { service: 'gemini-gateway' },
     timestamp: isoTimeOncePerMs,
     // Lines written during a request through a logger that is not the request's own (a service
     // logging through deps.logger) still carry the request id.
@@ -256,7 +259,8 @@ export function logTargets(env: LogEnv): TransportTargetOptions[] {
       target: 'pino-roll',
       level: 'trace',
       options: {
-        file: join(env.LOG_DIR, 'gateway'),
+        // Each worker (WORKERS > 1) rotates a file of its own: two writers would rotate one file twice.
+        file: join(env.LOG_DIR, WORKER ? `gateway-worker${WORKER}` : 'gateway'),
         extension: '.log',
         frequency: hourly ? 'hourly' : 'daily',
         dateFormat: hourly ? 'yyyy-MM-dd-HH' : 'yyyy-MM-dd',

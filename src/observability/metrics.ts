@@ -42,6 +42,27 @@ const KEY_STATES = ['available', 'resting', 'disabled', 'circuit_open'] as const
 const MAX_TRAFFIC_MODELS = 20;
 /** Gauges of one scrape share one read of the store and the cache. */
 const SNAPSHOT_TTL_MS = 250;
+/**
+ * A pool above this many keys: reading every key's and project's state costs tens of
+ * milliseconds, so the store-derived gauges are read again every LARGE_POOL_REFRESH_MS in the
+ * background while scrapes come, and a scrape shows the latest reading (see Memo).
+ */
+export const LARGE_POOL_KEYS = 1000;
+export const LARGE_POOL_REFRESH_MS = 5000;
+/** How long after the last scrape a large pool's readings are still kept fresh. */
+const KEEP_WARM_MS = 5 * 60_000;
+/** METRICS_PER_KEY=auto: per-key series while the pool has at most this many keys. */
+export const PER_KEY_AUTO_MAX_KEYS = 100;
+
+/** What a scrape shows about single keys and projects (METRICS_PER_KEY, METRICS_MAX_PROJECTS). */
+export interface MetricsOptions {
+  /** Series per pool key: always, never, or while the pool has at most PER_KEY_AUTO_MAX_KEYS keys. */
+  perKey?: 'auto' | 'true' | 'false';
+  /** Projects that get (project, model) budget series, the most used first; 0 = all. */
+  maxProjects?: number;
+  /** The pool's size now (for perKey auto). */
+  poolSize?: () => number;
+}
 
 /**
  * Every metric of one gateway, in its own registry (two gateways in one process do not mix).
@@ -62,12 +83,20 @@ export class GatewayMetrics implements AttemptObserver {
   private keySource: (() => Promise<KeySnapshot>) | null = null;
   private queueSource: (() => number) | null = null;
   private cacheSource: (() => Promise<CacheCounters>) | null = null;
-  private keyRead: { at: number; value: Promise<KeySnapshot | null> } | null = null;
+  private readonly keyRead = new Memo<KeySnapshot | null>();
   private budgetSource: (() => Promise<readonly BudgetState[]>) | null = null;
-  private budgetRead: { at: number; value: Promise<BudgetSnapshot | null> } | null = null;
-  private cacheRead: { at: number; value: Promise<CacheCounters | null> } | null = null;
+  private readonly budgetRead = new Memo<BudgetSnapshot | null>();
+  private readonly cacheRead = new Memo<CacheCounters | null>();
+  private renderer: (() => Promise<string>) | null = null;
+  private rendering: Promise<string> | null = null;
+  private readonly perKey: 'auto' | 'true' | 'false';
+  private readonly maxProjects: number;
+  private readonly poolSize: () => number;
 
-  constructor() {
+  constructor(options: MetricsOptions = {}) {
+    this.perKey = options.perKey ?? 'auto';
+    this.maxProjects = options.maxProjects ?? 100;
+    this.poolSize = options.poolSize ?? (() => 0);
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     // The metrics every request touches are HotMetrics (src/observability/hot-metric.ts).
@@ -84,7 +113,7 @@ export class GatewayMetrics implements AttemptObserver {
     });
     this.upstreamRequests = new HotMetric(this.registry, {
       name: 'gateway_upstream_requests_total',
-      help: 'Attempts sent to the Gemini API, by pool key id, model and outcome.',
+      help: 'Attempts sent to the Gemini API, by pool key id (empty unless per-key series are on: METRICS_PER_KEY), model and outcome.',
       labelNames: ['key_id', 'model', 'outcome'],
     });
     this.upstreamDuration = new HotMetric(this.registry, {
@@ -130,13 +159,15 @@ export class GatewayMetrics implements AttemptObserver {
     // gauge awaits one shared read of the store (memoized briefly) instead of another's collect.
     new Gauge({
       name: 'gateway_key_state',
+      // The state store's view, the same from every worker (WORKERS > 1): shown once.
+      aggregator: 'first',
       help: 'State of each pool key: 1 for its current state (available, resting, disabled, circuit_open), 0 otherwise.',
       labelNames: ['key_id', 'state'],
       registers,
       async collect() {
         this.reset();
         const snap = await self.keySnapshot();
-        if (!snap) return;
+        if (!snap || !self.perKeySeries(snap.configs.length)) return;
         const now = Date.now();
         for (const s of snap.states) {
           const current = stateOf(s, now);
@@ -146,13 +177,15 @@ export class GatewayMetrics implements AttemptObserver {
     });
     new Gauge({
       name: 'gateway_key_remaining',
+      // The state store's view, the same from every worker (WORKERS > 1): shown once.
+      aggregator: 'first',
       help: 'Budget left per pool key (shared by the keys of one project), by window: requests_minute, requests_day, tokens_minute.',
       labelNames: ['key_id', 'window'],
       registers,
       async collect() {
         this.reset();
         const snap = await self.keySnapshot();
-        if (!snap) return;
+        if (!snap || !self.perKeySeries(snap.configs.length)) return;
         const limits = new Map(snap.configs.map((k) => [k.id, k.limits]));
         for (const s of snap.states) {
           const l = limits.get(s.id);
@@ -170,7 +203,28 @@ export class GatewayMetrics implements AttemptObserver {
       },
     });
     new Gauge({
+      name: 'gateway_keys',
+      help: 'Pool keys by state (available, resting, disabled, circuit_open): the per-key gateway_key_state summed, shown at any pool size.',
+      // The state store's view, the same from every worker (WORKERS > 1): shown once.
+      aggregator: 'first',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        this.reset();
+        const snap = await self.keySnapshot();
+        if (!snap) return;
+        const now = Date.now();
+        const counts = new Map<string, number>(KEY_STATES.map((state) => [state, 0]));
+        for (const s of snap.states) {
+          const state = stateOf(s, now);
+          counts.set(state, counts.get(state)! + 1);
+        }
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
       name: 'gateway_key_states_up',
+      aggregator: 'min',
       help: '1 when the key states could be read from the state store at this scrape, else 0.',
       registers,
       async collect() {
@@ -180,6 +234,8 @@ export class GatewayMetrics implements AttemptObserver {
     // Budgets per (project, model), as Google counts quota, and the pool's capacity per model.
     new Gauge({
       name: 'gateway_budget_limit',
+      // The state store's view, the same from every worker (WORKERS > 1): shown once.
+      aggregator: 'first',
       help: 'Limit of each (project, model) budget, by window: requests_minute, requests_day, tokens_minute. Model "none": requests for no model (model listing).',
       labelNames: ['project', 'model', 'window'],
       registers,
@@ -195,6 +251,8 @@ export class GatewayMetrics implements AttemptObserver {
     });
     new Gauge({
       name: 'gateway_budget_used',
+      // The state store's view, the same from every worker (WORKERS > 1): shown once.
+      aggregator: 'first',
       help: 'Use of each (project, model) budget, by window: requests_minute (last 60 s), requests_day (this Pacific day), tokens_minute (input tokens, last 60 s).',
       labelNames: ['project', 'model', 'window'],
       registers,
@@ -210,6 +268,8 @@ export class GatewayMetrics implements AttemptObserver {
     });
     new Gauge({
       name: 'gateway_budget_resting',
+      // The state store's view, the same from every worker (WORKERS > 1): shown once.
+      aggregator: 'first',
       help: '1 while a (project, model) budget rests after a quota answer from Google (no key of the project serves the model), else 0.',
       labelNames: ['project', 'model'],
       registers,
@@ -227,6 +287,7 @@ export class GatewayMetrics implements AttemptObserver {
       new Gauge({
         name,
         help,
+        aggregator: 'first',
         labelNames: ['model', 'window'],
         registers,
         async collect() {
@@ -261,6 +322,7 @@ export class GatewayMetrics implements AttemptObserver {
     );
     new Gauge({
       name: 'gateway_budget_states_up',
+      aggregator: 'min',
       help: '1 when the (project, model) budget states could be read from the state store at this scrape, else 0.',
       registers,
       async collect() {
@@ -337,7 +399,8 @@ export class GatewayMetrics implements AttemptObserver {
   /** AttemptObserver: one event per upstream attempt, from the forwarder. */
   attempt(keyId: string, model: string, outcome: string, durationMs: number): void {
     const m = this.modelLabel(model);
-    this.upstreamRequests.series(keyId, m, outcome).inc();
+    // Without per-key series the key_id label stays empty (Prometheus reads it as absent).
+    this.upstreamRequests.series(this.perKeySeries() ? keyId : '', m, outcome).inc();
     this.upstreamDuration.series(m, outcome).observe(durationMs / 1000);
     if (outcome !== 'client_gone') this.noteLatency(keyId, durationMs);
     // Attribute the upstream time to the request being served (application routes).
@@ -351,12 +414,14 @@ export class GatewayMetrics implements AttemptObserver {
 
   /** One read of the key states shared by the gauges of a scrape; null when the store fails. */
   private keySnapshot(): Promise<KeySnapshot | null> {
-    const now = Date.now();
-    if (this.keyRead && now - this.keyRead.at < SNAPSHOT_TTL_MS) return this.keyRead.value;
-    const source = this.keySource;
-    const value = source ? source().catch(() => null) : Promise.resolve(null);
-    this.keyRead = { at: now, value };
-    return value;
+    return this.keyRead.get(() => {
+      const source = this.keySource;
+      return source ? source().catch(() => null) : Promise.resolve(null);
+    }, this.largePool());
+  }
+
+  private largePool(): boolean {
+    return this.poolSize() > LARGE_POOL_KEYS;
   }
 
   /**
@@ -365,34 +430,49 @@ export class GatewayMetrics implements AttemptObserver {
    * store fails or no source is set.
    */
   private budgetSnapshot(): Promise<BudgetSnapshot | null> {
-    const now = Date.now();
-    if (this.budgetRead && now - this.budgetRead.at < SNAPSHOT_TTL_MS) return this.budgetRead.value;
-    const source = this.budgetSource;
-    const value = source
-      ? Promise.all([source(), this.keySnapshot()]).then(
-          ([budgets, keys]) => budgetSeries(budgets, keys, now),
-          () => null,
-        )
-      : Promise.resolve(null);
-    this.budgetRead = { at: now, value };
-    return value;
+    return this.budgetRead.get(() => {
+      const source = this.budgetSource;
+      if (!source) return Promise.resolve(null);
+      const now = Date.now();
+      return Promise.all([source(), this.keySnapshot()]).then(
+        ([budgets, keys]) => budgetSeries(budgets, keys, now, this.perKey === 'true' ? 0 : this.maxProjects),
+        () => null,
+      );
+    }, this.largePool());
   }
 
   private cacheCounters(): Promise<CacheCounters | null> {
-    const now = Date.now();
-    if (this.cacheRead && now - this.cacheRead.at < SNAPSHOT_TTL_MS) return this.cacheRead.value;
-    const source = this.cacheSource;
-    const value = source ? source().catch(() => null) : Promise.resolve(null);
-    this.cacheRead = { at: now, value };
-    return value;
+    return this.cacheRead.get(() => {
+      const source = this.cacheSource;
+      return source ? source().catch(() => null) : Promise.resolve(null);
+    }, false);
   }
 
   keyLatency(keyId: string): KeyLatency | undefined {
     return this.latency.get(keyId);
   }
 
-  async render(): Promise<string> {
-    return this.registry.metrics();
+  /** The exposition text; scrapes that arrive while one is being rendered share it. */
+  render(): Promise<string> {
+    if (this.rendering) return this.rendering;
+    const rendering = this.renderer ? this.renderer() : this.registry.metrics();
+    this.rendering = rendering;
+    const clear = () => {
+      if (this.rendering === rendering) this.rendering = null;
+    };
+    rendering.then(clear, clear);
+    return rendering;
+  }
+
+  /** Whether series per key are shown for a pool of `keys` keys (METRICS_PER_KEY). */
+  perKeySeries(keys = this.poolSize()): boolean {
+    if (this.perKey === 'auto') return keys <= PER_KEY_AUTO_MAX_KEYS;
+    return this.perKey === 'true';
+  }
+
+  /** What a scrape shows instead of this registry alone (a worker: its whole group's metrics). */
+  setRenderer(renderer: () => Promise<string>): void {
+    this.renderer = renderer;
   }
 
   get contentType(): string {
@@ -420,6 +500,57 @@ export class GatewayMetrics implements AttemptObserver {
   }
 }
 
+/**
+ * A reading shared by the gauges of a scrape (they collect concurrently), kept SNAPSHOT_TTL_MS.
+ * For a large pool a reading is made again every LARGE_POOL_REFRESH_MS in the background, for as
+ * long as scrapes keep coming (KEEP_WARM_MS after the last), and a scrape shows the latest one
+ * without waiting: however often anyone scrapes, the store is read at most once per
+ * LARGE_POOL_REFRESH_MS, and a scrape costs only its rendering. Only a scrape that finds no
+ * reading younger than two periods (the first, or the first after a quiet spell) waits for one.
+ * `read` never rejects.
+ */
+class Memo<T> {
+  private current: { at: number; value: Promise<T> } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private lastUsed = 0;
+
+  get(read: () => Promise<T>, large: boolean): Promise<T> {
+    const now = Date.now();
+    const current = this.current;
+    if (!large) {
+      this.stop();
+      if (current && now - current.at < SNAPSHOT_TTL_MS) return current.value;
+    } else {
+      this.lastUsed = now;
+      this.keepWarm(read);
+      if (current && now - current.at < 2 * LARGE_POOL_REFRESH_MS) return current.value;
+    }
+    const value = read();
+    this.current = { at: now, value };
+    return value;
+  }
+
+  private keepWarm(read: () => Promise<T>): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      if (Date.now() - this.lastUsed > KEEP_WARM_MS) {
+        this.stop();
+        return;
+      }
+      const value = read();
+      void value.then(() => {
+        this.current = { at: Date.now(), value };
+      });
+    }, LARGE_POOL_REFRESH_MS);
+    this.timer.unref();
+  }
+
+  private stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
+
 interface BudgetSnapshot {
   nowMs: number;
   budgets: readonly BudgetState[];
@@ -438,6 +569,7 @@ function budgetSeries(
   budgets: readonly BudgetState[],
   keys: KeySnapshot | null,
   nowMs: number,
+  maxProjects: number,
 ): BudgetSnapshot {
   const configs = keys?.configs ?? [];
   const configured = new Set<string>();
@@ -460,7 +592,38 @@ function budgetSeries(
   }
   const kept = budgets.filter((b) => allowed.has(b.model));
   const capacity = computeCapacity({ configs, keyStates: keys?.states ?? [], budgets: kept, nowMs });
-  return { nowMs, budgets: kept, capacity };
+  return { nowMs, budgets: shownProjects(kept, maxProjects, nowMs), capacity };
+}
+
+/**
+ * The budgets of at most `maxProjects` projects (0: all): those resting on some model first,
+ * then the most requested today, then this minute, then by name. The per-model capacity series
+ * still count every project.
+ */
+function shownProjects(
+  budgets: readonly BudgetState[],
+  maxProjects: number,
+  nowMs: number,
+): readonly BudgetState[] {
+  if (maxProjects === 0) return budgets;
+  const use = new Map<string, { resting: boolean; today: number; minute: number }>();
+  for (const b of budgets) {
+    const u = use.get(b.project) ?? { resting: false, today: 0, minute: 0 };
+    if (b.restUntilMs !== null && b.restUntilMs > nowMs) u.resting = true;
+    u.today += b.requestsToday;
+    u.minute += b.requestsThisMinute;
+    use.set(b.project, u);
+  }
+  if (use.size <= maxProjects) return budgets;
+  const ranked = [...use].sort(
+    ([pa, a], [pb, b]) =>
+      Number(b.resting) - Number(a.resting) ||
+      b.today - a.today ||
+      b.minute - a.minute ||
+      (pa < pb ? -1 : pa > pb ? 1 : 0),
+  );
+  const shown = new Set(ranked.slice(0, maxProjects).map(([p]) => p));
+  return budgets.filter((b) => shown.has(b.project));
 }
 
 export type KeyStateName = 'available' | 'resting' | 'disabled' | 'circuit_open';

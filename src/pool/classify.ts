@@ -83,16 +83,26 @@ export function classifyUpstream(status: number, body: unknown, nowMs: number): 
   if (status === 400) {
     if (reasons.includes('API_KEY_INVALID') || /API key not valid/i.test(message))
       return { kind: 'disable', reason: 'API_KEY_INVALID' };
+    if (RESOURCE_REFUSAL.test(message)) return { kind: 'client_error' };
     if (error?.status === 'FAILED_PRECONDITION') return classifyPrecondition(message);
     return { kind: 'client_error' };
   }
   if (status === 401) return { kind: 'disable', reason: 'UNAUTHENTICATED' };
+  if (status === 403 && RESOURCE_REFUSAL.test(message)) return { kind: 'client_error' };
   if (status === 403) return { kind: 'disable', reason: reasonFor403(reasons, message) };
   if (status === 503) return { kind: 'retry', reason: 'UNAVAILABLE', circuit: false };
   if (status === 499) return { kind: 'retry', reason: 'CANCELLED', circuit: false };
   if (status >= 500) return { kind: 'retry', reason: error?.status ?? `HTTP_${status}`, circuit: true };
   return { kind: 'client_error' };
 }
+
+/**
+ * Google refuses a resource, not the key: another project's file, cache, batch or operation
+ * ("You do not have permission to access the File x or it may not exist.", "CachedContent not
+ * found (or permission denied)"), or a file still PROCESSING ("… is not in an ACTIVE state …").
+ * The request's fault: passed through, the key stays in service.
+ */
+const RESOURCE_REFUSAL = /or it may not exist|not found \(or permission denied\)|not in an ACTIVE state/i;
 
 /** Google's 429 for a prepaid project without credits (no QuotaFailure, no RetryInfo). */
 const BILLING_429 = /prepayment credits are depleted/i;

@@ -10,6 +10,7 @@ import type {
 } from '../store/types.ts';
 import { type Abortable, onAbort } from '../util/cancel.ts';
 import { PacificCalendar } from '../util/pacific.ts';
+import { withJobBudgets } from './job-budgets.ts';
 import { normalizeModel } from './models.ts';
 
 /** A reserved key: its budget is spent until `report` settles it. */
@@ -219,7 +220,10 @@ export class KeyPool {
     return this.options.queueMaxWaitMs > 0 && err.retryAtMs !== null && err.retryAtMs <= deadline;
   }
 
-  private async tryAcquire(want: Want, enqueuedAt: number): Promise<{ lease: Lease } | { error: PoolExhaustedError }> {
+  private async tryAcquire(
+    want: Want,
+    enqueuedAt: number,
+  ): Promise<{ lease: Lease } | { error: PoolExhaustedError }> {
     const now = this.now();
     const { day, nextDayMs } = this.calendar.at(now);
     let skip = want.exclude;
@@ -342,7 +346,8 @@ function toRecord(k: KeyConfig): PoolKeyRecord {
   return {
     id: k.id,
     project: k.project,
-    models: k.models,
+    // A key restricted to models serves their batches and polls too (job-budgets.ts).
+    models: withJobBudgets(k.models),
     enabled: k.enabled,
     ...budgetOf(k.limits),
     modelLimits,

@@ -474,6 +474,8 @@ export function registerVerifyMetrics(
   const registers = [registry];
   new Gauge({
     name: 'gateway_keys_verification',
+    // Every worker (WORKERS > 1) verifies the same keys: the group shows one view, not their sum.
+    aggregator: 'max',
     help: 'Pool keys of this instance by verification status (verified, pending, failed, healing, skipped).',
     labelNames: ['status'],
     registers,

@@ -72,11 +72,36 @@ export class UsageJournal {
   }
 
   /**
+   * Takes in another journal's spend (what FailoverStore's local mode spent, once added to
+   * Redis): request times merged in order, tokens and day counts added, the later rest kept.
+   */
+  absorb(other: UsageJournal): void {
+    for (const [project, models] of other.budgets) {
+      for (const [model, o] of models) {
+        const b = this.budget(project, model);
+        if (o.log.length > 0) b.log = [...b.log, ...o.log].sort((x, y) => x - y);
+        for (const [sec, n] of o.tokens) b.tokens.set(sec, (b.tokens.get(sec) ?? 0) + n);
+        b.lastSlot = Math.max(b.lastSlot, o.lastSlot);
+        if (o.day > b.day) {
+          b.day = o.day;
+          b.dayCount = o.dayCount;
+        } else if (o.day === b.day) b.dayCount += o.dayCount;
+        if (o.restUntilMs > b.restUntilMs) {
+          b.restUntilMs = o.restUntilMs;
+          b.restReason = o.restReason;
+        }
+      }
+    }
+    for (const [id, reason] of other.disabled) this.disabled.set(id, reason);
+  }
+
+  /**
    * reseed.lua's journal text: a line per budget with something in the last minute, today or a
    * rest still running (`nowMs`: this instance's clock, for rests; `redisNowMs`: for the log),
-   * and a line per disabled key.
+   * and a line per disabled key. `lastMinuteOnly`: the day's counts are only the requests of the
+   * last minute (what a Redis that came back as another server may have lost).
    */
-  text(nowMs: number, redisNowMs: number, day: string): string {
+  text(nowMs: number, redisNowMs: number, day: string, lastMinuteOnly = false): string {
     let out = '';
     for (const [project, models] of this.budgets) {
       for (const [model, b] of models) {
@@ -84,7 +109,7 @@ export class UsageJournal {
         let tokens = '';
         for (const [sec, n] of b.tokens)
           if (sec > Math.floor(redisNowMs / 1000) - 60 && n > 0) tokens += `,${sec}:${n}`;
-        const count = b.day === day ? b.dayCount : 0;
+        const count = b.day !== day ? 0 : lastMinuteOnly ? Math.min(log.length, b.dayCount) : b.dayCount;
         const rest = b.restUntilMs > nowMs ? b.restUntilMs : 0;
         if (log.length === 0 && tokens === '' && count === 0 && rest === 0) continue;
         out += `b\t${project}\t${model}\t${day}\t${count}\t${rest}\t${clean(b.restReason)}\t${log.length ? `,${log.join(',')}` : ''}\t${tokens}\n`;

@@ -6,8 +6,8 @@ import {
   type CircuitSettings,
   type HitResult,
   type KeyState,
-  type OwnedResource,
   type Outcome,
+  type OwnedResource,
   type PoolKeyRecord,
   type Reservation,
   type ResourceOwner,
@@ -51,8 +51,16 @@ export class MemoryStore implements StateStore {
   private readonly budgets = new Map<string, Map<string, BudgetRuntime>>();
   private roundRobin = 0;
   private globalBackoffUntilMs = 0;
-  private readonly counters = new Map<string, { windowStart: number; count: number }>();
+  /** Fixed-window counters (hit), each with its own window: a sweep judges each by its own. */
+  private readonly counters = new Map<string, { windowStart: number; windowMs: number; count: number }>();
+  /** Admin-made clients (putClient): name → record, and their version. */
+  private readonly clients = new Map<string, string>();
+  private clientsVer = 0;
+  /** addToCounter's counters: name → value and expiry. */
+  private readonly expiring = new Map<string, { value: number; expiresAtMs: number }>();
   private readonly resources = new Map<string, OwnedResource>();
+  /** Concurrency slots: scope → holder → lease end (epoch ms). */
+  private readonly slots = new Map<string, Map<string, number>>();
 
   async syncKeys(keys: readonly PoolKeyRecord[], options: { unverified?: boolean } = {}): Promise<void> {
     this.keys = keys.map((k) => ({ ...k, models: [...k.models], modelLimits: { ...k.modelLimits } }));
@@ -84,7 +92,8 @@ export class MemoryStore implements StateStore {
     for (let i = 0; i < n; i++) {
       const key = this.keys[(start + i) % n]!;
       if (!key.enabled || req.exclude.includes(key.id)) continue;
-      if (req.pin && ('keyId' in req.pin ? key.id !== req.pin.keyId : key.project !== req.pin.project)) continue;
+      if (req.pin && ('keyId' in req.pin ? key.id !== req.pin.keyId : key.project !== req.pin.project))
+        continue;
       if (req.model !== '' && key.models.length > 0 && !key.models.includes(req.model)) continue;
       const rt = this.runtime.get(key.id)!;
       if (rt.disabledReason !== null) continue;
@@ -298,28 +307,145 @@ export class MemoryStore implements StateStore {
   async listResources(kind: string, client: string | null, nowMs: number): Promise<OwnedResource[]> {
     const out: OwnedResource[] = [];
     for (const r of this.resources.values())
-      if (r.expiresAtMs > nowMs && resourceKind(r.name) === kind && (client === null || r.owner.client === client))
+      if (
+        r.expiresAtMs > nowMs &&
+        resourceKind(r.name) === kind &&
+        (client === null || r.owner.client === client)
+      )
         out.push(r);
     return out;
+  }
+
+  async acquireSlot(
+    scope: string,
+    holder: string,
+    limit: number,
+    ttlMs: number,
+    nowMs: number,
+  ): Promise<{ ok: boolean; held: number }> {
+    const holders = this.liveSlots(scope, nowMs);
+    if (!holders.has(holder) && holders.size >= limit) return { ok: false, held: holders.size };
+    holders.set(holder, nowMs + ttlMs);
+    this.slots.set(scope, holders);
+    return { ok: true, held: holders.size };
+  }
+
+  async renewSlot(scope: string, holder: string, ttlMs: number, nowMs: number): Promise<void> {
+    const holders = this.liveSlots(scope, nowMs);
+    holders.set(holder, nowMs + ttlMs);
+    this.slots.set(scope, holders);
+  }
+
+  async releaseSlot(scope: string, holder: string): Promise<void> {
+    const holders = this.slots.get(scope);
+    holders?.delete(holder);
+    if (holders?.size === 0) this.slots.delete(scope);
+  }
+
+  /** The scope's holders whose lease has not run out. */
+  private liveSlots(scope: string, nowMs: number): Map<string, number> {
+    const holders = this.slots.get(scope) ?? new Map<string, number>();
+    for (const [h, until] of holders) if (until <= nowMs) holders.delete(h);
+    return holders;
   }
 
   async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {
     const windowStart = nowMs - (nowMs % windowMs);
     const c = this.counters.get(name);
     if (!c || c.windowStart !== windowStart) {
-      if (this.counters.size > 100_000) this.sweepCounters(nowMs, windowMs);
-      this.counters.set(name, { windowStart, count: 1 });
+      if (this.counters.size > 100_000) this.sweepCounters(nowMs);
+      this.counters.set(name, { windowStart, windowMs, count: 1 });
       return { count: 1, resetAtMs: windowStart + windowMs };
     }
     c.count += 1;
     return { count: c.count, resetAtMs: windowStart + windowMs };
   }
 
+  async putClient(name: string, record: string, ifAbsent = false): Promise<number | null> {
+    if (ifAbsent && this.clients.has(name)) return null;
+    this.clients.set(name, record);
+    return ++this.clientsVer;
+  }
+
+  async deleteClient(name: string): Promise<number | null> {
+    if (!this.clients.delete(name)) return null;
+    return ++this.clientsVer;
+  }
+
+  async clientsVersion(): Promise<number> {
+    return this.clientsVer;
+  }
+
+  async listClients(): Promise<{ version: number; records: Record<string, string> }> {
+    return { version: this.clientsVer, records: Object.fromEntries(this.clients) };
+  }
+
+  async addToCounter(name: string, delta: number, expiresAtMs: number): Promise<number> {
+    const now = Date.now();
+    if (this.expiring.size > 100_000)
+      for (const [k, v] of this.expiring) if (v.expiresAtMs <= now) this.expiring.delete(k);
+    const c = this.expiring.get(name);
+    const value = (c && c.expiresAtMs > now ? c.value : 0) + delta;
+    this.expiring.set(name, { value, expiresAtMs });
+    return value;
+  }
+
+  async readCounter(name: string, nowMs: number): Promise<number> {
+    const c = this.expiring.get(name);
+    return c && c.expiresAtMs > nowMs ? c.value : 0;
+  }
+
+  /**
+   * Use learned elsewhere (FailoverStore seeds a fresh local store with its share of what Redis
+   * last showed, before any acquire): request times (any order), the day's count, token
+   * seconds and a rest, added to what the budget holds.
+   */
+  seedBudget(
+    project: string,
+    model: string,
+    seed: {
+      log: readonly number[];
+      day: string;
+      dayCount: number;
+      tokens: ReadonlyMap<number, number>;
+      restUntilMs: number;
+      restReason: string | null;
+    },
+  ): void {
+    const p = this.budget(project, model);
+    if (seed.log.length > 0) p.requestLog = [...p.requestLog, ...seed.log].sort((a, b) => a - b);
+    if (seed.day > p.day) {
+      p.day = seed.day;
+      p.dayCount = seed.dayCount;
+    } else if (seed.day === p.day) p.dayCount += seed.dayCount;
+    for (const [sec, n] of seed.tokens) if (n > 0) p.tokens.book(sec, n);
+    rest(p, seed.restUntilMs, seed.restReason ?? '');
+  }
+
+  /** A key's state learned elsewhere (see seedBudget): disabled, not verified yet, circuit open until. */
+  seedKey(
+    keyId: string,
+    seed: {
+      disabledReason: string | null;
+      disabledAtMs: number | null;
+      unverified: boolean;
+      openUntilMs: number;
+    },
+  ): void {
+    const rt = this.runtime.get(keyId);
+    if (!rt) return;
+    rt.disabledReason = seed.disabledReason;
+    rt.disabledAtMs = seed.disabledAtMs;
+    rt.unverified = seed.unverified;
+    rt.openUntilMs = seed.openUntilMs;
+  }
+
   async ping(): Promise<void> {}
   async close(): Promise<void> {}
 
-  private sweepCounters(nowMs: number, windowMs: number): void {
-    for (const [k, v] of this.counters) if (v.windowStart + windowMs <= nowMs) this.counters.delete(k);
+  /** Drops the counters whose own window has ended (not the caller's: a 1 s sweep must keep live 60 s counters). */
+  private sweepCounters(nowMs: number): void {
+    for (const [k, v] of this.counters) if (v.windowStart + v.windowMs <= nowMs) this.counters.delete(k);
   }
 
   private budget(project: string, model: string): BudgetRuntime {

@@ -1,5 +1,5 @@
 import { AsyncResource } from 'node:async_hooks';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ConfigError } from '../config/env.ts';
 
@@ -39,6 +39,7 @@ export const STORE_SCRIPT_NAMES: readonly string[] = [
   'ggBackoff',
   'ggRegistry',
   'ggReseed',
+  'ggSlot',
 ];
 
 /**
@@ -187,56 +188,170 @@ export function describeRedisError(
 }
 
 /**
+ * Where the state store's Redis is: one server (a URL), a Sentinel group (the master it names,
+ * found again after a failover), or a Cluster (REDIS_SENTINELS, REDIS_CLUSTER_NODES).
+ */
+export type RedisTopology =
+  | { kind: 'url'; url: string }
+  | {
+      kind: 'sentinel';
+      sentinels: readonly HostPort[];
+      /** The master group's name (REDIS_SENTINEL_NAME). */
+      name: string;
+      password?: string;
+      sentinelPassword?: string;
+      db?: number;
+    }
+  | { kind: 'cluster'; nodes: readonly HostPort[]; password?: string };
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Is this client a Cluster (made by createRedisClientFor for REDIS_CLUSTER_NODES)? */
+export function isCluster(client: unknown): client is Cluster {
+  return client instanceof Cluster;
+}
+
+/** The client as a Cluster, when it is one (a Cluster is handed around as the Redis type). */
+export function clusterOf(client: unknown): Cluster | null {
+  return client instanceof Cluster ? client : null;
+}
+
+/**
+ * In a Cluster every script must touch one hash slot: the store's keys all start with the
+ * prefix, so the prefix becomes a hash tag (`gg:` -> `{gg}:`); one that has a tag already is kept.
+ */
+export function clusterPrefix(prefix: string): string {
+  if (/\{[^}]+\}/.test(prefix)) return prefix;
+  return prefix.endsWith(':') ? `{${prefix.slice(0, -1)}}:` : `{${prefix}}`;
+}
+
+/** The command timeout a client was made with (a Cluster keeps it in its nodes' options). */
+export function commandTimeoutOf(client: Redis | Cluster): number | undefined {
+  return isCluster(client) ? client.options.redisOptions?.commandTimeout : client.options.commandTimeout;
+}
+
+/**
  * A Redis client with the failure behaviour above. It connects on first use, or when
  * connectRedis is awaited (what the gateway does at start).
  */
 export function createRedisClient(url: string, settings: RedisClientSettings = {}): Redis {
+  return createRedisClientFor({ kind: 'url', url }, settings);
+}
+
+/**
+ * createRedisClient for any topology. A Cluster is returned as the Redis type the gateway's
+ * callers are written against: the commands they use (single keys, MULTI on keys of one slot,
+ * scripts routed by their first key) behave alike; where the two differ (options, SCAN), callers
+ * ask isCluster.
+ */
+export function createRedisClientFor(topology: RedisTopology, settings: RedisClientSettings = {}): Redis {
   const timeoutMs = settings.commandTimeoutMs ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS;
-  const client = new Redis(url, {
-    ...REDIS_OPTIONS,
-    lazyConnect: true,
+  const perConnection = {
     commandTimeout: timeoutMs,
     socketTimeout: timeoutMs,
     connectTimeout: Math.max(timeoutMs, 1000),
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    // Until the first connection is ready, commands issued at once wait for it (bounded: they
-    // fail with it, or at their timeout). After that, see the top of this file.
-    enableOfflineQueue: true,
-    retryStrategy: reconnectDelay,
-    ...settings.overrides,
-  });
+  } satisfies RedisOptions;
+  let client: Redis;
+  let target: string;
+  let secrets: string[];
+  if (topology.kind === 'url') {
+    client = new Redis(topology.url, {
+      ...REDIS_OPTIONS,
+      lazyConnect: true,
+      ...perConnection,
+      // Until the first connection is ready, commands issued at once wait for it (bounded: they
+      // fail with it, or at their timeout). After that, see the top of this file.
+      enableOfflineQueue: true,
+      retryStrategy: reconnectDelay,
+      ...settings.overrides,
+    });
+    target = redisTarget(topology.url);
+    secrets = urlSecrets(topology.url);
+  } else if (topology.kind === 'sentinel') {
+    client = new Redis({
+      ...REDIS_OPTIONS,
+      lazyConnect: true,
+      ...perConnection,
+      enableOfflineQueue: true,
+      retryStrategy: reconnectDelay,
+      sentinels: topology.sentinels.map((s) => ({ host: s.host, port: s.port })),
+      name: topology.name,
+      ...(topology.password ? { password: topology.password } : {}),
+      ...(topology.sentinelPassword ? { sentinelPassword: topology.sentinelPassword } : {}),
+      db: topology.db ?? 0,
+      // Every sentinel unreachable: asked again, as the server is (forever, 50 ms to 1 s).
+      sentinelRetryStrategy: reconnectDelay,
+      sentinelCommandTimeout: timeoutMs,
+      // Sentinels announce a failover (+switch-master): the client moves to the new master
+      // at once instead of when the old one drops its connections.
+      failoverDetector: true,
+      // The old master, demoted, refuses writes: connect again (asking the sentinels where the
+      // master is now). The refused command is not sent again (it fails; see the top).
+      reconnectOnError: (err: Error) => /^READONLY/.test(err.message),
+      ...settings.overrides,
+    });
+    target = `sentinel master ${topology.name} (${topology.sentinels.map(hostPort).join(',')})`;
+    secrets = [topology.password, topology.sentinelPassword].filter((x): x is string => !!x && x.length >= 3);
+  } else {
+    const options: ClusterOptions = {
+      enableAutoPipelining: REDIS_OPTIONS.enableAutoPipelining,
+      autoPipeliningIgnoredCommands: [...REDIS_OPTIONS.autoPipeliningIgnoredCommands],
+      lazyConnect: true,
+      enableOfflineQueue: true,
+      clusterRetryStrategy: reconnectDelay,
+      // A node that fails over: the slots are asked again soon, not after the default 100 ms x many.
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      slotsRefreshTimeout: Math.max(timeoutMs, 1000),
+      redisOptions: {
+        ...perConnection,
+        ...(topology.password ? { password: topology.password } : {}),
+      },
+      ...(settings.overrides as ClusterOptions | undefined),
+    };
+    client = new Cluster(
+      topology.nodes.map((n) => ({ host: n.host, port: n.port })),
+      options,
+    ) as unknown as Redis;
+    target = `cluster ${topology.nodes.map(hostPort).join(',')}`;
+    secrets = topology.password && topology.password.length >= 3 ? [topology.password] : [];
+  }
   const state: ClientState = {
-    target: redisTarget(url),
+    target,
     role: settings.role ?? 'state store',
     setting: settings.setting ?? 'REDIS_URL',
     timeoutMs,
-    secrets: urlSecrets(url),
+    secrets,
     lastError: null,
     everReady: false,
     down: null,
   };
   states.set(client, state);
   const { logger } = settings;
+  const onError = AsyncResource.bind((err: Error) => {
+    state.lastError = err;
+    if (!state.everReady) return; // connectRedis names the cause in its error
+    const kind = redisErrorKind(err);
+    if (state.down?.has(kind)) return;
+    const first = state.down === null;
+    state.down ??= new Set();
+    state.down.add(kind);
+    const cause = describeRedisError(err, state);
+    logger?.warn(
+      { redis: state.target, role: state.role, cause },
+      `redis (${state.role}) ${first ? 'unreachable' : 'still unreachable'}: ${cause}${settings.whileDown ? `; ${settings.whileDown}` : ''}`,
+    );
+  });
   // Bound to where the client is made (start-up): an outage line is not the line of whichever
   // request's command happened to notice it (the logger adds the current request's id).
-  client.on(
-    'error',
-    AsyncResource.bind((err: Error) => {
-      state.lastError = err;
-      if (!state.everReady) return; // connectRedis names the cause in its error
-      const kind = redisErrorKind(err);
-      if (state.down?.has(kind)) return;
-      const first = state.down === null;
-      state.down ??= new Set();
-      state.down.add(kind);
-      const cause = describeRedisError(err, state);
-      logger?.warn(
-        { redis: state.target, role: state.role, cause },
-        `redis (${state.role}) ${first ? 'unreachable' : 'still unreachable'}: ${cause}${settings.whileDown ? `; ${settings.whileDown}` : ''}`,
-      );
-    }),
-  );
+  client.on('error', onError);
+  // A Cluster tells a node's connection errors apart from its own.
+  if (topology.kind === 'cluster') (client as unknown as Cluster).on('node error', onError);
   client.on(
     'ready',
     AsyncResource.bind(() => {
@@ -249,6 +364,10 @@ export function createRedisClient(url: string, settings: RedisClientSettings = {
     }),
   );
   return client;
+}
+
+function hostPort(h: HostPort): string {
+  return h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`;
 }
 
 /**

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UsageJournal } from './journal.ts';
 import { circuitOf, configuredBudgets, DEFAULT_BUDGET, NO_USE, useByProject } from './memory.ts';
-import { createRedisClient } from './redis-client.ts';
+import { clusterOf, commandTimeoutOf, createRedisClient, redisRunId } from './redis-client.ts';
 import {
   type AcquireRequest,
   type AcquireResult,
@@ -11,8 +11,8 @@ import {
   type CircuitSettings,
   type HitResult,
   type KeyState,
-  type OwnedResource,
   type Outcome,
+  type OwnedResource,
   type PoolKeyRecord,
   type Reservation,
   type ResourceOwner,
@@ -32,6 +32,7 @@ const SCRIPTS = {
   ggBackoff: script('backoff'),
   ggRegistry: script('registry'),
   ggReseed: script('reseed'),
+  ggSlot: script('slot'),
 };
 
 // The client's options (REDIS_OPTIONS in redis-client.ts) skip auto-pipelining for the scripts
@@ -60,13 +61,15 @@ type ScriptedRedis = Redis & {
   ggSettle(...args: (string | number)[]): Promise<number>;
   ggReport(...args: (string | number)[]): Promise<number>;
   ggBackoff(key: string, untilMs: number, ttlMs: number, instanceClock: string): Promise<number>;
+  ggSlot(key: string, holder: string, limit: string, ttlMs: string, clock: string): Promise<string>;
 };
 
 /**
  * Shared state in Redis. Every pool decision is one Lua call (one round trip): choosing a key
  * and reserving its budget cannot interleave with another instance's choice.
- * Scripts touch keys under the configured prefix that they derive themselves, so this targets a
- * single Redis server (or a primary with replicas), not Redis Cluster.
+ * Scripts touch keys under the configured prefix that they derive themselves (the prefix comes
+ * in ARGV). On a Redis Cluster the prefix is a hash tag (clusterPrefix in redis-client.ts), so
+ * every key of the store is in one slot, and each script call is routed there by one real key.
  */
 export class RedisStore implements StateStore {
   readonly kind = 'redis' as const;
@@ -102,16 +105,52 @@ export class RedisStore implements StateStore {
   constructor(redis: Redis, prefix: string, options: { instanceClock?: boolean } = {}) {
     this.p = prefix;
     this.instanceClock = options.instanceClock === true;
-    for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 0, lua });
+    // Each script is given one real key, the generation key, ahead of its arguments (KEYS[1],
+    // which the scripts do not read: their arguments stay ARGV as they were): a Cluster client
+    // sends a script to the node of its first key, and a script without keys to a random node.
+    const route = `${prefix}gen`;
+    for (const [name, lua] of Object.entries(SCRIPTS)) {
+      redis.defineCommand(name, { numberOfKeys: 1, lua });
+      const call = (redis as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!.bind(redis);
+      Object.assign(redis, { [name]: (...args: unknown[]) => call(route, ...args) });
+    }
     this.redis = redis as ScriptedRedis;
     // After a reconnect, check at once whether Redis kept its data (the next acquire would too).
     redis.on('ready', () => {
       if (this.generation === '') return;
-      void this.redis.get(`${this.p}gen`).then(
-        (gen) => (gen === this.generation ? undefined : this.reseed()),
-        () => {},
-      );
+      void this.checkServer().catch(() => {}); // the next acquire re-seeds
     });
+  }
+
+  /** The server (INFO run_id) this instance last talked to; null: not known (yet). */
+  private runId: string | null = null;
+
+  /**
+   * After a reconnect: a Redis without this instance's generation lost its data (re-seeded from
+   * the journal). One with it but another run_id is another server (a Sentinel failover to a
+   * replica, a restart from a snapshot): replication and snapshots lag, so the last writes may be
+   * missing. Each instance adds its last minute again (its request times, token seconds and those
+   * requests in the day's count): counted twice at worst, for one minute. (A Cluster's nodes are
+   * not watched this way.)
+   */
+  private async checkServer(): Promise<void> {
+    const gen = await this.redis.get(`${this.p}gen`);
+    const before = this.runId;
+    this.runId = clusterOf(this.redis) ? null : await redisRunId(this.redis);
+    if (gen !== this.generation) return this.reseed();
+    if (before === null || this.runId === null || before === this.runId) return;
+    const now = Date.now();
+    const text = this.journal.text(now, now + this.clockSkewMs, this.lastDay, true);
+    if (text !== '')
+      await this.redis.ggReseed(
+        this.p,
+        '',
+        randomUUID(),
+        this.unverified ? '1' : '0',
+        this.registry.map(ringEntry).join('\n'),
+        text,
+        String(now),
+      );
   }
 
   /**
@@ -139,6 +178,42 @@ export class RedisStore implements StateStore {
     return this.reseeding;
   }
 
+  /** Journals addSpend took in already (one called again after a failure is not taken in twice). */
+  private readonly absorbed = new WeakSet<UsageJournal>();
+
+  /**
+   * Spend made while Redis was unreachable (FailoverStore's local mode), in a journal of its own
+   * (request times and token seconds on Redis's clock, rests on this instance's, `day` the newest
+   * Pacific day in it): added to Redis's copy, and taken into this instance's journal so that a
+   * later loss of Redis's data re-seeds it too. When Redis lost its data meanwhile, the re-seed
+   * adds it with the rest of the journal. A call that fails may have been applied: called again,
+   * it counts twice (the safe side), never not at all.
+   */
+  async addSpend(spend: UsageJournal, day: string): Promise<void> {
+    if (!this.absorbed.has(spend)) {
+      this.absorbed.add(spend);
+      this.journal.absorb(spend);
+      if (day > this.lastDay) this.lastDay = day;
+    }
+    if (this.reseeding) await this.reseeding;
+    const gen = await this.redis.get(`${this.p}gen`);
+    if (gen !== this.generation) return this.reseed();
+    const now = Date.now();
+    const text = spend.text(now, now + this.clockSkewMs, day);
+    if (text === '') return;
+    // reseed.lua with a generation that is never in force ('') adds the journal it is given to
+    // the copy in force (it writes the registry first only when Redis has no generation at all).
+    await this.redis.ggReseed(
+      this.p,
+      '',
+      randomUUID(),
+      this.unverified ? '1' : '0',
+      this.registry.map(ringEntry).join('\n'),
+      text,
+      String(now),
+    );
+  }
+
   static connect(
     url: string,
     prefix: string,
@@ -164,6 +239,7 @@ export class RedisStore implements StateStore {
     // A generation other than the one this instance knew: Redis lost its data meanwhile.
     if (this.generation !== '' && gen !== this.generation) await this.reseed();
     else this.generation = gen;
+    if (this.runId === null && !clusterOf(this.redis)) this.runId = await redisRunId(this.redis);
   }
 
   async markVerified(keyId: string): Promise<void> {
@@ -236,7 +312,7 @@ export class RedisStore implements StateStore {
   /** One script call; when Redis's generation changed, re-seed and ask once more. */
   private async callAcquire(lines: string, mayReseed: boolean): Promise<string> {
     // Past the client's command timeout nobody waits for the answer: Redis books nothing then.
-    const timeout = this.redis.options.commandTimeout;
+    const timeout = commandTimeoutOf(this.redis);
     const deadline = timeout && !this.instanceClock ? String(Date.now() + this.clockSkewMs + timeout) : '';
     const reply = await this.redis.ggAcquire(this.p, this.generation, lines, deadline);
     if (!reply.startsWith('R\t')) return reply;
@@ -430,6 +506,7 @@ export class RedisStore implements StateStore {
         key: owner.keyId,
         client: owner.client,
         expires: String(expiresAtMs),
+        ...(owner.detail !== undefined ? { detail: owner.detail } : {}),
       })
       .pexpireat(`${this.p}r:${name}`, expiresAtMs)
       .sadd(`${this.p}rk:${kind}`, name)
@@ -441,7 +518,12 @@ export class RedisStore implements StateStore {
     const hashes = await Promise.all(names.map((n) => this.redis.hgetall(`${this.p}r:${n}`)));
     return hashes.map((h) =>
       h.project !== undefined && Number(h.expires) > nowMs
-        ? { project: h.project, keyId: h.key ?? '', client: h.client ?? '' }
+        ? {
+            project: h.project,
+            keyId: h.key ?? '',
+            client: h.client ?? '',
+            ...(h.detail !== undefined ? { detail: h.detail } : {}),
+          }
         : null,
     );
   }
@@ -474,6 +556,35 @@ export class RedisStore implements StateStore {
     return out;
   }
 
+  /** Concurrency slots: a sorted set per scope, holder → end of its lease (slot.lua). */
+  async acquireSlot(
+    scope: string,
+    holder: string,
+    limit: number,
+    ttlMs: number,
+    nowMs: number,
+  ): Promise<{ ok: boolean; held: number }> {
+    const clock = this.instanceClock ? String(nowMs) : '';
+    const answer = await this.redis.ggSlot(
+      `${this.p}slot:${scope}`,
+      holder,
+      String(limit),
+      String(ttlMs),
+      clock,
+    );
+    const [ok, held] = answer.split(' ');
+    return { ok: ok === '1', held: Number(held) };
+  }
+
+  async renewSlot(scope: string, holder: string, ttlMs: number, nowMs: number): Promise<void> {
+    const clock = this.instanceClock ? String(nowMs) : '';
+    await this.redis.ggSlot(`${this.p}slot:${scope}`, holder, '', String(ttlMs), clock);
+  }
+
+  async releaseSlot(scope: string, holder: string): Promise<void> {
+    await this.redis.zrem(`${this.p}slot:${scope}`, holder);
+  }
+
   async hit(name: string, windowMs: number, nowMs: number): Promise<HitResult> {
     const windowStart = nowMs - (nowMs % windowMs);
     const key = `${this.p}hit:${name}:${windowStart}`;
@@ -486,6 +597,43 @@ export class RedisStore implements StateStore {
     return { count, resetAtMs: windowStart + windowMs };
   }
 
+  /**
+   * Admin-made clients: one hash (`clients`: name → JSON record) and its version (`clients:ver`),
+   * changed together by one small script, so that a reader of both sees one state and a refused
+   * change (a name taken, a client gone) changes neither.
+   */
+  async putClient(name: string, record: string, ifAbsent = false): Promise<number | null> {
+    const h = `${this.p}clients`;
+    const v = await this.redis.eval(CLIENT_PUT, 2, h, `${h}:ver`, name, record, ifAbsent ? '1' : '0');
+    return v === null ? null : Number(v);
+  }
+
+  async deleteClient(name: string): Promise<number | null> {
+    const h = `${this.p}clients`;
+    const v = await this.redis.eval(CLIENT_DELETE, 2, h, `${h}:ver`, name);
+    return v === null ? null : Number(v);
+  }
+
+  async clientsVersion(): Promise<number> {
+    return Number((await this.redis.get(`${this.p}clients:ver`)) ?? 0);
+  }
+
+  async listClients(): Promise<{ version: number; records: Record<string, string> }> {
+    const h = `${this.p}clients`;
+    const res = await this.redis.multi().get(`${h}:ver`).hgetall(h).exec().then(replies);
+    return { version: Number(res[0] ?? 0), records: (res[1] as Record<string, string> | null) ?? {} };
+  }
+
+  async addToCounter(name: string, delta: number, expiresAtMs: number): Promise<number> {
+    const key = `${this.p}cnt:${name}`;
+    const res = await this.redis.multi().incrby(key, delta).pexpireat(key, expiresAtMs).exec().then(replies);
+    return Number(res[0]);
+  }
+
+  async readCounter(name: string, _nowMs: number): Promise<number> {
+    return Number((await this.redis.get(`${this.p}cnt:${name}`)) ?? 0);
+  }
+
   async ping(): Promise<void> {
     await this.redis.ping();
   }
@@ -495,6 +643,24 @@ export class RedisStore implements StateStore {
     await this.flushSettlements();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+/** putClient: KEYS = hash, version; ARGV = name, record, ifAbsent ('1'). nil: the name is taken. */
+const CLIENT_PUT = `if ARGV[3] == '1' then
+  if redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2]) == 0 then return false end
+else
+  redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+end
+return redis.call('incr', KEYS[2])`;
+/** deleteClient: KEYS = hash, version; ARGV = name. nil: no such client. */
+const CLIENT_DELETE = `if redis.call('hdel', KEYS[1], ARGV[1]) == 0 then return false end
+return redis.call('incr', KEYS[2])`;
+
+/** A MULTI's replies, or the first command's error (null from exec: the transaction was aborted). */
+function replies(res: [Error | null, unknown][] | null): unknown[] {
+  if (!res) throw new Error('Redis transaction aborted');
+  for (const [err] of res) if (err) throw err;
+  return res.map(([, value]) => value);
 }
 
 /** acquire.lua's list format, searched for `,item,`: ",a,b," (or empty for none). */

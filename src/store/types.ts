@@ -147,6 +147,8 @@ export interface ResourceOwner {
   keyId: string;
   /** The gateway client that made it: only it (and admins) may see, use or delete it. */
   client: string;
+  /** What its route needs beyond ownership (an upload session: the upstream upload URL). */
+  detail?: string;
 }
 
 export interface OwnedResource {
@@ -209,8 +211,43 @@ export interface StateStore {
   /** The live resources of a kind (resourceKind), of one client (null: every client). */
   listResources(kind: string, client: string | null, nowMs: number): Promise<OwnedResource[]>;
 
+  /**
+   * Concurrency slots with leases (Live sessions per project and model, across instances): takes
+   * one of `limit` slots of `scope` for `holder` until nowMs + ttlMs. Holders whose lease ran out
+   * (an instance that crashed) no longer count. A holder that already has a slot keeps it (its
+   * lease is extended). `held`: the scope's live holders afterwards (or when refused).
+   */
+  acquireSlot(
+    scope: string,
+    holder: string,
+    limit: number,
+    ttlMs: number,
+    nowMs: number,
+  ): Promise<{ ok: boolean; held: number }>;
+  /** Extends a holder's lease (taking its slot again if it had lapsed, whatever the limit). */
+  renewSlot(scope: string, holder: string, ttlMs: number, nowMs: number): Promise<void>;
+  releaseSlot(scope: string, holder: string): Promise<void>;
+
   /** Fixed-window counter: increments `name` in the window containing nowMs. */
   hit(name: string, windowMs: number, nowMs: number): Promise<HitResult>;
+
+  /**
+   * Gateway clients made through the admin API (src/clients/), shared by every instance: each a
+   * JSON record (a token only as its SHA-256), under a version that grows with every change.
+   * putClient writes one (with ifAbsent, only when the name is free: null when it is taken) and
+   * returns the new version.
+   */
+  putClient(name: string, record: string, ifAbsent?: boolean): Promise<number | null>;
+  /** Removes a client: the new version, or null when there was no such client. */
+  deleteClient(name: string): Promise<number | null>;
+  /** The clients' version (0 when none was ever written): one read, per request of such a client. */
+  clientsVersion(): Promise<number>;
+  /** Every client's record, by name, and the version they are of, read in one step. */
+  listClients(): Promise<{ version: number; records: Record<string, string> }>;
+  /** Adds `delta` to counter `name`, which expires at expiresAtMs (clients' per-day budgets); its new value. */
+  addToCounter(name: string, delta: number, expiresAtMs: number): Promise<number>;
+  /** A counter of addToCounter (0 when absent or expired). */
+  readCounter(name: string, nowMs: number): Promise<number>;
 
   ping(): Promise<void>;
   close(): Promise<void>;

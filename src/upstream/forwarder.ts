@@ -4,12 +4,14 @@ import { classifyUpstream, type Verdict } from '../pool/classify.ts';
 import { bodyPromptTokenCount, StreamUsageReader } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
 import type { Outcome, Pin } from '../store/types.ts';
+import { StreamUsageMeter } from '../usage/read.ts';
+import type { UsageObserver } from '../usage/recorder.ts';
 import { type Abortable, onAbort, signalOf } from '../util/cancel.ts';
 import { ResponseScrubber } from './response-scrub.ts';
 import { requestWhole, type TransferError, type WholeAnswer } from './whole.ts';
 
 export interface UpstreamCall {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** Upstream path, e.g. /v1beta/models/gemini-2.5-flash:generateContent */
   path: string;
   /** Query string to forward ('' or '?alt=sse'); never contains a key. */
@@ -30,6 +32,8 @@ export interface UpstreamCall {
    * opt-in per request). The path names the model; it is rewritten for each.
    */
   fallbacks?: readonly string[];
+  /** The gateway client the call is made for (usage accounting per client); never sent upstream. */
+  client?: string;
 }
 
 interface Answer {
@@ -89,6 +93,8 @@ export interface ForwarderOptions {
   onEgressRefused?: () => void;
   /** Secrets (pool keys, client tokens) taken out of every answer passed on; none by default. */
   scrubber?: ResponseScrubber;
+  /** Usage accounting (src/usage): told every call's answer and its usageMetadata. */
+  usage?: UsageObserver;
 }
 
 const JSON_TYPE = 'application/json; charset=UTF-8';
@@ -105,7 +111,8 @@ export class Forwarder {
   private readonly now: () => number;
   private readonly origin: string;
   private readonly basePath: string;
-  private readonly scrubber: ResponseScrubber;
+  /** Takes secrets out of upstream answers (also for routes that relay Google's answers themselves). */
+  readonly scrubber: ResponseScrubber;
 
   constructor(options: ForwarderOptions) {
     this.o = options;
@@ -128,11 +135,16 @@ export class Forwarder {
       try {
         const answer = await this.forwardModel(current);
         answer.model = current.model;
+        // A stream reports its usage when it ends (streamAnswer).
+        if (answer.kind === 'unary')
+          this.o.usage?.answered(call.client, current.model, answer.status, answer.body);
         return answer;
       } catch (err) {
         const next = fallbacks[i];
-        if (!(err instanceof ModelUnavailable) || next === undefined || this.now() >= call.deadlineMs)
+        if (!(err instanceof ModelUnavailable) || next === undefined || this.now() >= call.deadlineMs) {
+          this.o.usage?.failed(call.client, call.model, err instanceof HttpProblem ? err.status : 500);
           throw err;
+        }
         current = withModel(call, next);
       }
     }
@@ -395,6 +407,9 @@ export class Forwarder {
     const usage = new StreamUsageReader();
     const errors = new ErrorEventWatch();
     usage.push(first.value);
+    // The whole usage object (usage accounting), from the same bytes.
+    const meter = this.o.usage ? new StreamUsageMeter() : null;
+    meter?.push(first.value);
     errors.push(first.value);
     const scrub = this.scrubber.stream();
     let upstreamDone = false;
@@ -408,6 +423,7 @@ export class Forwarder {
       void pool.report(lease, streamOutcome(end, errors.seen, usage.promptTokens));
       const outcome = end === 'complete' ? 'success' : end === 'broken' ? 'stream_broken' : 'client_gone';
       this.o.observer?.attempt(lease.keyId, call.model, outcome, this.now() - started);
+      this.o.usage?.streamed(call.client, call.model, meter?.usage, end === 'broken' || errors.seen);
     };
     const rest: AsyncIterator<Buffer> = {
       next: async () => {
@@ -427,6 +443,7 @@ export class Forwarder {
             return held.length > 0 ? { done: false, value: held } : r;
           }
           usage.push(r.value);
+          meter?.push(r.value);
           errors.push(r.value);
           const out = scrub.push(r.value);
           if (out.length > 0) return { done: false, value: out };

@@ -30,6 +30,7 @@ export class PoolCaller implements GeminiCaller {
       stream: false,
       signal: ctx.signal,
       deadlineMs: Date.now() + this.timeoutMs,
+      client: ctx.clientName,
     });
     if (answer.kind !== 'unary') throw new HttpProblem(502, 'unexpected streamed answer');
     let json: unknown;

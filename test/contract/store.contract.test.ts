@@ -368,13 +368,14 @@ async function watchAcquireCalls(prefix: string) {
   const monitor = await new Redis(redisUrl!).monitor();
   const batches: number[] = [];
   monitor.on('monitor', (_time: string, args: string[]) => {
-    // acquire.lua's arguments: the prefix, the generation, then the requests, a line each
-    // (MONITOR shows a line break escaped, as backslash and n), the deadline. The only other
-    // script with four arguments from the prefix on (registry.lua) has a 0 or 1 where acquire has
-    // the generation, a UUID.
-    const acquire = args.length === 7 && /^[0-9a-f-]{36}$/.test(args[4] ?? '');
-    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[3] === prefix && acquire) {
-      batches.push((args[5] ?? '').split('\\n').filter(Boolean).length);
+    // EVALSHA sha 1 <prefix>gen (the key that routes a call in a Cluster), then acquire.lua's
+    // arguments: the prefix, the generation, then the requests, a line each (MONITOR shows a
+    // line break escaped, as backslash and n), the deadline. The only other script with four
+    // arguments from the prefix on (registry.lua) has a 0 or 1 where acquire has the
+    // generation, a UUID.
+    const acquire = args.length === 8 && /^[0-9a-f-]{36}$/.test(args[5] ?? '');
+    if (/^eval(sha)?$/i.test(args[0] ?? '') && args[4] === prefix && acquire) {
+      batches.push((args[6] ?? '').split('\\n').filter(Boolean).length);
     }
   });
   return { batches, monitor };

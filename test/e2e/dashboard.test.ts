@@ -1,15 +1,22 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { zeroCounts } from '../../src/usage/counts.ts';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
-import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
+import { poolKeyValues, type Stack, startStack, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** The admin dashboard (GET /admin/dashboard) in a real browser (Debian's Chromium), against a real stack. */
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN = 'dashboard-admin-token-0123456789';
+const ALICE = 'dashboard-alice-token-0123456789';
+const BOB = 'dashboard-bob-token-0123456789ab';
+/** Screenshots of a test run (gitignored). */
+const SCREENSHOTS = fileURLToPath(new URL('../../.tmp/screenshots/', import.meta.url));
 const available = existsSync(CHROMIUM);
 if (!available) {
   if (process.env.REQUIRE_REAL_SERVERS === '1')
@@ -64,6 +71,41 @@ async function capacityOf(s: Stack): Promise<Json[]> {
 
 const en = (n: number) => n.toLocaleString('en-US');
 
+/** A native generateContent call with a client token. */
+function callGenerate(s: Stack, token: string, model: string, text: string): Promise<Response> {
+  return fetch(`${s.url}/v1beta/models/${model}:generateContent`, {
+    method: 'POST',
+    headers: { 'x-goog-api-key': token, 'content-type': 'application/json' },
+    body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
+  });
+}
+
+/** USD as the page writes it. */
+function usdText(v: number): string {
+  if (v === 0) return '$0';
+  if (v >= 1) return `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  if (v >= 0.01) return `$${v.toFixed(4)}`;
+  return `$${v.toFixed(6)}`;
+}
+
+/** The page and every visible table fit the 1280-px window: nothing scrolls sideways. */
+async function expectFits(page: Page): Promise<void> {
+  // (A string: the test files are typed without the DOM library.)
+  const r = (await page.evaluate(`(() => {
+    const wraps = [...document.querySelectorAll('.table-wrap')].filter((w) => w.offsetParent !== null);
+    return {
+      width: window.innerWidth,
+      page: document.documentElement.scrollWidth,
+      tables: wraps.map((w) => ({ id: w.querySelector('table').id, scroll: w.scrollWidth, client: w.clientWidth })),
+    };
+  })()`)) as { width: number; page: number; tables: Array<{ id: string; scroll: number; client: number }> };
+  expect(r.width).toBe(1280);
+  expect(r.page).toBeLessThanOrEqual(1280);
+  expect(r.tables.length).toBeGreaterThanOrEqual(3);
+  for (const t of r.tables)
+    expect(t.scroll, `${t.id} is ${t.scroll} px wide in ${t.client} px`).toBeLessThanOrEqual(t.client);
+}
+
 async function storeEnabled(s: Stack, id: string): Promise<boolean | undefined> {
   const now = Date.now();
   const states = await s.gateway.store.keyStates(now, s.gateway.pool.calendarAt(now).day);
@@ -82,7 +124,13 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     [stack, browser] = await Promise.all([
       startStack({
         keys: 3,
-        env: { ADMIN_TOKEN: ADMIN, GEMINI_API_KEYS: '', API_KEYS_FILE: keysFile(shots) },
+        env: {
+          ADMIN_TOKEN: ADMIN,
+          GEMINI_API_KEYS: '',
+          API_KEYS_FILE: keysFile(shots),
+          CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests,${ALICE}:alice,${BOB}:bob`,
+          CACHE_ENABLED: 'false',
+        },
       }),
       chromium.launch({
         executablePath: CHROMIUM,
@@ -105,8 +153,8 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     if (shots) rmSync(shots, { recursive: true, force: true });
   });
 
-  async function openPage(): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  async function openPage(width = 1400): Promise<Page> {
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
     const page = await context.newPage();
     page.setDefaultTimeout(5000);
     page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
@@ -289,7 +337,8 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     await expect.poll(() => page.getByRole('status').textContent()).toContain('Configuration reloaded');
     await expect.poll(() => rows.count()).toBe(3);
 
-    const shot = join(shots, 'dashboard.png');
+    await mkdir(SCREENSHOTS, { recursive: true });
+    const shot = join(SCREENSHOTS, 'dashboard-keys.png');
     await page.screenshot({ path: shot, fullPage: true });
     expect(statSync(shot).size).toBeGreaterThan(1000);
     expect(readFileSync(shot).subarray(0, 8)).toEqual(
@@ -317,6 +366,211 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     await page.context().close();
     // The 401 itself is logged by Chromium as a failed resource load; nothing else may be.
     expect(pageErrors.filter((e) => !/status of 401/.test(e))).toEqual([]);
+  });
+
+  it('draws usage over time per client and per model, cost per client, and manages clients; fits 1280 px; screenshots', async () => {
+    const s = stack;
+    const usage = s.gateway.deps.usage!;
+    // Only this test's pages count (the wrong-token test leaves its expected 401s behind).
+    pageErrors.length = 0;
+    // Real traffic of two clients through the gateway: native unary and stream, OpenAI chat.
+    for (const text of ['Hello from alice', 'How is the weather in Hanoi today, alice asks']) {
+      const r = await callGenerate(s, ALICE, LITE, text);
+      expect(r.status).toBe(200);
+    }
+    const stream = await fetch(`${s.url}/v1beta/models/${LITE}:streamGenerateContent?alt=sse`, {
+      method: 'POST',
+      headers: { 'x-goog-api-key': ALICE, 'content-type': 'application/json' },
+      body: JSON.stringify({ contents: [{ parts: [{ text: 'Stream a story for alice' }] }] }),
+    });
+    expect(stream.status).toBe(200);
+    await stream.text();
+    const chat = await fetch(`${s.url}/v1beta/openai/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${BOB}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: FLASH, messages: [{ role: 'user', content: 'Hello from bob' }] }),
+    });
+    expect(chat.status).toBe(200);
+    // Older history (earlier days), written into the gateway's own usage store as a flush would.
+    const now = Date.now();
+    const past = (daysAgo: number, client: string, model: string, prompt: number, output: number) => ({
+      hour: Math.floor((now - daysAgo * 86_400_000) / 3_600_000),
+      day: usage.dayOf(now - daysAgo * 86_400_000),
+      client,
+      model,
+      counts: { ...zeroCounts(), requests: 3, prompt_tokens: prompt, output_tokens: output },
+    });
+    await usage.store.write(
+      {
+        seq: 1_000_000,
+        entries: [
+          past(3, 'alice', LITE, 120_000, 30_000),
+          past(6, 'bob', FLASH, 60_000, 25_000),
+          past(10, 'carol', 'gemini-2.5-pro', 200_000, 80_000),
+          past(10, 'alice', FLASH, 40_000, 10_000),
+          past(20, 'carol', LITE, 90_000, 9_000),
+          past(27, 'bob', LITE, 30_000, 3_000),
+        ],
+      },
+      usage.dayOf(now),
+    );
+    // What the API says (the page must draw exactly that).
+    const today = usage.dayOf(Date.now());
+    const from = new Date(Date.parse(`${today}T00:00:00Z`) - 29 * 86_400_000).toISOString().slice(0, 10);
+    let daily: Json[] = [];
+    await expect
+      .poll(async () => {
+        const res = await admin(s, 'GET', `/admin/usage?from=${from}&to=${today}`);
+        daily = ((await res.json()) as Json).rows;
+        return daily
+          .filter((r: Json) => r.day === today && (r.client === 'alice' || r.client === 'bob'))
+          .reduce((n: number, r: Json) => n + r.requests, 0);
+      })
+      .toBe(4);
+    const tokens = (r: Json) => r.prompt_tokens + r.output_tokens + r.thought_tokens;
+    const sumBy = (rows: Json[], pick: (r: Json) => boolean, value: (r: Json) => number) =>
+      rows.filter(pick).reduce((n, r) => n + value(r), 0);
+    const aliceToday = sumBy(daily, (r) => r.client === 'alice' && r.day === today, tokens);
+    expect(aliceToday).toBeGreaterThan(0);
+
+    await mkdir(SCREENSHOTS, { recursive: true });
+    const page = await openPage(1280);
+    await signIn(page, ADMIN);
+    const chart = page.locator('#usage-chart');
+    const bar = (slot: string, series: string) =>
+      chart.locator(`rect[data-slot="${slot}"][data-series="${series}"]`).getAttribute('data-value');
+    await expect.poll(() => chart.locator('rect').count()).toBeGreaterThan(0);
+
+    // 30 days per client, tokens (the default view): today's bar and a seeded day's, to the token.
+    expect(await chart.getAttribute('data-period')).toBe('day');
+    expect(Number(await bar(today, 'alice'))).toBe(aliceToday);
+    const carolDay = usage.dayOf(now - 10 * 86_400_000);
+    expect(Number(await bar(carolDay, 'carol'))).toBe(280_000);
+    expect(await page.locator('#usage-legend li').allTextContents()).toEqual(
+      expect.arrayContaining(['alice', 'bob', 'carol']),
+    );
+    expect(await page.locator('#usage-body tr[data-series="carol"] [data-col=requests]').textContent()).toBe(
+      '6',
+    );
+    await expectFits(page);
+    await page.screenshot({ path: join(SCREENSHOTS, 'usage-30-days-per-client.png'), fullPage: true });
+
+    // Per model.
+    await page.getByRole('button', { name: 'Per model' }).click();
+    expect(await chart.getAttribute('data-group')).toBe('model');
+    expect(Number(await bar(carolDay, 'gemini-2.5-pro'))).toBe(280_000);
+    expect(Number(await bar(today, LITE))).toBe(
+      sumBy(daily, (r) => r.model === LITE && r.day === today, tokens),
+    );
+
+    // Cost, per model: the bars are the API's cost_usd.
+    await page.getByRole('button', { name: 'Cost' }).click();
+    expect(await chart.getAttribute('data-metric')).toBe('cost');
+    const proCost = sumBy(
+      daily,
+      (r) => r.model === 'gemini-2.5-pro',
+      (r) => r.cost_usd,
+    );
+    expect(proCost).toBeCloseTo((200_000 * 1.25 + 80_000 * 10) / 1e6, 9);
+    expect(Number(await bar(carolDay, 'gemini-2.5-pro'))).toBeCloseTo(proCost, 9);
+    await page.screenshot({ path: join(SCREENSHOTS, 'usage-30-days-cost-per-model.png'), fullPage: true });
+
+    // The last 24 hours, per hour: only today's traffic (the seeded days are older).
+    await page.getByRole('button', { name: 'Last 24 hours' }).click();
+    await page.getByRole('button', { name: 'Tokens' }).click();
+    await page.getByRole('button', { name: 'Per client' }).click();
+    expect(await chart.getAttribute('data-period')).toBe('hour');
+    const hourly = ((await (await admin(s, 'GET', '/admin/usage/hourly?hours=24')).json()) as Json).rows;
+    const thisHour = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000).toISOString();
+    expect(Number(await bar(thisHour, 'alice'))).toBe(
+      sumBy(hourly, (r) => r.client === 'alice' && r.hour === thisHour, tokens),
+    );
+    expect(await chart.locator('rect[data-series="carol"]').count()).toBe(0);
+    expect(await chart.locator('rect').count()).toBeGreaterThan(0);
+    await expectFits(page);
+    await page.screenshot({ path: join(SCREENSHOTS, 'usage-24-hours-per-client.png'), fullPage: true });
+
+    // Cost per client over 30 days, the largest first, as the API sums it.
+    const costOf = (c: string) =>
+      sumBy(
+        daily,
+        (r) => r.client === c,
+        (r) => r.cost_usd ?? 0,
+      );
+    const order = ['alice', 'bob', 'carol', 'tests']
+      .filter((c) => costOf(c) > 0)
+      .sort((a, b) => costOf(b) - costOf(a));
+    expect(
+      await page
+        .locator('#cost-list .cost-row')
+        .evaluateAll((rows) => rows.map((r) => r.getAttribute('data-client'))),
+    ).toEqual(order);
+    expect(await page.locator('#cost-list [data-client="carol"] [data-col=cost]').textContent()).toBe(
+      usdText(costOf('carol')),
+    );
+
+    // Clients: the env clients are listed, not changeable here.
+    const clientRow = (name: string) => page.locator(`#clients-body tr[data-client="${name}"]`);
+    await expect.poll(() => clientRow('alice').count()).toBe(1);
+    expect(await clientRow('alice').locator('[data-col=source]').textContent()).toBe('env');
+    expect(await clientRow('alice').getByRole('button', { name: 'Disable client alice' }).isDisabled()).toBe(
+      true,
+    );
+    expect(await clientRow('alice').locator('[data-col=tokens]').textContent()).toBe(
+      aliceToday.toLocaleString('en-US'),
+    );
+
+    // Create a client: its token is shown once and works.
+    const form = page.locator('#client-form');
+    await form.getByLabel('Name').fill('dash-client');
+    await form.getByLabel('Requests / min').fill('50');
+    await form.getByLabel('Models (comma-separated; empty: all)').fill(LITE);
+    await page.getByRole('button', { name: 'Create client' }).click();
+    const shown = page.locator('#token-once-value');
+    await expect.poll(() => shown.textContent()).not.toBe('');
+    const first = (await shown.textContent())!;
+    expect((await callGenerate(s, first, LITE, 'hello from the new client')).status).toBe(200);
+    await expect.poll(() => clientRow('dash-client').count()).toBe(1);
+    expect(await clientRow('dash-client').locator('[data-col=limits]').textContent()).toBe('50 · — · —');
+    expect(await clientRow('dash-client').locator('[data-col=models]').textContent()).toBe(LITE);
+    await expectFits(page);
+    await page.screenshot({ path: join(SCREENSHOTS, 'clients-token-shown-once.png'), fullPage: true });
+    // Hidden, it is gone from the page; it was never stored.
+    await page.getByRole('button', { name: 'Hide' }).click();
+    expect(await page.content()).not.toContain(first);
+    expect(await page.evaluate(() => JSON.stringify(sessionStorage))).not.toContain(first);
+
+    // Rotate (two clicks): a new token, the old one refused.
+    const rotate = clientRow('dash-client').getByRole('button', {
+      name: 'Rotate the token of client dash-client',
+    });
+    await rotate.click();
+    expect(await rotate.textContent()).toBe('Confirm rotation');
+    await rotate.click();
+    await expect.poll(() => shown.textContent()).not.toBe('');
+    const second = (await shown.textContent())!;
+    expect(second).not.toBe(first);
+    expect((await callGenerate(s, first, LITE, 'old token')).status).toBe(401);
+    expect((await callGenerate(s, second, LITE, 'new token')).status).toBe(200);
+
+    // Disable: refused; enable: served again.
+    await clientRow('dash-client').getByRole('button', { name: 'Disable client dash-client' }).click();
+    await expect.poll(() => clientRow('dash-client').locator('.badge').textContent()).toBe('disabled');
+    expect((await callGenerate(s, second, LITE, 'while disabled')).status).toBeGreaterThanOrEqual(401);
+    expect((await callGenerate(s, second, LITE, 'while disabled')).status).toBeLessThan(404);
+    await clientRow('dash-client').getByRole('button', { name: 'Enable client dash-client' }).click();
+    await expect.poll(() => clientRow('dash-client').locator('.badge').textContent()).toBe('active');
+    expect((await callGenerate(s, second, LITE, 'enabled again')).status).toBe(200);
+    await page.getByRole('button', { name: 'Hide' }).click();
+
+    await expectFits(page);
+    await page.screenshot({ path: join(SCREENSHOTS, 'dashboard-1280.png'), fullPage: true });
+    for (const f of ['usage-30-days-per-client.png', 'usage-24-hours-per-client.png', 'dashboard-1280.png'])
+      expect(readFileSync(join(SCREENSHOTS, f)).subarray(0, 4)).toEqual(
+        Buffer.from([0x89, 0x50, 0x4e, 0x47]),
+      );
+    await page.context().close();
+    expect(pageErrors).toEqual([]);
   });
 });
 

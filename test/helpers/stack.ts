@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterEach } from 'vitest';
@@ -45,8 +48,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const fake =
     opts.fakeInstance ??
     (await startFakeGemini({ keys: values.map((apiKey) => ({ apiKey })), ...opts.fake }));
+  // Embedded-mode files (usage history) go to a directory of the stack's own, unless the test names one.
+  const dataDir = opts.env?.DATA_DIR ? null : mkdtempSync(join(tmpdir(), 'gg-data-'));
   const env: Record<string, string> = {
     NODE_ENV: 'test',
+    ...(dataDir ? { DATA_DIR: dataDir } : {}),
     LOG_LEVEL: opts.logLines ? 'info' : 'silent',
     GEMINI_BASE_URL: fake.url,
     GEMINI_API_KEYS: values.join(','),
@@ -79,6 +85,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     async close() {
       await gateway.close();
       if (!opts.fakeInstance) await fake.close();
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

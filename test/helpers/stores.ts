@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import type { AcquireRequest, PoolKeyRecord, StateStore } from '../../src/store/types.ts';
+import { ipcStorePair } from './ipc-store.ts';
 import { redisTestUrl } from './redis.ts';
 
 /** What the StateStore contract suites share: a fake clock's day, keys, requests, the stores. */
@@ -42,9 +43,13 @@ export const redisUrl = redisTestUrl();
 /** Every StateStore implementation, each with a maker of fresh instances (null: no redis-server). */
 export const STORES: ReadonlyArray<readonly [string, (() => StateStore) | null]> = [
   ['memory', () => new MemoryStore()],
+  // A worker's store when WORKERS > 1: every call travels to a MemoryStore in the primary.
+  ['ipc', () => ipcStorePair(new MemoryStore()).store],
   // The suite drives windows with a fake clock: the store uses the requests' nowMs, not Redis's TIME.
   [
     'redis',
-    redisUrl ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`, {}, { instanceClock: true }) : null,
+    redisUrl
+      ? () => RedisStore.connect(redisUrl, `test:${randomUUID()}:`, {}, { instanceClock: true })
+      : null,
   ],
 ];

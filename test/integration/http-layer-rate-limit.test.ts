@@ -14,7 +14,9 @@ afterEach(async () => {
 });
 
 async function stack(opts: StackOptions = {}): Promise<Stack> {
-  const s = await startStack(opts);
+  // The per-IP limits are tested on authenticated requests: IP_LIMIT_SCOPE=all (by default they
+  // apply to requests without a valid client token only: test/integration/clients.test.ts).
+  const s = await startStack({ ...opts, env: { IP_LIMIT_SCOPE: 'all', ...opts.env } });
   stacks.push(s);
   return s;
 }

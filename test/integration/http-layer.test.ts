@@ -207,7 +207,8 @@ describe('size limits', () => {
   });
 
   it('413 also for a chunked body that grows past the limit, in Google’s shape on native routes', async () => {
-    const s = await stack({ env: { MAX_UPLOAD_SIZE: '1024' } });
+    // The native routes' own limit (Google's inline limit by default).
+    const s = await stack({ env: { NATIVE_MAX_BODY_SIZE: '1024' } });
     const big = userText('x'.repeat(5000));
     const body = new ReadableStream({
       start(c) {

@@ -147,7 +147,11 @@ describe.skipIf(!redisUrl)('Redis going away', () => {
       );
     let redis = start();
     await new Promise((r) => setTimeout(r, 300));
-    const s = await startStack({ keys: 2, env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+    // closed: a 503 while Redis is away (local, the default, serves shares: redis-failover.test.ts).
+    const s = await startStack({
+      keys: 2,
+      env: { REDIS_URL: `redis://127.0.0.1:${port}`, STORE_FAILURE_MODE: 'closed' },
+    });
     stacks.push(s);
     const call = () =>
       fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {

@@ -114,7 +114,11 @@ describe.skipIf(!has('redis-server'))('Redis down', () => {
     );
     try {
       await new Promise((r) => setTimeout(r, 300));
-      const s = await stack({ keys: 2, env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+      // closed: Redis down is a 503 (local, the default, serves shares: redis-failover.test.ts).
+      const s = await stack({
+        keys: 2,
+        env: { REDIS_URL: `redis://127.0.0.1:${port}`, STORE_FAILURE_MODE: 'closed' },
+      });
       expect((await fetch(`${s.url}/health/detailed`)).status).toBe(200);
       redis.kill('SIGKILL');
       await new Promise((r) => redis.once('exit', r));

@@ -210,7 +210,8 @@ describe('forwarder: answers and accounting', () => {
         { timeout: 10_000, interval: 100 },
       );
       probe.disconnect();
-      const s = await stack({ env: { REDIS_URL: url } });
+      // closed: the store down is a 503 (local, the default, serves shares: redis-failover.test.ts).
+      const s = await stack({ env: { REDIS_URL: url, STORE_FAILURE_MODE: 'closed' } });
       expect((await generate(s)).status).toBe(200);
       const exited = new Promise((r) => redis.once('exit', r));
       redis.kill('SIGKILL');
@@ -331,20 +332,24 @@ describe('caller rate limits', () => {
 
   it('the RateLimit headers show whichever of the IP and client limits has less room', async () => {
     await freshWindow(60_000, 5_000);
-    const clientTighter = await stack({ env: { GLOBAL_RATE_LIMIT: '100', CLIENT_RATE_LIMIT: '5' } });
+    const clientTighter = await stack({
+      env: { GLOBAL_RATE_LIMIT: '100', CLIENT_RATE_LIMIT: '5', IP_LIMIT_SCOPE: 'all' },
+    });
     const a = await operations(clientTighter);
     expect(a.status).toBe(200);
     expect(a.headers.get('ratelimit-limit')).toBe('5');
     expect(a.headers.get('ratelimit-remaining')).toBe('4');
 
-    const ipTighter = await stack({ env: { GLOBAL_RATE_LIMIT: '5', CLIENT_RATE_LIMIT: '100' } });
+    const ipTighter = await stack({
+      env: { GLOBAL_RATE_LIMIT: '5', CLIENT_RATE_LIMIT: '100', IP_LIMIT_SCOPE: 'all' },
+    });
     const b = await operations(ipTighter);
     expect(b.status).toBe(200);
     expect(b.headers.get('ratelimit-limit')).toBe('5');
   });
 
   it('a burst refusal says its limit is per second', async () => {
-    const s = await stack({ env: { BURST_RATE_LIMIT: '1' } });
+    const s = await stack({ env: { BURST_RATE_LIMIT: '1', IP_LIMIT_SCOPE: 'all' } });
     let refused: Response | undefined;
     for (let i = 0; i < 20 && !refused; i++) {
       const res = await operations(s);
@@ -355,7 +360,7 @@ describe('caller rate limits', () => {
   });
 
   it('Retry-After of a per-minute refusal reaches the end of the window', async () => {
-    const s = await stack({ env: { GLOBAL_RATE_LIMIT: '1' } });
+    const s = await stack({ env: { GLOBAL_RATE_LIMIT: '1', IP_LIMIT_SCOPE: 'all' } });
     await freshWindow(60_000, 5_000);
     // Mid-second, so the time left in the window is not a whole number of seconds.
     await new Promise((r) => setTimeout(r, (1_500 - (Date.now() % 1_000)) % 1_000));

@@ -91,10 +91,9 @@ describe.skipIf(!available)('behind nginx with TLS (deploy/nginx/gateway.conf), 
   const portOf = (s: Stack) => Number(new URL(s.url).port);
 
   beforeAll(async () => {
-    // The gateway's body limit raised to nginx's native 100m: today one limit (MAX_UPLOAD_SIZE)
-    // serves both kinds of route, and a body the gateway refuses before reading it is cut off
-    // mid-upload (nginx then answers 502): nginx must refuse first, and does (tests below).
-    const env = { TRUSTED_PROXIES: '127.0.0.1', MAX_UPLOAD_SIZE: String(100 * 1024 * 1024) };
+    // The gateway's own limits (MAX_UPLOAD_SIZE 10 MiB, NATIVE_MAX_BODY_SIZE 100 MiB) equal
+    // nginx's client_max_body_size, so nginx refuses every oversized body itself (tests below).
+    const env = { TRUSTED_PROXIES: '127.0.0.1' };
     a = await startStack({
       keys: 2,
       fake: { streamChunks: 3, chunkDelayMs: 400 },
@@ -255,7 +254,7 @@ describe.skipIf(!available)('behind nginx with TLS (deploy/nginx/gateway.conf), 
     const sizes = [...conf.matchAll(/client_max_body_size (\d+)m;/g)].map((m) => Number(m[1]) * 1024 * 1024);
     // Server level (application routes) first, then the native API's location.
     expect(sizes[0]).toBe(parseEnv({}).MAX_UPLOAD_SIZE);
-    expect(sizes[1]).toBe(100 * 1024 * 1024);
+    expect(sizes[1]).toBe(parseEnv({}).NATIVE_MAX_BODY_SIZE);
   });
 
   it('a WebSocket upgrade under /ws/ passes through to an instance, both ways', async () => {

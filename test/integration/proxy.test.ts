@@ -181,7 +181,8 @@ describe('native Gemini proxy through @google/genai', () => {
     // two requests: round robin reaches the scripted key in one of them
     for (let i = 0; i < 2; i++) await sdk(stack).models.generateContent({ model: MODEL, contents: `r${i}` });
     const state = await keyState(stack, 0);
-    expect(state.restReason).toBe('GenerateRequestsPerMinutePerProjectPerModel-FreeTier');
+    // The key's view names the (project, model) budget that rests.
+    expect(state.restReason).toBe(`${MODEL}: GenerateRequestsPerMinutePerProjectPerModel-FreeTier`);
     expect(state.restUntilMs! - before).toBeGreaterThanOrEqual(42_000);
     expect(state.restUntilMs! - Date.now()).toBeLessThanOrEqual(42_000);
     expect(state.enabled).toBe(true);

@@ -27,6 +27,8 @@ if (!available) warnSkipped('Redis failure behaviour (stalled, cut, replayed, ev
 const stack = stackPerTest({
   keys: 2,
   env: {
+    // What a pool request gets with Redis away in `closed` mode; `local` mode: redis-failover.test.ts.
+    STORE_FAILURE_MODE: 'closed',
     REDIS_COMMAND_TIMEOUT_MS: String(TIMEOUT_MS),
     VERIFY_KEYS: 'false',
     ADMIN_TOKEN,

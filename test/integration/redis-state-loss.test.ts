@@ -86,7 +86,9 @@ describe.runIf(hasRedis)('Redis restarted empty under load', () => {
       }),
     );
     const [a, b] = await sharedRedisPair(start, url, {
-      env: { API_KEYS_FILE: file, GEMINI_API_KEYS: '', QUEUE_MAX_WAIT_MS: '0' },
+      // closed: until each gateway has reconnected it answers 503 (the local failure mode, where
+      // each serves its share meanwhile: redis-failover.test.ts).
+      env: { API_KEYS_FILE: file, GEMINI_API_KEYS: '', QUEUE_MAX_WAIT_MS: '0', STORE_FAILURE_MODE: 'closed' },
       fake: {
         keys: values.map((apiKey, i) => ({ apiKey, project: projects[i] })),
         modelLimits: { [LITE]: { rpm: 6 } },

@@ -113,7 +113,8 @@ describe('CONFIG_FILE', () => {
     const config = join(tempDir(), 'gateway.json');
     writeFileSync(config, JSON.stringify({ GLOBAL_RATE_LIMIT: 0, BURST_RATE_LIMIT: 0 }));
     const lines: string[] = [];
-    const s = await stack({ logLines: lines, env: { CONFIG_FILE: config } });
+    // IP_LIMIT_SCOPE=all: the per-IP limits count these authenticated requests too.
+    const s = await stack({ logLines: lines, env: { CONFIG_FILE: config, IP_LIMIT_SCOPE: 'all' } });
     const ops = () =>
       fetch(`${s.url}/v1/text_processing/operations`, { headers: { 'x-goog-api-key': TEST_TOKEN } }).then(
         (r) => r.status,

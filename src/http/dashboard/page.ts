@@ -6,10 +6,10 @@
  * inline event handler attributes not, connections to 'self' only). Every value from the API is
  * written with textContent or as an attribute value, never parsed as HTML.
  *
- * Kept as a string (String.raw, so the script's backslashes survive) so that `tsc` ships it in
- * dist/ with no copy step. The script below must not contain backticks or dollar-brace.
+ * Kept as a string (String.raw, so the backslashes of the script's regular expressions survive)
+ * so that `tsc` ships it in dist/ with no copy step. The script below must not contain backticks
+ * or dollar-brace.
  */
-// biome-ignore lint/complexity/noUselessStringRaw: keeps backslashes in the script literal if one is ever added
 export const DASHBOARD_HTML = String.raw`<!doctype html>
 <html lang="en">
 <head>
@@ -99,6 +99,43 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
   .cap-note { font-size: .8rem; margin: .3rem 0 0; overflow-wrap: anywhere; }
   .cap-note.warn { color: var(--warn); }
   #budgets-body td[data-col=model], #budgets-body td[data-col=until] { white-space: nowrap; }
+  /* Usage, cost and clients (src/usage, src/clients). */
+  .section-head { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: baseline; justify-content: space-between; }
+  .segmented { display: inline-flex; border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
+  .segmented button { border: 0; border-radius: 0; padding: .25rem .65rem; }
+  .segmented button + button { border-left: 1px solid var(--line); }
+  .segmented button[aria-pressed=true] { background: var(--accent); color: #fff; }
+  .chart-wrap { position: relative; margin: .5rem 0; }
+  svg.chart { display: block; width: 100%; height: auto; }
+  svg.chart .axis { fill: var(--muted); font: 11px system-ui, sans-serif; }
+  svg.chart .grid { stroke: var(--line); stroke-width: 1; }
+  .series-legend { display: flex; flex-wrap: wrap; gap: .35rem 1rem; font-size: .85rem; margin: .3rem 0 .6rem; padding: 0; list-style: none; }
+  .series-legend li { display: inline-flex; align-items: center; gap: .35rem; overflow-wrap: anywhere; }
+  .swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; flex: none; }
+  .cost-list { display: grid; gap: .45rem; margin: .3rem 0 .8rem; }
+  .cost-row { display: grid; grid-template-columns: minmax(6rem, 14rem) 1fr minmax(6rem, auto); gap: .6rem; align-items: center; }
+  .cost-row .name { overflow-wrap: anywhere; }
+  .cost-row .amount { font-variant-numeric: tabular-nums; font-weight: 600; text-align: right; }
+  .cost-bar { height: .8rem; border-radius: 4px; background: var(--accent); min-width: 1px; }
+  .cost-track { background: var(--off-bg); border-radius: 4px; overflow: hidden; }
+  form.inline { display: flex; flex-wrap: wrap; gap: .5rem .75rem; align-items: flex-end; margin: .4rem 0 .8rem; }
+  form.inline label { display: flex; flex-direction: column; font-size: .8rem; color: var(--muted); gap: .15rem; }
+  form.inline input { font: inherit; padding: .3rem .45rem; border: 1px solid var(--line); border-radius: 6px;
+    background: var(--card); color: var(--fg); width: 9rem; }
+  form.inline input.wide { width: 16rem; }
+  .token-once { border: 1px solid var(--warn); background: var(--warn-bg); color: var(--fg); border-radius: 6px;
+    padding: .6rem .8rem; margin: 0 0 .8rem; display: flex; flex-wrap: wrap; gap: .5rem .8rem; align-items: center; }
+  .token-once code { font-size: .95rem; overflow-wrap: anywhere; white-space: normal; user-select: all; }
+  .badge[data-state=active] { background: var(--ok-bg); color: var(--ok); }
+  .badge[data-state=expired] { background: var(--warn-bg); color: var(--warn); }
+  td.wrap { overflow-wrap: anywhere; max-width: 16rem; }
+  /* Tables fit a 1280-px window: headers and action buttons wrap instead of widening the page. */
+  th { white-space: normal; }
+  td.actions { white-space: normal; min-width: 6rem; }
+  td.actions button { padding: .2rem .5rem; font-size: .85rem; margin: .1rem .3rem .1rem 0; }
+  td.actions button + button { margin-left: 0; }
+  td[data-col=latency] { white-space: normal; }
+  #keys-body td[data-col=id] { white-space: nowrap; }
 </style>
 </head>
 <body>
@@ -132,6 +169,95 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     <section class="card" aria-labelledby="summary-title">
       <h2 id="summary-title">Readiness <span class="badge" id="status-badge" data-state="unknown">…</span></h2>
       <dl class="summary" id="summary"></dl>
+    </section>
+    <section class="card" id="usage" aria-labelledby="usage-title">
+      <div class="section-head">
+        <h2 id="usage-title">Usage over time</h2>
+        <div class="toolbar" role="group" aria-label="Usage chart options">
+          <span class="segmented" role="group" aria-label="Period">
+            <button type="button" data-period="hour" aria-pressed="false">Last 24 hours</button>
+            <button type="button" data-period="day" aria-pressed="true">Last 30 days</button>
+          </span>
+          <span class="segmented" role="group" aria-label="Group by">
+            <button type="button" data-group="client" aria-pressed="true">Per client</button>
+            <button type="button" data-group="model" aria-pressed="false">Per model</button>
+          </span>
+          <span class="segmented" role="group" aria-label="Measure">
+            <button type="button" data-metric="tokens" aria-pressed="true">Tokens</button>
+            <button type="button" data-metric="requests" aria-pressed="false">Requests</button>
+            <button type="button" data-metric="cost" aria-pressed="false">Cost</button>
+          </span>
+        </div>
+      </div>
+      <p class="muted" id="usage-caption">Tokens are what Google reported in each answer (prompt, output and thinking);
+        days are Pacific days, hours are shown in this browser's time zone.</p>
+      <div class="chart-wrap">
+        <svg class="chart" id="usage-chart" role="img" aria-labelledby="usage-summary" viewBox="0 0 1000 240"
+          preserveAspectRatio="xMidYMid meet"></svg>
+      </div>
+      <p class="muted" id="usage-summary"></p>
+      <ul class="series-legend" id="usage-legend" aria-label="Series"></ul>
+      <p class="muted" id="no-usage" hidden>No usage in this period yet.</p>
+      <div class="table-wrap">
+        <table id="usage-table">
+          <caption>Totals of the period per series.</caption>
+          <thead>
+            <tr>
+              <th scope="col">Series</th>
+              <th scope="col">Requests</th>
+              <th scope="col">Prompt tokens</th>
+              <th scope="col">Output tokens</th>
+              <th scope="col">Thinking tokens</th>
+              <th scope="col">Cached tokens</th>
+              <th scope="col">Errors</th>
+              <th scope="col">Cost (USD)</th>
+            </tr>
+          </thead>
+          <tbody id="usage-body"></tbody>
+        </table>
+      </div>
+    </section>
+    <section class="card" id="cost" aria-labelledby="cost-title">
+      <h2 id="cost-title">Cost per client · last 30 days</h2>
+      <p class="muted" id="cost-note">From the price table (USD per million tokens, GET /admin/usage/prices).</p>
+      <div class="cost-list" id="cost-list"></div>
+      <p class="muted" id="no-cost" hidden>No usage in the last 30 days.</p>
+    </section>
+    <section class="card" id="clients" aria-labelledby="clients-title">
+      <h2 id="clients-title">Clients</h2>
+      <p class="muted" id="clients-unavailable" hidden>This gateway has no client management API.</p>
+      <form id="client-form" class="inline" autocomplete="off">
+        <label>Name<input id="client-name" name="name" required maxlength="64" spellcheck="false"></label>
+        <label>Requests / min<input id="client-rpm" name="rpm" type="number" min="1" step="1" inputmode="numeric"></label>
+        <label>Requests / day<input id="client-rpd" name="rpd" type="number" min="1" step="1" inputmode="numeric"></label>
+        <label>Tokens / day<input id="client-tpd" name="tpd" type="number" min="1" step="1" inputmode="numeric"></label>
+        <label>Models (comma-separated; empty: all)<input id="client-models" name="models" class="wide" spellcheck="false"></label>
+        <button type="submit" class="primary" id="client-create">Create client</button>
+      </form>
+      <div id="token-once" class="token-once" role="status" aria-live="polite" hidden>
+        <span id="token-once-label"></span>
+        <code id="token-once-value"></code>
+        <button type="button" id="token-once-hide">Hide</button>
+      </div>
+      <div class="table-wrap">
+        <table id="clients-table">
+          <caption>Clients of CLIENT_API_KEYS_MAP and CLIENTS_FILE are changed where they are defined; those made here, here.</caption>
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Source</th>
+              <th scope="col">State</th>
+              <th scope="col">Limits (req/min · req/day · tokens/day)</th>
+              <th scope="col">Models</th>
+              <th scope="col">Expires</th>
+              <th scope="col">Tokens today</th>
+              <th scope="col">Cost, 30 days</th>
+              <th scope="col">Actions</th>
+            </tr>
+          </thead>
+          <tbody id="clients-body"></tbody>
+        </table>
+      </div>
     </section>
     <section class="card" id="capacity" aria-labelledby="capacity-title">
       <h2 id="capacity-title">Capacity per model</h2>
@@ -310,13 +436,18 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     loading = true;
     again = false;
     stop();
+    var usagePath = usagePaths();
     return Promise.all([api('GET', '/health/detailed'), api('GET', '/admin/keys'),
-      api('GET', '/admin/capacity'), api('GET', '/admin/budgets')])
+      api('GET', '/admin/capacity'), api('GET', '/admin/budgets'),
+      api('GET', usagePath[0]), api('GET', usagePath[1]), api('GET', '/admin/clients')])
       .then(function (results) {
         var health = results[0];
         var keys = results[1];
         var capacity = results[2];
         var budgets = results[3];
+        var daily = results[4];
+        var hourly = results[5];
+        var clients = results[6];
         if (keys.status === 401) { rejected(keys); return; }
         var problems = [];
         if (keys.ok && keys.data && Array.isArray(keys.data.keys)) {
@@ -333,6 +464,31 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
         else problems.push('Capacity: ' + problem(capacity));
         if (budgets.ok && budgets.data && Array.isArray(budgets.data.budgets)) renderBudgets(budgets.data.budgets);
         else problems.push('Budgets: ' + problem(budgets));
+        if (daily.status === 404) {
+          // A gateway without usage accounting.
+          el('usage').hidden = true;
+          el('cost').hidden = true;
+        } else if (daily.ok && daily.data && Array.isArray(daily.data.rows)
+          && hourly.ok && hourly.data && Array.isArray(hourly.data.rows)) {
+          usageState.daily = daily.data.rows;
+          usageState.hourly = hourly.data.rows;
+          renderUsage();
+          renderCost();
+        } else {
+          problems.push('Usage: ' + problem(daily.ok ? hourly : daily));
+        }
+        if (clients.status === 404) {
+          el('clients-unavailable').hidden = false;
+          el('client-form').hidden = true;
+          el('clients-table').hidden = true;
+        } else if (clients.ok && clients.data && Array.isArray(clients.data.clients)) {
+          el('clients-unavailable').hidden = true;
+          el('client-form').hidden = false;
+          el('clients-table').hidden = false;
+          renderClients(clients.data.clients);
+        } else {
+          problems.push('Clients: ' + problem(clients));
+        }
         if (problems.length) {
           if (el('app').hidden) { el('login').hidden = false; }
           showError(problems.join(' · '), 'refresh');
@@ -506,6 +662,451 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
     return fmt(value) + ' / ' + (typeof limit === 'number' ? fmt(limit) : '—');
   }
 
+  // ---- Usage over time, cost per client (GET /admin/usage, /admin/usage/hourly) ----
+
+  var SVG_NS = 'http://www.w3.org/2000/svg';
+  var PALETTE = ['#1a56db', '#e3a008', '#0e9f6e', '#d61f69', '#7e3af2', '#ff5a1f', '#0694a2'];
+  var OTHER_COLOR = '#8a94a6';
+  var MAX_SERIES = 8;
+  var CHART = { w: 1000, h: 240, left: 64, right: 8, top: 10, bottom: 26 };
+  var METRIC_LABELS = { tokens: 'Tokens', requests: 'Requests', cost: 'Cost (USD)' };
+  var usageState = { period: 'day', group: 'client', metric: 'tokens', daily: null, hourly: null, available: true };
+  var clientRows = new Map();
+  var clientsPending = new Set();
+
+  function pacificToday() {
+    var parts = new Intl.DateTimeFormat('en-US', { timeZone: 'America/Los_Angeles', year: 'numeric',
+      month: '2-digit', day: '2-digit' }).formatToParts(new Date());
+    var m = {};
+    parts.forEach(function (p) { m[p.type] = p.value; });
+    return m.year + '-' + m.month + '-' + m.day;
+  }
+  function addDays(day, n) {
+    var d = new Date(day + 'T00:00:00Z');
+    d.setUTCDate(d.getUTCDate() + n);
+    return d.toISOString().slice(0, 10);
+  }
+  function usagePaths() {
+    var today = pacificToday();
+    return ['/admin/usage?from=' + addDays(today, -29) + '&to=' + today, '/admin/usage/hourly?hours=24'];
+  }
+  function usd(v) {
+    if (typeof v !== 'number' || !isFinite(v)) return '—';
+    if (v === 0) return '$0';
+    if (v >= 1) return '$' + v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    if (v >= 0.01) return '$' + v.toFixed(4);
+    return '$' + v.toFixed(6);
+  }
+  /** A dollar axis label: cents when the steps are a cent or more, else as many digits as the step needs. */
+  function axisUsd(v, step) {
+    if (v === 0) return '$0';
+    var digits = step >= 0.01 ? 2 : Math.min(10, Math.ceil(-Math.log10(step)) + 2);
+    return '$' + v.toFixed(digits).replace(/(\.\d\d\d*?)0+$/, '$1');
+  }
+  function compact(v) {
+    var a = Math.abs(v);
+    if (a >= 1e9) return (v / 1e9).toFixed(a >= 1e10 ? 0 : 1) + 'B';
+    if (a >= 1e6) return (v / 1e6).toFixed(a >= 1e7 ? 0 : 1) + 'M';
+    if (a >= 1e3) return (v / 1e3).toFixed(a >= 1e4 ? 0 : 1) + 'k';
+    return String(Math.round(v * 100) / 100);
+  }
+  function tokensOf(r) {
+    return num(r.prompt_tokens) + num(r.output_tokens) + num(r.thought_tokens);
+  }
+  function metricOf(r, metric) {
+    if (metric === 'requests') return num(r.requests);
+    if (metric === 'cost') return typeof r.cost_usd === 'number' ? r.cost_usd : 0;
+    return tokensOf(r);
+  }
+  function metricText(v, metric) {
+    return metric === 'cost' ? usd(v) : fmt(Math.round(v));
+  }
+  /** The chart's slots: the last 24 UTC hours (ISO) or the last 30 Pacific days. */
+  function slotsOf(period) {
+    var out = [];
+    if (period === 'hour') {
+      var now = Math.floor(Date.now() / 3600000);
+      for (var i = 23; i >= 0; i--) out.push(new Date((now - i) * 3600000).toISOString());
+    } else {
+      var today = pacificToday();
+      for (var j = 29; j >= 0; j--) out.push(addDays(today, -j));
+    }
+    return out;
+  }
+  function slotLabel(slot, period) {
+    if (period === 'hour') {
+      var d = new Date(slot);
+      return String(d.getHours()).padStart(2, '0') + ':00';
+    }
+    return slot.slice(5);
+  }
+  function niceMax(v) {
+    if (!(v > 0)) return 1;
+    var pow = Math.pow(10, Math.floor(Math.log10(v)));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * pow >= v) return steps[i] * pow;
+    return 10 * pow;
+  }
+  function svgEl(tag, attrs, content) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    if (content !== undefined) node.textContent = content;
+    return node;
+  }
+
+  /** Series of the current view: values per slot, the largest first, the rest summed as "other". */
+  function seriesOf(rows, slots) {
+    var st = usageState;
+    var key = st.period === 'hour' ? 'hour' : 'day';
+    var index = new Map();
+    slots.forEach(function (s, i) { index.set(s, i); });
+    var by = new Map();
+    rows.forEach(function (r) {
+      var i = index.get(r[key]);
+      if (i === undefined) return;
+      var name = String(st.group === 'model' ? r.model : r.client);
+      var s = by.get(name);
+      if (!s) {
+        s = { name: name, values: slots.map(function () { return 0; }), rows: [] };
+        by.set(name, s);
+      }
+      s.values[i] += metricOf(r, st.metric);
+      s.rows.push(r);
+    });
+    var list = Array.from(by.values());
+    list.forEach(function (s) { s.total = s.values.reduce(function (a, b) { return a + b; }, 0); });
+    list.sort(function (a, b) { return b.total - a.total || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0); });
+    if (list.length > MAX_SERIES) {
+      var rest = list.slice(MAX_SERIES - 1);
+      var other = { name: 'other (' + rest.length + ')', other: true, rows: [],
+        values: slots.map(function (_, i) { return rest.reduce(function (a, s) { return a + s.values[i]; }, 0); }) };
+      rest.forEach(function (s) { other.rows = other.rows.concat(s.rows); });
+      other.total = other.values.reduce(function (a, b) { return a + b; }, 0);
+      list = list.slice(0, MAX_SERIES - 1).concat([other]);
+    }
+    list.forEach(function (s, i) { s.color = s.other ? OTHER_COLOR : PALETTE[i % PALETTE.length]; });
+    return list;
+  }
+
+  function drawChart(svg, slots, series) {
+    var st = usageState;
+    var c = CHART;
+    var plotW = c.w - c.left - c.right;
+    var plotH = c.h - c.top - c.bottom;
+    var totals = slots.map(function (_, i) { return series.reduce(function (a, s) { return a + s.values[i]; }, 0); });
+    var max = niceMax(Math.max.apply(null, totals.concat([0])));
+    var nodes = [];
+    for (var t = 0; t <= 4; t++) {
+      var y = c.top + plotH - (plotH * t) / 4;
+      nodes.push(svgEl('line', { x1: c.left, x2: c.w - c.right, y1: y, y2: y, 'class': 'grid' }));
+      var v = (max * t) / 4;
+      nodes.push(svgEl('text', { x: c.left - 6, y: y + 4, 'text-anchor': 'end', 'class': 'axis' },
+        st.metric === 'cost' ? axisUsd(v, max / 4) : compact(v)));
+    }
+    var step = plotW / slots.length;
+    var bw = Math.max(2, step * 0.72);
+    var labelEvery = st.period === 'hour' ? 3 : 5;
+    slots.forEach(function (slot, i) {
+      var x = c.left + i * step + (step - bw) / 2;
+      var y0 = c.top + plotH;
+      series.forEach(function (s) {
+        var value = s.values[i];
+        if (!(value > 0)) return;
+        var h = (plotH * value) / max;
+        y0 -= h;
+        var rect = svgEl('rect', { x: x.toFixed(2), y: y0.toFixed(2), width: bw.toFixed(2),
+          height: Math.max(h, 0.75).toFixed(2), fill: s.color, 'data-series': s.name, 'data-slot': slot,
+          'data-value': value });
+        rect.appendChild(svgEl('title', {}, slotLabel(slot, st.period) + ' · ' + s.name + ': '
+          + metricText(value, st.metric)));
+        nodes.push(rect);
+      });
+      if ((slots.length - 1 - i) % labelEvery === 0) {
+        nodes.push(svgEl('text', { x: (x + bw / 2).toFixed(2), y: c.h - 8, 'text-anchor': 'middle',
+          'class': 'axis' }, slotLabel(slot, st.period)));
+      }
+    });
+    svg.replaceChildren.apply(svg, nodes);
+    svg.setAttribute('data-period', st.period);
+    svg.setAttribute('data-group', st.group);
+    svg.setAttribute('data-metric', st.metric);
+    svg.setAttribute('data-max', String(max));
+  }
+
+  function renderUsage() {
+    var st = usageState;
+    var rows = st.period === 'hour' ? st.hourly : st.daily;
+    if (!rows) return;
+    var slots = slotsOf(st.period);
+    var series = seriesOf(rows, slots);
+    drawChart(el('usage-chart'), slots, series);
+    var what = METRIC_LABELS[st.metric] + (st.period === 'hour' ? ' per hour, last 24 hours, ' : ' per day, last 30 days, ')
+      + (st.group === 'model' ? 'per model' : 'per client');
+    el('usage-summary').textContent = what + (series.length ? ': ' + series.map(function (s) {
+      return s.name + ' ' + metricText(s.total, st.metric);
+    }).join('; ') : '.');
+    var legend = el('usage-legend');
+    legend.replaceChildren.apply(legend, series.map(function (s) {
+      var li = make('li');
+      li.setAttribute('data-series', s.name);
+      var sw = make('span', 'swatch');
+      sw.style.background = s.color;
+      li.appendChild(sw);
+      li.appendChild(make('span', '', s.name));
+      return li;
+    }));
+    el('no-usage').hidden = series.length > 0;
+    var body = el('usage-body');
+    body.replaceChildren.apply(body, series.map(function (s) {
+      var sum = { requests: 0, prompt_tokens: 0, output_tokens: 0, thought_tokens: 0, cached_tokens: 0, errors: 0 };
+      var cost = null;
+      s.rows.forEach(function (r) {
+        Object.keys(sum).forEach(function (k) { sum[k] += num(r[k]); });
+        if (typeof r.cost_usd === 'number') cost = (cost || 0) + r.cost_usd;
+      });
+      var tr = make('tr');
+      tr.setAttribute('data-series', s.name);
+      var name = make('td', 'wrap');
+      var sw = make('span', 'swatch');
+      sw.style.background = s.color;
+      sw.style.marginRight = '.35rem';
+      name.appendChild(sw);
+      name.appendChild(document.createTextNode(s.name));
+      tr.appendChild(name);
+      [['requests', fmt(sum.requests)], ['prompt', fmt(sum.prompt_tokens)], ['output', fmt(sum.output_tokens)],
+        ['thought', fmt(sum.thought_tokens)], ['cached', fmt(sum.cached_tokens)], ['errors', fmt(sum.errors)],
+        ['cost', cost === null ? '—' : usd(cost)]].forEach(function (c) {
+        var td = make('td', 'num', c[1]);
+        td.setAttribute('data-col', c[0]);
+        tr.appendChild(td);
+      });
+      return tr;
+    }));
+    document.querySelectorAll('#usage [data-period]').forEach(function (b) {
+      b.setAttribute('aria-pressed', String(b.getAttribute('data-period') === st.period));
+    });
+    document.querySelectorAll('#usage [data-group]').forEach(function (b) {
+      b.setAttribute('aria-pressed', String(b.getAttribute('data-group') === st.group));
+    });
+    document.querySelectorAll('#usage [data-metric]').forEach(function (b) {
+      b.setAttribute('aria-pressed', String(b.getAttribute('data-metric') === st.metric));
+    });
+  }
+
+  /** Per client over the last 30 days: requests, tokens and cost (null: no price for any of its models). */
+  function perClient(rows) {
+    var by = new Map();
+    (rows || []).forEach(function (r) {
+      var c = by.get(r.client);
+      if (!c) {
+        c = { client: String(r.client), requests: 0, tokens: 0, cost: null, unpriced: 0, today: 0 };
+        by.set(r.client, c);
+      }
+      c.requests += num(r.requests);
+      c.tokens += tokensOf(r);
+      if (typeof r.cost_usd === 'number') c.cost = (c.cost || 0) + r.cost_usd;
+      else c.unpriced += num(r.requests);
+      if (r.day === pacificToday()) c.today += tokensOf(r);
+    });
+    return by;
+  }
+
+  function renderCost() {
+    var list = Array.from(perClient(usageState.daily).values());
+    list.sort(function (a, b) { return (b.cost || 0) - (a.cost || 0) || b.tokens - a.tokens; });
+    var max = list.reduce(function (m, c) { return Math.max(m, c.cost || 0); }, 0);
+    var box = el('cost-list');
+    box.replaceChildren.apply(box, list.map(function (c) {
+      var row = make('div', 'cost-row');
+      row.setAttribute('data-client', c.client);
+      row.appendChild(make('span', 'name', c.client));
+      var track = make('div', 'cost-track');
+      var bar = make('div', 'cost-bar');
+      bar.style.width = (max > 0 ? Math.max(0.5, ((c.cost || 0) / max) * 100) : 0) + '%';
+      track.appendChild(bar);
+      track.setAttribute('role', 'img');
+      track.setAttribute('aria-label', c.client + ': ' + usd(c.cost || 0) + ', ' + fmt(c.tokens) + ' tokens, '
+        + fmt(c.requests) + ' requests');
+      row.appendChild(track);
+      var amount = make('span', 'amount', usd(c.cost || 0));
+      amount.setAttribute('data-col', 'cost');
+      amount.setAttribute('title', fmt(c.tokens) + ' tokens · ' + fmt(c.requests) + ' requests'
+        + (c.unpriced ? ' · ' + fmt(c.unpriced) + ' requests to models without a price' : ''));
+      row.appendChild(amount);
+      return row;
+    }));
+    el('no-cost').hidden = list.length > 0;
+    var unpriced = list.some(function (c) { return c.unpriced > 0; });
+    el('cost-note').textContent = 'From the price table (USD per million tokens, GET /admin/usage/prices).'
+      + (unpriced ? ' Requests to models the table has no price for are not included.' : '');
+  }
+
+  function setUsageView(change) {
+    Object.keys(change).forEach(function (k) { usageState[k] = change[k]; });
+    renderUsage();
+  }
+
+  // ---- Clients (GET/POST/PATCH /admin/clients, POST /admin/clients/{name}/rotate) ----
+
+  function limitsText(l) {
+    l = l || {};
+    var part = function (v) { return typeof v === 'number' ? fmt(v) : '—'; };
+    return part(l.requests_per_minute) + ' · ' + part(l.requests_per_day) + ' · ' + part(l.tokens_per_day);
+  }
+
+  function makeClientRow(name) {
+    var tr = make('tr');
+    tr.setAttribute('data-client', name);
+    var cells = {};
+    ['name', 'source', 'state', 'limits', 'models', 'expires', 'tokens', 'cost', 'actions'].forEach(function (col) {
+      var td = make('td', col === 'tokens' || col === 'cost' ? 'num' : col === 'actions' ? 'actions'
+        : col === 'models' || col === 'name' ? 'wrap' : '');
+      td.setAttribute('data-col', col);
+      cells[col] = td;
+      tr.appendChild(td);
+    });
+    var badge = make('span', 'badge');
+    cells.state.appendChild(badge);
+    var toggle = make('button', '', 'Disable');
+    toggle.type = 'button';
+    var rotate = make('button', '', 'Rotate token');
+    rotate.type = 'button';
+    rotate.setAttribute('aria-label', 'Rotate the token of client ' + name);
+    cells.actions.appendChild(toggle);
+    cells.actions.appendChild(rotate);
+    var row = { tr: tr, cells: cells, badge: badge, toggle: toggle, rotate: rotate, client: null, confirmUntil: 0 };
+    toggle.addEventListener('click', function () {
+      if (row.client) clientAction(name, 'PATCH', '/admin/clients/' + encodeURIComponent(name),
+        { enabled: !row.client.enabled }, row.client.enabled ? 'disabled' : 'enabled');
+    });
+    rotate.addEventListener('click', function () {
+      // Two steps: the old token stops working at once.
+      if (Date.now() > row.confirmUntil) {
+        row.confirmUntil = Date.now() + 5000;
+        rotate.textContent = 'Confirm rotation';
+        setTimeout(function () { if (row.client) fillClientRow(row, row.client); }, 5100);
+        return;
+      }
+      row.confirmUntil = 0;
+      clientAction(name, 'POST', '/admin/clients/' + encodeURIComponent(name) + '/rotate', undefined, 'rotated');
+    });
+    return row;
+  }
+
+  function fillClientRow(row, c, usage) {
+    row.client = c;
+    var cells = row.cells;
+    cells.name.textContent = text(c.name);
+    cells.source.textContent = text(c.source);
+    var state = typeof c.state === 'string' ? c.state : (c.enabled === false ? 'disabled' : 'active');
+    row.badge.textContent = state;
+    row.badge.setAttribute('data-state', state);
+    cells.limits.textContent = limitsText(c.limits);
+    cells.models.textContent = Array.isArray(c.models) && c.models.length ? c.models.join(', ') : 'all';
+    cells.expires.textContent = c.expires_at ? time(c.expires_at) : '—';
+    if (usage !== undefined) {
+      cells.tokens.textContent = usage ? fmt(usage.today) : '0';
+      cells.cost.textContent = usage && usage.cost !== null ? usd(usage.cost) : usd(0);
+    }
+    var own = c.source === 'admin';
+    var busy = clientsPending.has(c.name);
+    row.toggle.textContent = c.enabled === false ? 'Enable' : 'Disable';
+    row.toggle.setAttribute('aria-label', (c.enabled === false ? 'Enable' : 'Disable') + ' client ' + c.name);
+    row.toggle.disabled = busy || !own;
+    row.rotate.disabled = busy || !own;
+    if (Date.now() > row.confirmUntil) row.rotate.textContent = 'Rotate token';
+    var why = own ? '' : 'Defined in ' + (c.source === 'file' ? 'CLIENTS_FILE' : 'CLIENT_API_KEYS_MAP')
+      + ': change it there';
+    if (why) { row.toggle.title = why; row.rotate.title = why; }
+    else { row.toggle.removeAttribute('title'); row.rotate.removeAttribute('title'); }
+  }
+
+  function renderClients(list) {
+    var body = el('clients-body');
+    var usage = perClient(usageState.daily);
+    var seen = new Set();
+    list.forEach(function (c, i) {
+      var name = String(c.name);
+      seen.add(name);
+      var row = clientRows.get(name);
+      if (!row) { row = makeClientRow(name); clientRows.set(name, row); }
+      fillClientRow(row, c, usage.get(name) || null);
+      if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+    });
+    clientRows.forEach(function (row, name) {
+      if (!seen.has(name)) { row.tr.remove(); clientRows.delete(name); }
+    });
+  }
+
+  function showToken(name, value, verb) {
+    el('token-once-label').textContent = 'Token of client ' + name + ' (' + verb + '): copy it now, it is not shown again.';
+    el('token-once-value').textContent = value;
+    el('token-once').hidden = false;
+  }
+  function hideToken() {
+    el('token-once-value').textContent = '';
+    el('token-once-label').textContent = '';
+    el('token-once').hidden = true;
+  }
+
+  function clientAction(name, method, path, body, done) {
+    clientsPending.add(name);
+    var row = clientRows.get(name);
+    if (row && row.client) fillClientRow(row, row.client);
+    clearMessage();
+    return api(method, path, body)
+      .then(function (res) {
+        if (res.status === 401) { rejected(res); return; }
+        if (!res.ok) { showError('Could not change client ' + name + ': ' + problem(res), 'action'); return; }
+        clearError('action');
+        if (res.data && typeof res.data.token === 'string') showToken(name, res.data.token, done);
+        showMessage('Client ' + name + ' ' + done + '.');
+      })
+      .catch(function (err) { showError(err.message, 'action'); })
+      .then(function () {
+        clientsPending.delete(name);
+        return refresh();
+      });
+  }
+
+  function createClient(event) {
+    event.preventDefault();
+    var name = el('client-name').value.trim();
+    if (!name) { showError('Enter a client name.', 'action'); return; }
+    var limits = {};
+    [['client-rpm', 'requests_per_minute'], ['client-rpd', 'requests_per_day'], ['client-tpd', 'tokens_per_day']]
+      .forEach(function (f) {
+        var v = el(f[0]).value.trim();
+        if (v) limits[f[1]] = Number(v);
+      });
+    var body = { name: name };
+    if (Object.keys(limits).length) body.limits = limits;
+    var models = el('client-models').value.split(',').map(function (m) { return m.trim(); })
+      .filter(function (m) { return m; });
+    if (models.length) body.models = models;
+    var button = el('client-create');
+    button.disabled = true;
+    clearMessage();
+    hideToken();
+    return api('POST', '/admin/clients', body)
+      .then(function (res) {
+        if (res.status === 401) { rejected(res); return; }
+        if (res.status !== 201 || !res.data || typeof res.data.token !== 'string') {
+          showError('Could not create client ' + name + ': ' + problem(res), 'action');
+          return;
+        }
+        clearError('action');
+        el('client-form').reset();
+        showToken(name, res.data.token, 'created');
+        showMessage('Client ' + name + ' created.');
+      })
+      .catch(function (err) { showError(err.message, 'action'); })
+      .then(function () {
+        button.disabled = false;
+        return refresh();
+      });
+  }
+
   function canReset(k) {
     if (k.state === 'resting' || k.state === 'circuit_open') return true;
     if (k.circuit === 'open' || k.circuit === 'half_open') return true;
@@ -651,7 +1252,21 @@ export const DASHBOARD_HTML = String.raw`<!doctype html>
   });
   el('refresh').addEventListener('click', function () { refresh(); });
   el('reload').addEventListener('click', function () { reload(); });
+  document.querySelectorAll('#usage [data-period]').forEach(function (b) {
+    b.addEventListener('click', function () { setUsageView({ period: b.getAttribute('data-period') }); });
+  });
+  document.querySelectorAll('#usage [data-group]').forEach(function (b) {
+    b.addEventListener('click', function () { setUsageView({ group: b.getAttribute('data-group') }); });
+  });
+  document.querySelectorAll('#usage [data-metric]').forEach(function (b) {
+    b.addEventListener('click', function () { setUsageView({ metric: b.getAttribute('data-metric') }); });
+  });
+  el('client-form').addEventListener('submit', createClient);
+  el('token-once-hide').addEventListener('click', hideToken);
   el('signout').addEventListener('click', function () {
+    hideToken();
+    clientRows.forEach(function (row) { row.tr.remove(); });
+    clientRows.clear();
     forgetToken();
     rows.forEach(function (row) { row.tr.remove(); });
     rows.clear();

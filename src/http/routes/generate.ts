@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { assertModelAllowed } from '../../clients/models.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
 import { generateInput, prepareGenerate, runGenerate } from '../../services/generate/generate.ts';
 import { parseInput } from '../../services/generate/input.ts';
@@ -46,6 +47,7 @@ export async function generateRoutes(app: FastifyInstance, deps: AppDeps): Promi
     },
     async (request, reply) => {
       const prepared = prepareGenerate(parseInput(generateInput, request.body), deps.env);
+      assertModelAllowed(request, prepared.model);
       const key = ResponseCache.key('generate', prepared.model, prepared.cacheKeyInput);
       const { value, status } = await cache.getOrCompute(
         key,

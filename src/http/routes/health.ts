@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { stateOf } from '../../observability/metrics.ts';
 import type { VerifySummary } from '../../pool/verify.ts';
+import { FailoverStore } from '../../store/failover.ts';
 import type { KeyState } from '../../store/types.ts';
 import { within } from '../../util/within.ts';
 import type { AppDeps } from '../deps.ts';
@@ -9,7 +10,20 @@ export interface Readiness {
   ready: boolean;
   body: {
     status: 'ready' | 'not_ready';
-    store: { kind: 'memory' | 'redis'; reachable: boolean; latency_ms: number | null };
+    store: {
+      kind: 'memory' | 'redis';
+      /** Redis answers (memory: always). */
+      reachable: boolean;
+      latency_ms: number | null;
+      /**
+       * STORE_FAILURE_MODE=local only: true while Redis is unreachable and this instance serves
+       * alone from its share (1/instances) of every budget. Still ready: it serves.
+       */
+      degraded?: boolean;
+      failure_mode?: 'local';
+      instances?: number;
+      degraded_since?: string | null;
+    };
     keys: { configured: number; usable: number; resting: number; disabled: number; circuit_open: number };
     circuits: { closed: number; open: number; half_open: number };
     queue_length: number;
@@ -59,7 +73,7 @@ export async function readiness(deps: AppDeps): Promise<Readiness> {
     states,
     body: {
       status: ready ? 'ready' : 'not_ready',
-      store: { kind: deps.store.kind, reachable: storeOk, latency_ms: latency },
+      store: { kind: deps.store.kind, reachable: storeOk, latency_ms: latency, ...degradation(deps.store) },
       keys: {
         configured: deps.pool.keys.length,
         usable: counts.available,
@@ -71,6 +85,20 @@ export async function readiness(deps: AppDeps): Promise<Readiness> {
       queue_length: deps.pool.queueLength,
       verification: deps.verifier?.summary() ?? null,
     },
+  };
+}
+
+/** A FailoverStore's state (read after the checks above, which may have switched it). */
+function degradation(store: AppDeps['store']): Partial<Readiness['body']['store']> {
+  if (!(store instanceof FailoverStore)) return {};
+  const s = store.status();
+  const alone = s.mode === 'local';
+  return {
+    ...(alone ? { reachable: false, latency_ms: null } : {}),
+    degraded: alone,
+    failure_mode: 'local',
+    instances: s.instances,
+    degraded_since: s.degradedSinceMs === null ? null : new Date(s.degradedSinceMs).toISOString(),
   };
 }
 

@@ -7,6 +7,8 @@ export async function registerRoutes(app: FastifyInstance, deps: AppDeps): Promi
   await app.register(healthRoutes, deps);
   await app.register((await import('./metrics.ts')).metricsRoutes, deps);
   await app.register((await import('./admin.ts')).adminRoutes, deps);
+  await app.register((await import('./admin-clients.ts')).adminClientRoutes, deps);
+  await app.register((await import('./usage.ts')).usageRoutes, deps);
   await app.register((await import('./internal.ts')).internalRoutes, deps);
   await app.register((await import('./dashboard.ts')).dashboardRoutes, deps);
   const { nativeRoutes } = await import('./native.ts');
@@ -19,4 +21,11 @@ export async function registerRoutes(app: FastifyInstance, deps: AppDeps): Promi
   const { textProcessingRoutes } = await import('./text-processing.ts');
   await app.register(textProcessingRoutes, deps);
   await app.register((await import('./create-image.ts')).createImageRoutes, deps);
+  await app.register((await import('./batches.ts')).batchRoutes, deps);
+  await app.register((await import('./long-running.ts')).longRunningRoutes, deps);
+  await app.register((await import('./files.ts')).filesRoutes, deps);
+  await app.register((await import('./cached-contents.ts')).cachedContentsRoutes, deps);
+  await app.register((await import('./interactions.ts')).interactionRoutes, deps);
+  await app.register((await import('./live.ts')).liveRoutes, deps);
+  await app.register((await import('./unimplemented.ts')).unimplementedRoutes, deps);
 }

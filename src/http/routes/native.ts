@@ -1,12 +1,15 @@
 import type {} from '@fastify/compress';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { allowedFallbacks, assertModelAllowed } from '../../clients/models.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
 import { FALLBACK_HEADER, fallbacksFor, MODEL_HEADER } from '../../pool/fallback.ts';
+import { affinityPin } from '../../upstream/affinity.ts';
 import type { UpstreamAnswer } from '../../upstream/forwarder.ts';
 import { MODEL_NAME } from '../../upstream/gemini-types.ts';
 import { passThroughFraming, relayStream } from '../../upstream/stream-relay.ts';
 import type { AppDeps } from '../deps.ts';
+import { installNativeJsonParser } from '../native-body.ts';
 import { HttpProblem } from '../problem.ts';
 
 /** Gemini methods the proxy forwards, and whether each streams. */
@@ -34,27 +37,16 @@ interface JsonBody {
  * the pool key travels only in the x-goog-api-key header.
  */
 export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  // Keep the raw bytes: the body is forwarded as sent, parsed only to estimate tokens.
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
-    try {
-      done(null, {
-        raw: body as Buffer,
-        json: JSON.parse((body as Buffer).toString('utf8')),
-      } satisfies JsonBody);
-    } catch {
-      done(
-        new HttpProblem(400, 'Invalid JSON payload received.', { googleStatus: 'INVALID_ARGUMENT' }),
-        undefined,
-      );
-    }
-  });
+  // Keep the raw bytes: the body is forwarded as sent, parsed only to estimate tokens
+  // (bodies up to NATIVE_MAX_BODY_SIZE, memory bounded: src/http/native-body.ts).
+  installNativeJsonParser(app);
 
   const config = { googleErrors: true };
+  const postOptions = { config, compress: false as const, bodyLimit: deps.env.NATIVE_MAX_BODY_SIZE };
   const cache = getResponseCache(deps);
 
   for (const version of ['v1beta', 'v1']) {
-    app.post(`/${version}/models/*`, { config, compress: false }, async (request, reply) => {
+    app.post(`/${version}/models/*`, postOptions, async (request, reply) => {
       const target = (request.params as { '*': string })['*'];
       const colon = target.lastIndexOf(':');
       const model = colon > 0 ? target.slice(0, colon) : '';
@@ -65,12 +57,17 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
           googleStatus: 'NOT_FOUND',
         });
       }
+      // A client limited to some models: 403 for the others, before anything is sent.
+      assertModelAllowed(request, model);
       const body = request.body as JsonBody | undefined;
       if (!body || typeof body.json !== 'object' || body.json === null || Array.isArray(body.json)) {
         throw new HttpProblem(400, 'request body must be a JSON object', {
           googleStatus: 'INVALID_ARGUMENT',
         });
       }
+      // A request that uses a file or cache goes to a key of the project that owns it (and only
+      // its client may use it: refused here otherwise, nothing sent upstream).
+      const pin = await affinityPin(deps, request, body.json, { raw: body.raw });
       const search = forwardedQuery(request);
       const forward = () =>
         deps.forwarder.forward({
@@ -83,11 +80,16 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
           stream: spec.stream,
           signal: request.cancellation ?? undefined,
           deadlineMs: request.deadlineMs,
-          fallbacks: fallbacksFor(
-            deps.env.MODEL_FALLBACKS,
-            model,
-            request.headers[FALLBACK_HEADER],
-            deps.env.MODEL_FALLBACK_DEFAULT,
+          pin,
+          client: request.clientName,
+          fallbacks: allowedFallbacks(
+            request,
+            fallbacksFor(
+              deps.env.MODEL_FALLBACKS,
+              model,
+              request.headers[FALLBACK_HEADER],
+              deps.env.MODEL_FALLBACK_DEFAULT,
+            ),
           ),
         });
       // Off unless CACHE_NATIVE_PROXY=true or the request asks (X-Gateway-Cache: on); never streams.
@@ -153,6 +155,7 @@ function sendAnswer(request: FastifyRequest, reply: FastifyReply, answer: Upstre
   // The model that answered (a fallback's, when the pool could not serve the one asked for).
   if (answer.model) reply.header(MODEL_HEADER, answer.model);
   if (answer.kind === 'unary') return reply.send(answer.body);
-  reply.header('cache-control', 'no-cache');
+  // no-cache, and X-Accel-Buffering for nginx (and proxies that honour it): chunk by chunk.
+  reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
   return reply.send(relayStream(answer, reply.raw, passThroughFraming(answer.contentType)));
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { allowedFallbacks, assertModelAllowed } from '../../clients/models.ts';
 import { ChatStreamTranslator } from '../../openai/stream.ts';
 import {
   errorCodeFor,
@@ -88,6 +89,7 @@ async function surface(app: FastifyInstance, deps: AppDeps): Promise<void> {
     },
     async (request, reply) => {
       const call = openAiToGemini(request.body);
+      assertModelAllowed(request, call.model);
       const method = call.stream ? 'streamGenerateContent' : 'generateContent';
       const answer = await forward(deps, request, {
         method: 'POST',
@@ -97,11 +99,14 @@ async function surface(app: FastifyInstance, deps: AppDeps): Promise<void> {
         model: call.model,
         estimatedTokens: estimateInputTokens(call.request),
         stream: call.stream,
-        fallbacks: fallbacksFor(
-          deps.env.MODEL_FALLBACKS,
-          call.model,
-          request.headers[FALLBACK_HEADER],
-          deps.env.MODEL_FALLBACK_DEFAULT,
+        fallbacks: allowedFallbacks(
+          request,
+          fallbacksFor(
+            deps.env.MODEL_FALLBACKS,
+            call.model,
+            request.headers[FALLBACK_HEADER],
+            deps.env.MODEL_FALLBACK_DEFAULT,
+          ),
         ),
       });
       // The model that answered (a fallback's, when the pool could not serve the one asked for).
@@ -128,6 +133,7 @@ async function surface(app: FastifyInstance, deps: AppDeps): Promise<void> {
     { config, schema: { tags, summary: 'OpenAI Embeddings, answered by Gemini batchEmbedContents' } },
     async (request, reply) => {
       const call = openAiEmbeddingsToGemini(request.body);
+      assertModelAllowed(request, call.model);
       const estimated = estimateInputTokens(call.request);
       const answer = await forward(deps, request, {
         method: 'POST',
@@ -201,6 +207,7 @@ async function forward(
   const timeoutMs = deps.env.REQUEST_TIMEOUT * 1000;
   const answer = await deps.forwarder.forward({
     ...call,
+    client: request.clientName,
     signal: request.cancellation ?? undefined,
     deadlineMs: request.deadlineMs || Date.now() + timeoutMs,
   });

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import type { CacheStatus } from '../../cache/types.ts';
+import { assertModelAllowed } from '../../clients/models.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
 import { OPERATION_IDS, OPERATIONS } from '../../services/text/operations.ts';
 import {
@@ -130,6 +131,7 @@ export async function textProcessingRoutes(app: FastifyInstance, deps: AppDeps):
     ctx: CallContext,
   ): Promise<{ value: ProcessResult; status: CacheStatus }> {
     const prepared: PreparedProcess = prepareProcess(raw, env);
+    assertModelAllowed(request, prepared.model);
     const key = ResponseCache.key(`text:${prepared.operation}`, prepared.model, prepared.cacheKeyInput);
     return cache.getOrCompute(key, () => runProcess(deps.gemini, prepared, ctx, request.log), {
       bypass: wantsBypass(request),

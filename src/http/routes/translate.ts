@@ -1,6 +1,7 @@
 import multipart, { type Multipart } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { assertModelAllowed } from '../../clients/models.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
 import { prepareTranslate, runTranslate, type TranslateFields } from '../../services/translate/translate.ts';
 import type { AppDeps } from '../deps.ts';
@@ -130,6 +131,7 @@ export async function translateRoutes(app: FastifyInstance, deps: AppDeps): Prom
     async (request, reply) => {
       const upload = await readUpload(request, deps.env.MAX_UPLOAD_SIZE);
       const prepared = prepareTranslate(upload.file, upload.fields, deps.env);
+      assertModelAllowed(request, prepared.model);
       const key = ResponseCache.key('translate', prepared.model, prepared.cacheKeyInput, [upload.file]);
       const { value, status } = await cache.getOrCompute(
         key,

@@ -106,26 +106,43 @@ export function createMediaStore(dir: string): MediaStore {
   };
 }
 
-/** How often the retention sweep runs. */
+/** How often the retention sweep runs at most (a shorter retention sweeps more often). */
 const PRUNE_EVERY_MS = 10 * 60_000;
+const PRUNE_EVERY_MIN_MS = 1000;
+
+/** The sweep's period for a retention: a tenth of it, between one second and ten minutes. */
+export function pruneInterval(retentionMs: number): number {
+  return Math.min(PRUNE_EVERY_MS, Math.max(PRUNE_EVERY_MIN_MS, Math.round(retentionMs / 10)));
+}
 
 /**
- * MEDIA_RETENTION_HOURS: deletes images older than the retention now and every ten minutes.
- * Returns the function that stops it.
+ * MEDIA_RETENTION_HOURS: deletes images older than the retention now and then periodically
+ * (pruneInterval), so an image lives at most the retention plus a tenth of it (plus ten minutes
+ * at most). Several instances (or workers) sharing MEDIA_DIR each sweep it; a file another one
+ * removed first is skipped. Returns the function that stops it.
  */
 export function schedulePruning(
   media: MediaStore,
   retentionMs: number,
   onSwept: (removed: number, err?: unknown) => void,
 ): () => void {
+  let running = false;
   const sweep = () => {
+    if (running) return; // a slow directory (a network volume): one sweep at a time
+    running = true;
     media.prune(Date.now() - retentionMs).then(
-      (removed) => onSwept(removed),
-      (err: unknown) => onSwept(0, err),
+      (removed) => {
+        running = false;
+        onSwept(removed);
+      },
+      (err: unknown) => {
+        running = false;
+        onSwept(0, err);
+      },
     );
   };
   sweep();
-  const timer = setInterval(sweep, PRUNE_EVERY_MS);
+  const timer = setInterval(sweep, pruneInterval(retentionMs));
   timer.unref();
   return () => clearInterval(timer);
 }

@@ -1,0 +1,225 @@
+import { randomUUID } from 'node:crypto';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { FailoverStore } from '../../src/store/failover.ts';
+import { clusterPrefix } from '../../src/store/redis-client.ts';
+import { adminFetch, type Json } from '../helpers/admin.ts';
+import { has } from '../helpers/global-setup.ts';
+import { warnSkipped } from '../helpers/redis.ts';
+import {
+  type OwnCluster,
+  type OwnSentinel,
+  startCluster,
+  startSentinel,
+  withClient,
+} from '../helpers/redis-ha.ts';
+import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+
+/**
+ * Redis high availability against real servers made from Debian's packages: a three-master Redis
+ * Cluster (redis-server --cluster-enabled, redis-cli --cluster create) and a Sentinel group (a
+ * primary, a replica, one sentinel with quorum 1). STORE_FAILURE_MODE=closed throughout: a store
+ * that does not work on these topologies shows as 503s here, not as local shares.
+ */
+
+const ADMIN_TOKEN = 'admin-token-for-redis-ha-tests-000001';
+const canCluster = has('redis-server') && has('redis-cli');
+const canSentinel = has('redis-server') && has('redis-sentinel');
+if (!canCluster) warnSkipped('Redis Cluster (needs redis-server and redis-cli)');
+if (!canSentinel) warnSkipped('Redis Sentinel (needs redis-sentinel: apt-get install -y redis-sentinel)');
+
+const start = stackPerTest({ env: { STORE_FAILURE_MODE: 'closed', ADMIN_TOKEN } });
+
+async function burst(stacks: Stack[], n: number): Promise<number[]> {
+  return Promise.all(
+    Array.from(
+      { length: n },
+      async (_, i) => (await generateText(stacks[i % stacks.length]!, `b${i}`)).status,
+    ),
+  );
+}
+
+describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
+  let cluster: OwnCluster;
+  beforeAll(async () => {
+    cluster = await startCluster(3);
+  }, 45_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('two instances serve a burst exactly: admitted == limit, zero upstream 429s', async () => {
+    const prefix = `cl${randomUUID().slice(0, 8)}:`;
+    const env = {
+      REDIS_CLUSTER_NODES: cluster.nodes,
+      STATE_PREFIX: prefix,
+      DEFAULT_RPM: '5',
+      QUEUE_MAX_WAIT_MS: '0',
+    };
+    const values = poolKeyValues(2);
+    const a = await start({
+      keys: 2,
+      env,
+      fake: { keys: values.map((apiKey) => ({ apiKey })), limits: { rpm: 5 } },
+    });
+    const b = await start({ keys: 2, env, fakeInstance: a.fake });
+
+    // Two keys (two projects) of 5 a minute: 10 in all, whichever instance a request reaches.
+    const statuses = await burst([a, b], 16);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(6);
+    expect(a.fake.stats.requests).toBe(10);
+    expect(a.fake.stats.rateLimited).toBe(0);
+
+    // The store's keys carry the prefix as a hash tag: one slot, on one master, as the scripts need.
+    const client = new Cluster(
+      cluster.ports.map((port) => ({ host: '127.0.0.1', port })),
+      { lazyConnect: true },
+    );
+    try {
+      const tagged = clusterPrefix(prefix);
+      expect(tagged).toBe(`{${prefix.slice(0, -1)}}:`);
+      expect(await client.exists(`${tagged}gen`, `${tagged}ring`, `${tagged}keys`)).toBe(3);
+      expect(await client.exists(`${prefix}gen`)).toBe(0);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('the response cache, the caller rate limits and the heartbeats of the local failure mode work on it', async () => {
+    const s = await start({
+      env: {
+        REDIS_CLUSTER_NODES: cluster.nodes,
+        STATE_PREFIX: `clc${randomUUID().slice(0, 8)}:`,
+        CLIENT_RATE_LIMIT: '4',
+        STORE_FAILURE_MODE: 'local',
+      },
+    });
+    // The heartbeat script (with its snapshot of every budget) runs in the prefix's slot: a
+    // failing one would have switched the instance to serving alone.
+    const store = s.gateway.store as FailoverStore;
+    await store.heartbeat();
+    expect(store.status()).toMatchObject({ mode: 'redis', instances: 1, counted: true });
+    const post = () =>
+      fetch(`${s.url}/v1/generate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'cluster cache' }),
+      });
+    const first = await post();
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-cache')).toBe('MISS');
+    const second = await post();
+    expect(second.headers.get('x-cache')).toBe('HIT');
+    // Entries are found on whichever master holds them (a SCAN per master).
+    const stats = (await (await adminFetch(s, ADMIN_TOKEN, 'GET', '/internal/cache')).json()) as Json;
+    expect(stats).toMatchObject({ backend: 'redis' });
+    expect(stats.entries).toBeGreaterThanOrEqual(1);
+    // The client's fourth request a minute is its last; the fifth is refused by the limiter's
+    // counters in the Cluster.
+    expect((await post()).status).toBe(200);
+    expect((await post()).status).toBe(200);
+    const refused = await post();
+    expect(refused.status).toBe(429);
+    expect(store).toBeInstanceOf(FailoverStore);
+    expect(store.status().mode).toBe('redis');
+  });
+});
+
+describe.runIf(canSentinel)('Redis Sentinel', () => {
+  let sentinel: OwnSentinel;
+  beforeAll(async () => {
+    sentinel = await startSentinel();
+  }, 45_000);
+  afterAll(async () => {
+    await sentinel?.stop();
+  });
+
+  it('a failover under load: no request hangs, requests succeed again within a bound, no restart', async () => {
+    const prefix = `sn${randomUUID().slice(0, 8)}:`;
+    const s = await start({
+      keys: 3,
+      env: {
+        REDIS_SENTINELS: sentinel.sentinels,
+        REDIS_SENTINEL_NAME: sentinel.name,
+        STATE_PREFIX: prefix,
+        REDIS_COMMAND_TIMEOUT_MS: '500',
+        DEFAULT_RPM: '100000',
+        DEFAULT_RPD: '1000000',
+      },
+    });
+    expect(await sentinel.masterPort()).toBe(sentinel.ports.primary);
+
+    const results: { at: number; ms: number; status: number }[] = [];
+    let stop = false;
+    const loop = async (i: number) => {
+      while (!stop) {
+        const t0 = performance.now();
+        const status = (await generateText(s, `load ${i}`)).status;
+        results.push({ at: t0, ms: performance.now() - t0, status });
+      }
+    };
+    const loops = Array.from({ length: 4 }, (_, i) => loop(i));
+    let failoverAt = 0;
+    let namedAt = 0;
+    let movedAt = 0;
+    let newMaster = 0;
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      failoverAt = performance.now();
+      newMaster = await sentinel.failover();
+      namedAt = performance.now();
+      // The gateway's writes reach the new master (its round-robin counter moves there); the old
+      // one still takes writes from clients that did not move until the sentinel demotes it.
+      const rr = () => withClient(newMaster, async (c) => Number((await c.get(`${prefix}rr`)) ?? 0));
+      const rrAtSwitch = await rr();
+      await vi.waitFor(async () => expect(await rr()).toBeGreaterThan(rrAtSwitch), {
+        timeout: 10_000,
+        interval: 20,
+      });
+      movedAt = performance.now();
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
+
+    expect(newMaster).toBe(sentinel.ports.replica);
+    expect(await sentinel.role(newMaster)).toBe('master');
+    // Every request answered (200, or 503 while the master moved), none waited past the bound.
+    for (const r of results) {
+      expect([200, 503]).toContain(r.status);
+      expect(r.ms).toBeLessThan(5000);
+    }
+    expect(results.filter((r) => r.at < failoverAt).every((r) => r.status === 200)).toBe(true);
+    // Served by the new master without a restart: every request sent once it moved succeeds.
+    const after = results.filter((r) => r.at > movedAt);
+    expect(after.length).toBeGreaterThan(0);
+    expect(after.every((r) => r.status === 200)).toBe(true);
+    const failed = results.filter((r) => r.status === 503).length;
+    console.info(
+      `sentinel failover under load: ${results.length} requests, ${failed} answered 503, the sentinel named ` +
+        `the new master ${Math.round(namedAt - failoverAt)} ms after SENTINEL FAILOVER, the gateway wrote ` +
+        `to it ${Math.round(movedAt - namedAt)} ms later, slowest request ${Math.round(
+          Math.max(...results.map((r) => r.ms)),
+        )} ms`,
+    );
+
+    // Nothing sent upstream is missing from the new master's request log, though the old master
+    // took writes until the gateway moved (Redis replicates asynchronously): after reconnecting
+    // to another server, the gateway adds its last minute again (counted twice at worst).
+    const now = Date.now();
+    const states = await s.gateway.store.keyStates(now, s.gateway.pool.calendarAt(now).day);
+    const counted = states.reduce((n, k) => n + k.requestsThisMinute, 0);
+    expect(counted).toBeGreaterThanOrEqual(s.fake.stats.requests);
+    // And the response cache follows the master too.
+    const post = () =>
+      fetch(`${s.url}/v1/generate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'sentinel cache' }),
+      });
+    expect((await post()).headers.get('x-cache')).toBe('MISS');
+    expect((await post()).headers.get('x-cache')).toBe('HIT');
+  }, 40_000);
+});
