@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     void gateway.reloader.reloadAll('signal');
     void gateway.deps.clients?.reloadFileLogged('signal');
   });
-  if (cluster.isWorker) joinGroup(gateway, (reason) => void stop(reason));
+  if (cluster.isWorker) joinGroup(gateway);
 }
 
 void main();

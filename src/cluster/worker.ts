@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { closeSync, openSync } from 'node:fs';
 import { AggregatorRegistry } from 'prom-client';
 import type { Gateway } from '../app/build.ts';
 import type { ReloadSource } from '../config/reload.ts';
@@ -26,6 +27,13 @@ export const isWorker = cluster.isWorker;
  * store is never called: buildGateway uses Redis.
  */
 export function prepareWorker(): { store: StateStore } {
+  // A primary that dies (killed, crashed) takes its workers with it: node:cluster exits a worker
+  // whose IPC channel closes unexpectedly, at once (requests in flight are cut, as they would be
+  // in one process that crashed). Before pino's own exit handler, which flushes stdout
+  // synchronously and retries a failed write for ever: without a primary, stdout has no reader.
+  process.prependListener('exit', () => {
+    if (!process.connected) detachStdout();
+  });
   new AggregatorRegistry(); // installs prom-client's answering of the primary's requests
   AggregatorRegistry.setRegistries([]);
   return { store: createIpcStore(process as unknown as IpcChannel) };
@@ -33,10 +41,10 @@ export function prepareWorker(): { store: StateStore } {
 
 /**
  * Once the worker listens: its metrics join the group's, a /metrics scrape shows the whole
- * group, an admin's reload reaches the other workers, a lost primary stops this worker
- * gracefully, and the primary hears that the worker serves.
+ * group, an admin's reload reaches the other workers, and the primary hears that the worker
+ * serves. (A lost primary: node:cluster makes the worker exit at once, see prepareWorker.)
  */
-export function joinGroup(gateway: Gateway, stop: (reason: string) => void): void {
+export function joinGroup(gateway: Gateway): void {
   AggregatorRegistry.setRegistries([gateway.metrics.registry]);
   gateway.metrics.setRenderer(groupMetrics);
 
@@ -49,8 +57,23 @@ export function joinGroup(gateway: Gateway, stop: (reason: string) => void): voi
   process.on('message', (message: unknown) => {
     if (messageType(message) === RELOAD) void reloadAll('admin');
   });
-  process.on('disconnect', () => stop('primary process gone'));
   process.send?.({ type: WORKER_READY });
+}
+
+/**
+ * A worker's stdout is a socket to the primary, which forwards its lines. With the primary gone,
+ * writes to it fail (EPIPE), and pino's last flush at exit (sonic-boom's flushSync) retries a
+ * failed write for ever, whatever the error: seen as workers that outlived a killed primary.
+ * Pointed at /dev/null, the last lines are dropped (nobody could read them) and the worker exits.
+ */
+function detachStdout(): void {
+  try {
+    closeSync(1);
+    const fd = openSync('/dev/null', 'w');
+    if (fd !== 1) closeSync(fd);
+  } catch {
+    /* already closed */
+  }
 }
 
 let metricsSeq = 0;

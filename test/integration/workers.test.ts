@@ -261,6 +261,18 @@ describe('WORKERS=2 (embedded state in the primary)', { timeout: 120_000 }, () =
     expect(sample(text, 'gateway_workers', { state: 'serving' })).toBe(2);
   });
 
+  it('a primary that is killed takes its workers with it (none outlives it, streams in flight or not)', async () => {
+    const f = await fake({ streamChunks: 8, chunkDelayMs: 300 });
+    const g = await startGroup(f);
+    const pids = [...serving(g).values()];
+    const streams = await Promise.all([openStream(g), openStream(g)]);
+    // Answers just given: their log lines are still in the workers' buffers when the primary goes.
+    await Promise.all(Array.from({ length: 6 }, () => call(g)));
+    g.child.kill('SIGKILL');
+    for (const s of streams) expect((await s.rest).complete).toBe(false);
+    await vi.waitFor(() => expect(pids.filter(alive)).toEqual([]), { timeout: 15_000, interval: 200 });
+  });
+
   it('SIGTERM to the primary: slow streams on both workers arrive whole, then exit 0', async () => {
     const f = await fake({ streamChunks: 5, chunkDelayMs: 300 });
     const g = await startGroup(f, { SHUTDOWN_TIMEOUT_MS: '15000' });
@@ -342,6 +354,15 @@ describe.skipIf(!redisUrl)('WORKERS=2 with Redis', { timeout: 120_000 }, () => {
   });
 });
 if (!redisUrl) warnSkipped('WORKERS=2 with Redis');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** A slow SSE stream on a connection of its own: its first chunk, and the rest when it ends. */
 async function openStream(g: Group) {
