@@ -44,6 +44,13 @@ async function fake(opts: Parameters<typeof startFakeGemini>[0] = {}): Promise<F
   return f;
 }
 
+/** A temporary DATA_DIR (embedded-mode files), removed after the test. */
+function dataDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'gg-workers-data-'));
+  dirs.push(d);
+  return d;
+}
+
 async function startGroup(f: FakeGemini, env: Record<string, string> = {}): Promise<Group> {
   const port = await freePort();
   const child = spawn(process.execPath, ['src/main.ts'], {
@@ -61,6 +68,7 @@ async function startGroup(f: FakeGemini, env: Record<string, string> = {}): Prom
       GLOBAL_RATE_LIMIT: '0',
       BURST_RATE_LIMIT: '0',
       VERIFY_KEYS: 'false',
+      DATA_DIR: dataDir(),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -305,6 +313,7 @@ describe('WORKERS: refusals', { timeout: 120_000 }, () => {
         SERVER_HOST: '127.0.0.1',
         CLIENT_API_KEYS_MAP: `${TEST_TOKEN}:tests`,
         VERIFY_KEYS: 'false',
+        DATA_DIR: dataDir(),
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
