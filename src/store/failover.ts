@@ -13,6 +13,7 @@ import {
   type BudgetState,
   type CircuitSettings,
   type HitResult,
+  type KeyHealth,
   type KeyState,
   type Outcome,
   type OwnedResource,
@@ -833,6 +834,13 @@ export class FailoverStore implements StateStore {
     return this.either(
       (s) => s.keyStates(nowMs, day),
       (l) => l.keyStates(nowMs, day),
+    );
+  }
+
+  keyHealth(keyId: string): Promise<KeyHealth | null> {
+    return this.either(
+      (s) => s.keyHealth(keyId),
+      (l) => l.keyHealth(keyId),
     );
   }
 

@@ -5,6 +5,7 @@ import {
   type BudgetState,
   type CircuitSettings,
   type HitResult,
+  type KeyHealth,
   type KeyState,
   type Outcome,
   type OwnedResource,
@@ -257,6 +258,16 @@ export class MemoryStore implements StateStore {
         lastErrorAtMs: rt.lastErrorAtMs,
       };
     });
+  }
+
+  async keyHealth(keyId: string): Promise<KeyHealth | null> {
+    const k = this.keys.find((key) => key.id === keyId);
+    const rt = this.runtime.get(keyId);
+    if (!k || !rt) return null;
+    return {
+      enabled: k.enabled && rt.disabledReason === null,
+      disabledReason: rt.disabledReason ?? (k.enabled ? null : 'disabled in configuration'),
+    };
   }
 
   async budgetStates(nowMs: number, day: string): Promise<BudgetState[]> {

@@ -10,6 +10,7 @@ import {
   type BudgetState,
   type CircuitSettings,
   type HitResult,
+  type KeyHealth,
   type KeyState,
   type Outcome,
   type OwnedResource,
@@ -450,6 +451,16 @@ export class RedisStore implements StateStore {
         lastErrorAtMs: h.last_error_at ? Number(h.last_error_at) : null,
       };
     });
+  }
+
+  async keyHealth(keyId: string): Promise<KeyHealth | null> {
+    const [enabled, disabled] = await this.redis.hmget(`${this.p}k:${keyId}`, 'enabled', 'disabled');
+    if (enabled === null) return null;
+    const reason = disabled ? disabled : null;
+    return {
+      enabled: enabled === '1' && reason === null,
+      disabledReason: reason ?? (enabled === '1' ? null : 'disabled in configuration'),
+    };
   }
 
   async budgetStates(nowMs: number, day: string): Promise<BudgetState[]> {

@@ -165,6 +165,8 @@ export function resourceKind(name: string): string {
   return slash < 0 ? name : name.slice(0, slash);
 }
 
+export type KeyHealth = Pick<KeyState, 'enabled' | 'disabledReason'>;
+
 export interface HitResult {
   count: number;
   /** When the current window ends (epoch ms). */
@@ -197,6 +199,8 @@ export interface StateStore {
   /** Clears a rest and an open circuit. */
   resetKey(keyId: string): Promise<void>;
   keyStates(nowMs: number, day: string): Promise<KeyState[]>;
+  /** One key's enabled flag and disable reason (null: unknown key): cheap, for per-key checks. */
+  keyHealth(keyId: string): Promise<KeyHealth | null>;
   /**
    * Every (project, model) budget that is configured (a model in some key's modelLimits) or has
    * been used, with its use and rest.

@@ -131,6 +131,21 @@ for (const [name, make] of STORES) {
       expect((await store.keyStates(T0 + 2, DAY)).find((s) => s.id === 'c')?.verified).toBe(true);
     });
 
+    it("keyHealth reads one key's enabled flag and reason (an admin's reason over the configuration's)", async () => {
+      await store.syncKeys([key('a'), key('b', { enabled: false }), key('c', { enabled: false })]);
+      await store.setKeyEnabled('a', false, 'API_KEY_INVALID', T0);
+      await store.setKeyEnabled('c', false, 'disabled by admin', T0);
+      expect(await store.keyHealth('a')).toEqual({ enabled: false, disabledReason: 'API_KEY_INVALID' });
+      expect(await store.keyHealth('b')).toEqual({
+        enabled: false,
+        disabledReason: 'disabled in configuration',
+      });
+      expect(await store.keyHealth('c')).toEqual({ enabled: false, disabledReason: 'disabled by admin' });
+      await store.setKeyEnabled('a', true, null, T0);
+      expect(await store.keyHealth('a')).toEqual({ enabled: true, disabledReason: null });
+      expect(await store.keyHealth('nope')).toBeNull();
+    });
+
     it("a pinned request is served only by its project's keys (or its one key), never another's", async () => {
       await store.syncKeys([
         key('a1', { project: 'pa', rpm: 1 }),
