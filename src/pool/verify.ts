@@ -324,7 +324,10 @@ export class KeyVerifier {
     // long-lived stop signal keeps every call's signal alive with it (about 35 MB over 1,000 keys).
     const controller = new AbortController();
     const abort = () => controller.abort();
-    const timer = setTimeout(abort, this.o.timeoutMs);
+    const timer = setTimeout(
+      () => controller.abort(new DOMException('the verification call timed out', 'TimeoutError')),
+      this.o.timeoutMs,
+    );
     this.stopper.signal.addEventListener('abort', abort, { once: true });
     try {
       const res = await this.o.agent.request({
