@@ -42,7 +42,9 @@ export class SqliteUsageStore implements UsageStore {
     try {
       mkdirSync(dataDir, { recursive: true });
       this.db = new DatabaseSync(join(dataDir, USAGE_DB_FILE));
-      this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;');
+      // The wait for a lock first: with WORKERS, several processes open the file at once, and
+      // switching to WAL takes a lock that would otherwise fail at once ("database is locked").
+      this.db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
       this.db.exec(
         `CREATE TABLE IF NOT EXISTS usage_daily (day TEXT NOT NULL, client TEXT NOT NULL, model TEXT NOT NULL, ${COLUMN_DEFS}, PRIMARY KEY (day, client, model)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS usage_hourly (hour INTEGER NOT NULL, client TEXT NOT NULL, model TEXT NOT NULL, ${COLUMN_DEFS}, PRIMARY KEY (hour, client, model)) WITHOUT ROWID;`,
