@@ -228,7 +228,9 @@ export async function affinityPin(
   body: unknown,
   opts: { raw?: Buffer; names?: readonly string[] } = {},
 ): Promise<Pin | undefined> {
-  const names = [...new Set([...(opts.names ?? []), ...referencedResources(body, opts.raw)])];
+  // The common request references nothing: no set or array is built for it.
+  const found = referencedResources(body, opts.raw);
+  const names = opts.names?.length ? [...new Set([...opts.names, ...found])] : found;
   if (names.length === 0) return undefined;
   const owners = await ownersOf(deps.store, names);
   const decision = decideAffinity(names, owners, callerOf(request, deps));
