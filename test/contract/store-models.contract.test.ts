@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../../src/store/redis.ts';
-import type { AcquireResult, Reservation, StateStore } from '../../src/store/types.ts';
-import { warnSkipped } from '../helpers/redis.ts';
-import { CIRCUIT, DAY, key, redisUrl, req, STORES, T0 } from '../helpers/stores.ts';
+import type { AcquireResult, Reservation } from '../../src/store/types.ts';
+import { CIRCUIT, DAY, describeEachStore, key, redisUrl, req, T0 } from '../helpers/stores.ts';
 
 /** Budgets per (project, model), unverified keys: one contract for every StateStore. */
 const PRO = 'gemini-2.5-pro';
@@ -15,186 +14,167 @@ function granted(r: AcquireResult): Reservation {
   return r.reservation;
 }
 
-for (const [name, make] of STORES) {
-  if (!make) {
-    warnSkipped(`per-model store contract on ${name}`);
-    describe.skip(`StateStore per-model contract: ${name} (SKIPPED: no redis-server)`, () => {
-      it('needs redis-server', () => {});
-    });
-    continue;
-  }
-  describe(`StateStore per-model contract: ${name}`, () => {
-    let store: StateStore;
-    const opened: StateStore[] = [];
-    beforeEach(() => {
-      store = make();
-      opened.push(store);
-    });
-    afterAll(async () => {
-      await Promise.all(opened.map((s) => s.close()));
-    });
-
-    it("each model's budget is spent exactly, side by side, and unnamed models use the key's limits", async () => {
-      const limits = {
-        [PRO]: { rpm: 2, rpd: 50, tpm: 1_000_000 },
-        [LITE]: { rpm: 3, rpd: 50, tpm: 1_000_000 },
-      };
-      await store.syncKeys([
-        key('a', { project: 'p', rpm: 1, modelLimits: limits }),
-        key('b', { project: 'p', rpm: 1, modelLimits: limits }),
-      ]);
-      const admitted = { [PRO]: 0, [LITE]: 0, [FLASH]: 0 };
-      for (let i = 0; i < 6; i++) {
-        for (const model of [PRO, LITE, FLASH] as const) {
-          if ((await store.acquire(req(T0 + i, { model }))).ok) admitted[model] += 1;
-        }
+describeEachStore('StateStore per-model contract', (store) => {
+  it("each model's budget is spent exactly, side by side, and unnamed models use the key's limits", async () => {
+    const limits = {
+      [PRO]: { rpm: 2, rpd: 50, tpm: 1_000_000 },
+      [LITE]: { rpm: 3, rpd: 50, tpm: 1_000_000 },
+    };
+    await store.syncKeys([
+      key('a', { project: 'p', rpm: 1, modelLimits: limits }),
+      key('b', { project: 'p', rpm: 1, modelLimits: limits }),
+    ]);
+    const admitted = { [PRO]: 0, [LITE]: 0, [FLASH]: 0 };
+    for (let i = 0; i < 6; i++) {
+      for (const model of [PRO, LITE, FLASH] as const) {
+        if ((await store.acquire(req(T0 + i, { model }))).ok) admitted[model] += 1;
       }
-      // Two keys of one project share each model's budget: the project's, not the key's, counts.
-      expect(admitted).toEqual({ [PRO]: 2, [LITE]: 3, [FLASH]: 1 });
-      const budgets = await store.budgetStates(T0 + 10, DAY);
-      const byModel = Object.fromEntries(budgets.map((b) => [b.model, b]));
-      expect(byModel[PRO]).toMatchObject({ project: 'p', rpm: 2, requestsThisMinute: 2, requestsToday: 2 });
-      expect(byModel[LITE]).toMatchObject({ rpm: 3, requestsThisMinute: 3 });
-      expect(byModel[FLASH]).toMatchObject({ rpm: 1, requestsThisMinute: 1 });
-      // A key's view sums its project's models.
-      expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({
-        requestsThisMinute: 6,
-        requestsToday: 6,
-      });
-    });
-
-    it('a per-day rest of one model leaves the other models serving on the same keys', async () => {
-      await store.syncKeys([key('a', { project: 'p' }), key('b', { project: 'p' })]);
-      const r = granted(await store.acquire(req(T0, { model: PRO })));
-      const nextDay = T0 + 18 * 3600_000;
-      await store.report(r, { kind: 'rest', untilMs: nextDay, reason: 'PerDay' }, T0, CIRCUIT);
-      expect(await store.acquire(req(T0 + 1000, { model: PRO }))).toEqual({
-        ok: false,
-        retryAtMs: nextDay,
-        globalBackoff: false,
-      });
-      for (let i = 0; i < 4; i++)
-        expect((await store.acquire(req(T0 + 1000 + i, { model: FLASH }))).ok).toBe(true);
-      expect((await store.acquire(req(T0 + 2000, { model: LITE }))).ok).toBe(true);
-    });
-
-    it('a rest for the model the quota named rests that model too (an alias and its model)', async () => {
-      await store.syncKeys([key('a')]);
-      const r = granted(await store.acquire(req(T0, { model: 'gemini-flash-latest' })));
-      await store.report(
-        r,
-        { kind: 'rest', untilMs: T0 + 30_000, reason: 'PerMinute', model: FLASH },
-        T0,
-        CIRCUIT,
-      );
-      expect((await store.acquire(req(T0 + 1, { model: 'gemini-flash-latest' }))).ok).toBe(false);
-      expect((await store.acquire(req(T0 + 1, { model: FLASH }))).ok).toBe(false);
-      expect((await store.acquire(req(T0 + 1, { model: LITE }))).ok).toBe(true);
-    });
-
-    it('resetKey ends the rests of every model of its project', async () => {
-      await store.syncKeys([key('a')]);
-      for (const model of [PRO, FLASH]) {
-        const r = granted(await store.acquire(req(T0, { model })));
-        await store.report(r, { kind: 'rest', untilMs: T0 + 30_000, reason: 'PerMinute' }, T0, CIRCUIT);
-      }
-      await store.resetKey('a');
-      expect((await store.acquire(req(T0 + 1, { model: PRO }))).ok).toBe(true);
-      expect((await store.acquire(req(T0 + 1, { model: FLASH }))).ok).toBe(true);
-    });
-
-    it('a key new to the store while unverified carries one request at a time, until verified', async () => {
-      await store.syncKeys([key('a')], { unverified: true });
-      const first = granted(await store.acquire(req(T0)));
-      expect(first.probe).toBe(true);
-      expect((await store.acquire(req(T0 + 1))).ok).toBe(false);
-      expect((await store.keyStates(T0 + 1, DAY))[0]).toMatchObject({ verified: false });
-      await store.markVerified('a');
-      expect((await store.keyStates(T0 + 1, DAY))[0]).toMatchObject({ verified: true });
-      const a = granted(await store.acquire(req(T0 + 2)));
-      const b = granted(await store.acquire(req(T0 + 3)));
-      expect([a.probe, b.probe]).toEqual([false, false]);
-    });
-
-    it('a success verifies an unverified key; keys already known stay verified on a later sync', async () => {
-      await store.syncKeys([key('a')], { unverified: true });
-      const first = granted(await store.acquire(req(T0)));
-      await store.report(first, { kind: 'success' }, T0 + 1, CIRCUIT);
-      await store.syncKeys([key('a'), key('b')], { unverified: true });
-      const states = await store.keyStates(T0 + 2, DAY);
-      expect(states.map((s) => [s.id, s.verified])).toEqual([
-        ['a', true],
-        ['b', false],
-      ]);
-      // Without the option, new keys carry traffic at once.
-      await store.syncKeys([key('a'), key('b'), key('c')]);
-      expect((await store.keyStates(T0 + 2, DAY)).find((s) => s.id === 'c')?.verified).toBe(true);
-    });
-
-    it("keyHealth reads one key's enabled flag and reason (an admin's reason over the configuration's)", async () => {
-      await store.syncKeys([key('a'), key('b', { enabled: false }), key('c', { enabled: false })]);
-      await store.setKeyEnabled('a', false, 'API_KEY_INVALID', T0);
-      await store.setKeyEnabled('c', false, 'disabled by admin', T0);
-      expect(await store.keyHealth('a')).toEqual({ enabled: false, disabledReason: 'API_KEY_INVALID' });
-      expect(await store.keyHealth('b')).toEqual({
-        enabled: false,
-        disabledReason: 'disabled in configuration',
-      });
-      expect(await store.keyHealth('c')).toEqual({ enabled: false, disabledReason: 'disabled by admin' });
-      await store.setKeyEnabled('a', true, null, T0);
-      expect(await store.keyHealth('a')).toEqual({ enabled: true, disabledReason: null });
-      expect(await store.keyHealth('nope')).toBeNull();
-    });
-
-    it("a pinned request is served only by its project's keys (or its one key), never another's", async () => {
-      await store.syncKeys([
-        key('a1', { project: 'pa', rpm: 1 }),
-        key('a2', { project: 'pa', rpm: 1 }),
-        key('b1', { project: 'pb' }),
-      ]);
-      const pinned = { pin: { project: 'pa' } };
-      expect(granted(await store.acquire(req(T0, pinned))).project).toBe('pa');
-      // pa's budget (shared by its two keys) is spent: refused, though pb's key is free.
-      expect(await store.acquire(req(T0 + 1, pinned))).toMatchObject({ ok: false, retryAtMs: T0 + 60_000 });
-      expect(granted(await store.acquire(req(T0 + 2))).project).toBe('pb');
-      expect(granted(await store.acquire(req(T0 + 3, { pin: { keyId: 'b1' } }))).keyId).toBe('b1');
-      expect(await store.acquire(req(T0 + 4, { pin: { project: 'nobody' } }))).toMatchObject({
-        ok: false,
-        retryAtMs: null,
-      });
-    });
-
-    it('records who owns a resource, for its lifetime, and lists a kind per client', async () => {
-      // Real time: Redis expires the records on its own clock.
-      const now = Date.now();
-      const owner = { project: 'pa', keyId: 'a1', client: 'alice' };
-      await store.putResource({ name: 'files/abc', owner, expiresAtMs: now + 48 * 3600_000 });
-      await store.putResource({
-        name: 'files/old',
-        owner: { ...owner, client: 'bob' },
-        expiresAtMs: now - 1,
-      });
-      await store.putResource({
-        name: 'models/veo-3/operations/op1',
-        owner: { ...owner, client: 'bob' },
-        expiresAtMs: now + 3600_000,
-      });
-      expect(await store.getResources(['files/abc', 'files/old', 'files/none'], now)).toEqual([
-        owner,
-        null,
-        null,
-      ]);
-      expect((await store.listResources('files', 'alice', now)).map((r) => r.name)).toEqual(['files/abc']);
-      expect((await store.listResources('files', 'bob', now)).map((r) => r.name)).toEqual([]);
-      expect((await store.listResources('operations', null, now)).map((r) => r.name)).toEqual([
-        'models/veo-3/operations/op1',
-      ]);
-      await store.deleteResource('files/abc');
-      expect(await store.getResources(['files/abc'], now)).toEqual([null]);
-      expect(await store.listResources('files', null, now)).toEqual([]);
+    }
+    // Two keys of one project share each model's budget: the project's, not the key's, counts.
+    expect(admitted).toEqual({ [PRO]: 2, [LITE]: 3, [FLASH]: 1 });
+    const budgets = await store.budgetStates(T0 + 10, DAY);
+    const byModel = Object.fromEntries(budgets.map((b) => [b.model, b]));
+    expect(byModel[PRO]).toMatchObject({ project: 'p', rpm: 2, requestsThisMinute: 2, requestsToday: 2 });
+    expect(byModel[LITE]).toMatchObject({ rpm: 3, requestsThisMinute: 3 });
+    expect(byModel[FLASH]).toMatchObject({ rpm: 1, requestsThisMinute: 1 });
+    // A key's view sums its project's models.
+    expect((await store.keyStates(T0 + 10, DAY))[0]).toMatchObject({
+      requestsThisMinute: 6,
+      requestsToday: 6,
     });
   });
-}
+
+  it('a per-day rest of one model leaves the other models serving on the same keys', async () => {
+    await store.syncKeys([key('a', { project: 'p' }), key('b', { project: 'p' })]);
+    const r = granted(await store.acquire(req(T0, { model: PRO })));
+    const nextDay = T0 + 18 * 3600_000;
+    await store.report(r, { kind: 'rest', untilMs: nextDay, reason: 'PerDay' }, T0, CIRCUIT);
+    expect(await store.acquire(req(T0 + 1000, { model: PRO }))).toEqual({
+      ok: false,
+      retryAtMs: nextDay,
+      globalBackoff: false,
+    });
+    for (let i = 0; i < 4; i++)
+      expect((await store.acquire(req(T0 + 1000 + i, { model: FLASH }))).ok).toBe(true);
+    expect((await store.acquire(req(T0 + 2000, { model: LITE }))).ok).toBe(true);
+  });
+
+  it('a rest for the model the quota named rests that model too (an alias and its model)', async () => {
+    await store.syncKeys([key('a')]);
+    const r = granted(await store.acquire(req(T0, { model: 'gemini-flash-latest' })));
+    await store.report(
+      r,
+      { kind: 'rest', untilMs: T0 + 30_000, reason: 'PerMinute', model: FLASH },
+      T0,
+      CIRCUIT,
+    );
+    expect((await store.acquire(req(T0 + 1, { model: 'gemini-flash-latest' }))).ok).toBe(false);
+    expect((await store.acquire(req(T0 + 1, { model: FLASH }))).ok).toBe(false);
+    expect((await store.acquire(req(T0 + 1, { model: LITE }))).ok).toBe(true);
+  });
+
+  it('resetKey ends the rests of every model of its project', async () => {
+    await store.syncKeys([key('a')]);
+    for (const model of [PRO, FLASH]) {
+      const r = granted(await store.acquire(req(T0, { model })));
+      await store.report(r, { kind: 'rest', untilMs: T0 + 30_000, reason: 'PerMinute' }, T0, CIRCUIT);
+    }
+    await store.resetKey('a');
+    expect((await store.acquire(req(T0 + 1, { model: PRO }))).ok).toBe(true);
+    expect((await store.acquire(req(T0 + 1, { model: FLASH }))).ok).toBe(true);
+  });
+
+  it('a key new to the store while unverified carries one request at a time, until verified', async () => {
+    await store.syncKeys([key('a')], { unverified: true });
+    const first = granted(await store.acquire(req(T0)));
+    expect(first.probe).toBe(true);
+    expect((await store.acquire(req(T0 + 1))).ok).toBe(false);
+    expect((await store.keyStates(T0 + 1, DAY))[0]).toMatchObject({ verified: false });
+    await store.markVerified('a');
+    expect((await store.keyStates(T0 + 1, DAY))[0]).toMatchObject({ verified: true });
+    const a = granted(await store.acquire(req(T0 + 2)));
+    const b = granted(await store.acquire(req(T0 + 3)));
+    expect([a.probe, b.probe]).toEqual([false, false]);
+  });
+
+  it('a success verifies an unverified key; keys already known stay verified on a later sync', async () => {
+    await store.syncKeys([key('a')], { unverified: true });
+    const first = granted(await store.acquire(req(T0)));
+    await store.report(first, { kind: 'success' }, T0 + 1, CIRCUIT);
+    await store.syncKeys([key('a'), key('b')], { unverified: true });
+    const states = await store.keyStates(T0 + 2, DAY);
+    expect(states.map((s) => [s.id, s.verified])).toEqual([
+      ['a', true],
+      ['b', false],
+    ]);
+    // Without the option, new keys carry traffic at once.
+    await store.syncKeys([key('a'), key('b'), key('c')]);
+    expect((await store.keyStates(T0 + 2, DAY)).find((s) => s.id === 'c')?.verified).toBe(true);
+  });
+
+  it("keyHealth reads one key's enabled flag and reason (an admin's reason over the configuration's)", async () => {
+    await store.syncKeys([key('a'), key('b', { enabled: false }), key('c', { enabled: false })]);
+    await store.setKeyEnabled('a', false, 'API_KEY_INVALID', T0);
+    await store.setKeyEnabled('c', false, 'disabled by admin', T0);
+    expect(await store.keyHealth('a')).toEqual({ enabled: false, disabledReason: 'API_KEY_INVALID' });
+    expect(await store.keyHealth('b')).toEqual({
+      enabled: false,
+      disabledReason: 'disabled in configuration',
+    });
+    expect(await store.keyHealth('c')).toEqual({ enabled: false, disabledReason: 'disabled by admin' });
+    await store.setKeyEnabled('a', true, null, T0);
+    expect(await store.keyHealth('a')).toEqual({ enabled: true, disabledReason: null });
+    expect(await store.keyHealth('nope')).toBeNull();
+  });
+
+  it("a pinned request is served only by its project's keys (or its one key), never another's", async () => {
+    await store.syncKeys([
+      key('a1', { project: 'pa', rpm: 1 }),
+      key('a2', { project: 'pa', rpm: 1 }),
+      key('b1', { project: 'pb' }),
+    ]);
+    const pinned = { pin: { project: 'pa' } };
+    expect(granted(await store.acquire(req(T0, pinned))).project).toBe('pa');
+    // pa's budget (shared by its two keys) is spent: refused, though pb's key is free.
+    expect(await store.acquire(req(T0 + 1, pinned))).toMatchObject({ ok: false, retryAtMs: T0 + 60_000 });
+    expect(granted(await store.acquire(req(T0 + 2))).project).toBe('pb');
+    expect(granted(await store.acquire(req(T0 + 3, { pin: { keyId: 'b1' } }))).keyId).toBe('b1');
+    expect(await store.acquire(req(T0 + 4, { pin: { project: 'nobody' } }))).toMatchObject({
+      ok: false,
+      retryAtMs: null,
+    });
+  });
+
+  it('records who owns a resource, for its lifetime, and lists a kind per client', async () => {
+    // Real time: Redis expires the records on its own clock.
+    const now = Date.now();
+    const owner = { project: 'pa', keyId: 'a1', client: 'alice' };
+    await store.putResource({ name: 'files/abc', owner, expiresAtMs: now + 48 * 3600_000 });
+    await store.putResource({
+      name: 'files/old',
+      owner: { ...owner, client: 'bob' },
+      expiresAtMs: now - 1,
+    });
+    await store.putResource({
+      name: 'models/veo-3/operations/op1',
+      owner: { ...owner, client: 'bob' },
+      expiresAtMs: now + 3600_000,
+    });
+    expect(await store.getResources(['files/abc', 'files/old', 'files/none'], now)).toEqual([
+      owner,
+      null,
+      null,
+    ]);
+    expect((await store.listResources('files', 'alice', now)).map((r) => r.name)).toEqual(['files/abc']);
+    expect((await store.listResources('files', 'bob', now)).map((r) => r.name)).toEqual([]);
+    expect((await store.listResources('operations', null, now)).map((r) => r.name)).toEqual([
+      'models/veo-3/operations/op1',
+    ]);
+    await store.deleteResource('files/abc');
+    expect(await store.getResources(['files/abc'], now)).toEqual([null]);
+    expect(await store.listResources('files', null, now)).toEqual([]);
+  });
+});
 
 /** Redis only: its own clock, and healing a Redis that lost its data. */
 describe.runIf(redisUrl)('RedisStore clock and lost state', () => {

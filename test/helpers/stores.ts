@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { afterAll, beforeEach, describe, it } from 'vitest';
 import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import type { AcquireRequest, PoolKeyRecord, StateStore } from '../../src/store/types.ts';
 import { ipcStorePair } from './ipc-store.ts';
-import { redisTestUrl } from './redis.ts';
+import { redisTestUrl, warnSkipped } from './redis.ts';
 
 /** What the StateStore contract suites share: a fake clock's day, keys, requests, the stores. */
 export const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -53,3 +54,40 @@ export const STORES: ReadonlyArray<readonly [string, (() => StateStore) | null]>
       : null,
   ],
 ];
+
+/**
+ * One contract suite per StateStore implementation: `body` gets the store of the test that runs
+ * (a fresh one per test, all closed after the suite), and a store that cannot run here (no
+ * redis-server) is reported as skipped, loudly.
+ */
+export function describeEachStore(suite: string, body: (store: StateStore) => void): void {
+  for (const [name, make] of STORES) {
+    if (!make) {
+      warnSkipped(`${suite} on ${name}`);
+      describe.skip(`${suite}: ${name} (SKIPPED: no redis-server)`, () => {
+        it('needs redis-server', () => {});
+      });
+      continue;
+    }
+    describe(`${suite}: ${name}`, () => {
+      let current: StateStore | undefined;
+      const opened: StateStore[] = [];
+      beforeEach(() => {
+        current = make();
+        opened.push(current);
+      });
+      afterAll(async () => {
+        await Promise.all(opened.map((s) => s.close()));
+      });
+      // The test's own store: calls made through it reach the one made for the running test.
+      const store = new Proxy({} as StateStore, {
+        get(_, prop) {
+          const target = current as unknown as Record<string | symbol, unknown>;
+          const value = target[prop];
+          return typeof value === 'function' ? value.bind(current) : value;
+        },
+      });
+      body(store);
+    });
+  }
+}
