@@ -5,9 +5,9 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type FakeGemini, startFakeGemini } from '../fake/fake-gemini.ts';
+import { makePng } from '../fake/fake-image-providers.ts';
 import { buildGateway, type Gateway } from '../src/app/build.ts';
-import { type FakeGemini, startFakeGemini } from '../src/fake/fake-gemini.ts';
-import { makePng } from '../src/fake/fake-image-providers.ts';
 
 export const DEMO_TOKEN = 'demo-client-token';
 

@@ -8,7 +8,7 @@
  * FAKE_STREAM_CHUNKS, FAKE_KEYS (flags win). Without keys, any key is accepted.
  */
 import { parseArgs } from 'node:util';
-import { type FakeGeminiOptions, startFakeGemini } from '../src/fake/fake-gemini.ts';
+import { type FakeGeminiOptions, startFakeGemini } from '../fake/fake-gemini.ts';
 
 const { values } = parseArgs({
   options: {

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { Pool } from 'undici';
+import { startFakeGemini } from '../../fake/fake-gemini.ts';
 import { buildGateway } from '../../src/app/build.ts';
-import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { median, Servers } from './common.ts';
 
 const { values } = parseArgs({

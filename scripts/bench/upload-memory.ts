@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { startFakeGemini } from '../../fake/fake-gemini.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { gatewayEnv, nodeArgs, peakRssMb, rssMb, Servers, TOKEN, waitFor } from './common.ts';
 

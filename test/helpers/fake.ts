@@ -1,5 +1,5 @@
 import { afterEach } from 'vitest';
-import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../fake/fake-gemini.ts';
 
 /** What the fake Gemini's own suites share: a key, a fake per test, and a raw POST. */
 

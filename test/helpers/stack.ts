@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterEach } from 'vitest';
+import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { buildGateway, type Gateway } from '../../src/app/build.ts';
-import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { loggerOptions } from '../../src/observability/logger.ts';
 
 export interface StackOptions {

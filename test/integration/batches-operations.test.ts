@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BatchJob, type GenerateVideosOperation, GoogleGenAI } from '@google/genai';
 import { describe, expect, it } from 'vitest';
-import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { startFakeGemini } from '../../fake/fake-gemini.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { type Stack, type StackOptions, sharedRedisPair, stackPerTest } from '../helpers/stack.ts';
 import { tempDirs } from '../helpers/temp.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeImageHost, startFakeImageHost } from '../../src/fake/fake-image-providers.ts';
+import { type FakeImageHost, startFakeImageHost } from '../../fake/fake-image-providers.ts';
 import { sample } from '../helpers/metrics.ts';
 import { stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 

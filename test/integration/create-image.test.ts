@@ -2,14 +2,14 @@ import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type FakeAccountBackend, startFakeAccountBackend } from '../../src/fake/fake-account-backend.ts';
-import { fakePng } from '../../src/fake/fake-gemini.ts';
+import { type FakeAccountBackend, startFakeAccountBackend } from '../../fake/fake-account-backend.ts';
+import { fakePng } from '../../fake/fake-gemini.ts';
 import {
   type FakeImageHost,
   type FakeImageProviders,
   startFakeImageHost,
   startFakeImageProviders,
-} from '../../src/fake/fake-image-providers.ts';
+} from '../../fake/fake-image-providers.ts';
 import { type Stack, startStack } from '../helpers/stack.ts';
 
 /**

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GoogleGenAI } from '@google/genai';
 import { describe, expect, it } from 'vitest';
-import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { type Stack, stackPerTest } from '../helpers/stack.ts';
 import { tempDirs } from '../helpers/temp.ts';
 

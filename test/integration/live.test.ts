@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { GoogleGenAI, type LiveServerMessage, Modality, type Session } from '@google/genai';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { type FakeGemini, type FakeGeminiOptions, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { type Stack, type StackOptions, sharedRedisPair, stackPerTest } from '../helpers/stack.ts';
 import { tempDirs } from '../helpers/temp.ts';

@@ -2,8 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { buildGateway, type Gateway } from '../../src/app/build.ts';
-import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { poolKeyValues } from '../helpers/stack.ts';
 
 /**

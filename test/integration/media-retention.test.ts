@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { type FakeImageHost, startFakeImageHost } from '../../src/fake/fake-image-providers.ts';
+import { type FakeImageHost, startFakeImageHost } from '../../fake/fake-image-providers.ts';
 import { pruneInterval } from '../../src/services/image-gen/media-store.ts';
 import { type Stack, startStack } from '../helpers/stack.ts';
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { startFakeGemini } from '../../fake/fake-gemini.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import {

@@ -2,9 +2,9 @@ import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeAccountBackend, startFakeAccountBackend } from '../../src/fake/fake-account-backend.ts';
-import { type FakeGemini, fakePng, startFakeGemini } from '../../src/fake/fake-gemini.ts';
-import { type FakeImageHost, startFakeImageHost } from '../../src/fake/fake-image-providers.ts';
+import { type FakeAccountBackend, startFakeAccountBackend } from '../../fake/fake-account-backend.ts';
+import { type FakeGemini, fakePng, startFakeGemini } from '../../fake/fake-gemini.ts';
+import { type FakeImageHost, startFakeImageHost } from '../../fake/fake-image-providers.ts';
 import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
 
 /** Tests written to kill mutants of src/http/routes/create-image.ts and media.ts that the suite let live. */

@@ -1,6 +1,6 @@
 import OpenAI, { BadRequestError, InternalServerError } from 'openai';
 import { describe, expect, it } from 'vitest';
-import { FAKE_MODELS } from '../../src/fake/fake-gemini-content.ts';
+import { FAKE_MODELS } from '../../fake/fake-gemini-content.ts';
 import { type Stack, stackPerTest } from '../helpers/stack.ts';
 
 /**

@@ -1,6 +1,6 @@
 import OpenAI, { AuthenticationError, BadRequestError, NotFoundError, RateLimitError } from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RecordedRequest } from '../../src/fake/fake-gemini.ts';
+import type { RecordedRequest } from '../../fake/fake-gemini.ts';
 import { type Stack, startStack } from '../helpers/stack.ts';
 
 /** The OpenAI-compatible surface, driven by the official `openai` SDK against the gateway + fake Gemini. */
@@ -272,7 +272,7 @@ describe('OpenAI-compatible surface through the official openai SDK', () => {
       ],
     });
     // The SDK asked for base64 the first time and decoded it: the values survive as float32.
-    const { embedText } = await import('../../src/fake/fake-gemini.ts');
+    const { embedText } = await import('../../fake/fake-gemini.ts');
     const expected = embedText('hello world', 8);
     for (const [i, v] of one.data[0]!.embedding.entries()) expect(v).toBeCloseTo(expected[i]!, 5);
   });

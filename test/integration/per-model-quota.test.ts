@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GoogleGenAI } from '@google/genai';
 import { describe, expect, it } from 'vitest';
-import { QUOTA_IDS } from '../../src/fake/fake-gemini.ts';
+import { QUOTA_IDS } from '../../fake/fake-gemini.ts';
 import { poolKeyValues, stackPerTest } from '../helpers/stack.ts';
 import { tempDirs } from '../helpers/temp.ts';
 

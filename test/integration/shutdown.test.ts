@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { poolKeyValues, TEST_TOKEN } from '../helpers/stack.ts';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RecordedRequest } from '../../src/fake/fake-gemini.ts';
+import type { RecordedRequest } from '../../fake/fake-gemini.ts';
 import { JPEG, NOT_AN_IMAGE, PNG } from '../fixtures/images.ts';
 import { type Stack, startStack } from '../helpers/stack.ts';
 

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { startFakeGemini } from '../../fake/fake-gemini.ts';
 import { adminFetch, type Json, listKeys } from '../helpers/admin.ts';
 import { sample } from '../helpers/metrics.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
+import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { sample } from '../helpers/metrics.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { FakeGemini } from '../../src/fake/fake-gemini.ts';
+import type { FakeGemini } from '../../fake/fake-gemini.ts';
 import { classifyUpstream } from '../../src/pool/classify.ts';
 import { fakePerTest, type Json, post } from '../helpers/fake.ts';
 

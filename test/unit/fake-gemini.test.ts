@@ -1,7 +1,7 @@
 import { ApiError, GoogleGenAI } from '@google/genai';
 import { describe, expect, it } from 'vitest';
-import type { FakeGemini } from '../../src/fake/fake-gemini.ts';
-import { FAKE_MODELS } from '../../src/fake/fake-gemini-content.ts';
+import type { FakeGemini } from '../../fake/fake-gemini.ts';
+import { FAKE_MODELS } from '../../fake/fake-gemini-content.ts';
 import { fakePerTest, type Json, KEY, post } from '../helpers/fake.ts';
 
 const start = fakePerTest();

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
-import { GOOGLE_ORIGIN } from '../../src/fake/fake-operations.ts';
+import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
+import { GOOGLE_ORIGIN } from '../../fake/fake-operations.ts';
 import { batchBudget, JOB_BUDGET_NAME, withJobBudgets } from '../../src/pool/job-budgets.ts';
 
 /** The fake's batches and long-running operations keep Google's ownership rule. */

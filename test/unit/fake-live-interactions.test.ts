@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import type { FakeGemini } from '../../src/fake/fake-gemini.ts';
+import type { FakeGemini } from '../../fake/fake-gemini.ts';
 import { fakePerTest, type Json, post } from '../helpers/fake.ts';
 
 /** The fake's Interactions API and Live endpoint, as Google's ownership and close rules make them. */

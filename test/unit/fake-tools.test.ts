@@ -1,8 +1,8 @@
 import { GoogleGenAI, type Model } from '@google/genai';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { FakeGemini } from '../../src/fake/fake-gemini.ts';
-import { planFunctionCalls } from '../../src/fake/fake-gemini-tools.ts';
+import type { FakeGemini } from '../../fake/fake-gemini.ts';
+import { planFunctionCalls } from '../../fake/fake-gemini-tools.ts';
 import { fakePerTest, type Json, KEY, post } from '../helpers/fake.ts';
 
 /** The fake Gemini's model list (as the Gemini CLI needs it) and its function calling. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { FakeGemini, FakeKeyState } from '../../src/fake/fake-gemini.ts';
+import type { FakeGemini, FakeKeyState } from '../../fake/fake-gemini.ts';
 import { classifyUpstream } from '../../src/pool/classify.ts';
 import { fakePerTest, type Json, KEY, post } from '../helpers/fake.ts';
 

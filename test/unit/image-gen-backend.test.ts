@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeAccountBackend, startFakeAccountBackend } from '../../src/fake/fake-account-backend.ts';
+import { type FakeAccountBackend, startFakeAccountBackend } from '../../fake/fake-account-backend.ts';
 import { HttpProblem } from '../../src/http/problem.ts';
 import {
   createEmbeddedAccountBackend,

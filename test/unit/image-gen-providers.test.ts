@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseEnv } from '../../src/config/env.ts';
 import {
   type FakeImageProviders,
   makePng,
   startFakeImageProviders,
-} from '../../src/fake/fake-image-providers.ts';
+} from '../../fake/fake-image-providers.ts';
+import { parseEnv } from '../../src/config/env.ts';
 import { HttpProblem } from '../../src/http/problem.ts';
 import { buildPrompt, TRY_ON_PROMPT } from '../../src/services/image-gen/prompt.ts';
 import { createGeminiProvider, extractImage } from '../../src/services/image-gen/providers/gemini.ts';

@@ -3,7 +3,7 @@
  * mutant that test/unit/fake-gemini.test.ts and the integration tests let survive.
  */
 import { describe, expect, it } from 'vitest';
-import { maskSecret } from '../../src/fake/fake-gemini.ts';
+import { maskSecret } from '../../fake/fake-gemini.ts';
 import { fakePerTest, type Json, KEY, post } from '../helpers/fake.ts';
 
 const start = fakePerTest();

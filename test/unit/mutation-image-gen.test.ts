@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { parseEnv } from '../../src/config/env.ts';
 import {
   type FakeImageProviders,
   makePng,
   startFakeImageProviders,
-} from '../../src/fake/fake-image-providers.ts';
+} from '../../fake/fake-image-providers.ts';
+import { parseEnv } from '../../src/config/env.ts';
 import { HttpProblem } from '../../src/http/problem.ts';
 import {
   createEmbeddedAccountBackend,

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makePng } from '../../src/fake/fake-image-providers.ts';
+import { makePng } from '../../fake/fake-image-providers.ts';
 import { type Resolver, safeFetchImage } from '../../src/net/safe-fetch.ts';
 
 /**

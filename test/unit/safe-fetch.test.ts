@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeImageHost, startFakeImageHost } from '../../src/fake/fake-image-providers.ts';
+import { type FakeImageHost, startFakeImageHost } from '../../fake/fake-image-providers.ts';
 import { forbiddenAddressReason, parseIPv6 } from '../../src/net/ip-policy.ts';
 import {
   type ResolvedAddress,

@@ -1,7 +1,7 @@
 import { Agent, type Dispatcher } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { type KeyConfig, keyFromEntry } from '../../src/config/keys.ts';
-import { type FakeGemini, startFakeGemini } from '../../src/fake/fake-gemini.ts';
 import { KeyPool } from '../../src/pool/key-pool.ts';
 import {
   EgressRefusals,

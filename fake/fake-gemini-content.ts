@@ -1,5 +1,5 @@
 /** Deterministic content for the fake Gemini: models, token counts, answers, PNG, embeddings. */
-import { encodePng } from '../media/png.ts';
+import { encodePng } from '../src/media/png.ts';
 import { sampleFromSchema } from './fake-gemini-schema.ts';
 import {
   describeResults,

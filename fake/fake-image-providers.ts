@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { encodePng } from '../media/png.ts';
+import { encodePng } from '../src/media/png.ts';
 
 /**
  * Test doubles for the image generation feature, all real HTTP servers on 127.0.0.1:
