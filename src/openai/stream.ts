@@ -2,16 +2,9 @@
  * Upstream Gemini SSE (`streamGenerateContent?alt=sse`) → OpenAI chat.completion.chunk SSE,
  * chunk by chunk as bytes arrive. No I/O: the route feeds bytes in and writes what comes out.
  */
-import {
-  type ChunkState,
-  finishChunks,
-  type GeminiResponse,
-  geminiChunkToOpenAi,
-  googleErrorToOpenAi,
-  newChunkState,
-  OpenAiError,
-  type ResponseIds,
-} from './translate.ts';
+import { googleErrorToOpenAi, OpenAiError } from './errors.ts';
+import { type ChunkState, finishChunks, geminiChunkToOpenAi, newChunkState } from './stream-chunks.ts';
+import type { GeminiResponse, ResponseIds } from './types.ts';
 
 /**
  * Incremental Server-Sent Events parser: feed it bytes in any split (an event may span chunks,

@@ -1,19 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { allowedFallbacks, assertModelAllowed } from '../../clients/models.ts';
+import { openAiToGemini } from '../../openai/chat-request.ts';
+import { geminiToOpenAi } from '../../openai/chat-response.ts';
+import { geminiEmbeddingsToOpenAi, openAiEmbeddingsToGemini } from '../../openai/embeddings.ts';
+import { errorCodeFor, googleErrorToOpenAi, OpenAiError } from '../../openai/errors.ts';
+import { geminiModelsToOpenAi, geminiModelToOpenAi } from '../../openai/models.ts';
+import { normalizeModel } from '../../openai/request-schema.ts';
 import { ChatStreamTranslator } from '../../openai/stream.ts';
-import {
-  errorCodeFor,
-  type GeminiResponse,
-  geminiEmbeddingsToOpenAi,
-  geminiModelsToOpenAi,
-  geminiModelToOpenAi,
-  geminiToOpenAi,
-  googleErrorToOpenAi,
-  normalizeModel,
-  OpenAiError,
-  openAiEmbeddingsToGemini,
-  openAiToGemini,
-} from '../../openai/translate.ts';
+import type { GeminiResponse } from '../../openai/types.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
 import { FALLBACK_HEADER, fallbacksFor, MODEL_HEADER } from '../../pool/fallback.ts';
 import type { UnaryAnswer, UpstreamAnswer, UpstreamCall } from '../../upstream/forwarder.ts';
