@@ -175,13 +175,31 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     const res = await fetch(`${stack.url}/admin/dashboard`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
-    expect(res.headers.get('content-security-policy')).toContain("script-src 'self' 'unsafe-inline'");
+    // Its script and styles are files: no inline ones are allowed (Swagger UI's pages still need them).
+    const csp = res.headers.get('content-security-policy');
+    expect(csp).toContain("script-src 'self';");
+    expect(csp).toContain("style-src 'self';");
+    expect(csp).not.toContain('unsafe-inline');
     expect(res.headers.get('cache-control')).toBe('no-store');
     const html = await res.text();
     expect(html).toContain('<table');
     expect(html).toContain('id="capacity"');
     expect(html).not.toContain(ADMIN);
     for (const value of poolKeyValues(3)) expect(html).not.toContain(value);
+    expect(html).not.toMatch(/<script>|<style>|style=|\son[a-z]+=/);
+    // The script and the stylesheet it links, under the page's path, without the token either.
+    for (const [path, type] of [
+      ['/admin/dashboard/dashboard.js', 'text/javascript'],
+      ['/admin/dashboard/dashboard.css', 'text/css'],
+    ]) {
+      expect(html).toContain(`"${path}"`);
+      const asset = await fetch(`${stack.url}${path}`);
+      expect(asset.status, path).toBe(200);
+      expect(asset.headers.get('content-type')).toBe(`${type}; charset=utf-8`);
+      expect(asset.headers.get('cache-control')).toBe('no-store');
+      expect(asset.headers.get('x-content-type-options')).toBe('nosniff');
+      expect((await asset.text()).length).toBeGreaterThan(1000);
+    }
     // The admin API itself stays guarded.
     expect((await fetch(`${stack.url}/admin/keys`)).status).toBe(401);
   });
@@ -238,7 +256,8 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
       expect(await row.locator('[data-col=key]').textContent()).toBe(k.api_key);
       expect(k.api_key).toMatch(/^AIza….{4}$/);
       expect(await row.locator('.badge').textContent()).toBe('available');
-      expect(await row.locator('[data-col=rpm]').textContent()).toMatch(/^0 \/ \d/);
+      // The project's use, all models together: no per-model limit to set it against.
+      expect(await row.locator('[data-col=rpm]').textContent()).toBe('0');
     }
     const html = await page.content();
     for (const value of poolKeyValues(3)) expect(html).not.toContain(value);
@@ -310,11 +329,22 @@ describe.skipIf(!available)('admin dashboard in a real browser', () => {
     await page.getByRole('button', { name: `Reset the rest and circuit of key ${resting.id}` }).click();
     await expect.poll(() => restRow.locator('.badge').textContent()).toBe('available');
     expect((await listKeys(stack)).find((k) => k.id === resting.id).state).toBe('available');
-    // The request's usage shows up against the key's daily limit.
+    // The request's usage shows up in its key's row (its project, all models together) and against
+    // the model's daily limit in the budgets table (its project and model).
     const used = (await listKeys(stack)).find((k) => k.usage.requests_today > 0 && k.id !== resting.id);
     await expect
       .poll(() => page.locator(`tr[data-key-id="${used.id}"] [data-col=rpd]`).textContent())
-      .toBe(`${used.usage.requests_today} / ${used.limits.requests_per_day.toLocaleString('en-US')}`);
+      .toBe(en(used.usage.requests_today));
+    const budgets = ((await (await admin(stack, 'GET', '/admin/budgets')).json()) as Json).budgets;
+    const usedBudget = budgets.find((b: Json) => b.project === used.project && b.model === LITE);
+    expect(usedBudget.usage.requests_today).toBeGreaterThan(0);
+    await expect
+      .poll(() =>
+        page
+          .locator(`#budgets-body tr[data-project="${used.project}"][data-model="${LITE}"] [data-col=rpd]`)
+          .textContent(),
+      )
+      .toBe(`${en(usedBudget.usage.requests_today)} / ${en(usedBudget.limits.requests_per_day)}`);
 
     // A value from the API with markup in it is shown as text, never parsed.
     const added = await admin(stack, 'POST', '/admin/keys', {
