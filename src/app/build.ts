@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { getResponseCache } from '../cache/index.ts';
 import { ClientBudget } from '../clients/budget.ts';
 import { ClientRegistry } from '../clients/registry.ts';
 import { ConfigError, type Env, parseEnv } from '../config/env.ts';
@@ -353,10 +352,9 @@ export async function buildGateway(
     return store.budgetStates(now, pool.calendarAt(now).day);
   });
   metrics.setQueueSource(() => pool.queueLength);
-  const cache = getResponseCache(deps);
-  metrics.setCacheSource(() => cache.stats());
 
   const app = await buildHttpApp(deps, new ClientAuth(clients, anonymous));
+  metrics.setCacheSource(() => app.responseCache.stats());
   reloader.start();
   clients.startWatching();
 

@@ -1,5 +1,4 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Env } from '../config/env.ts';
 import type { AppDeps } from '../http/deps.ts';
 import { MemoryCacheBackend } from './memory.ts';
 import { RedisCacheBackend } from './redis.ts';
@@ -11,7 +10,7 @@ export { RedisCacheBackend } from './redis.ts';
 export { ResponseCache, stableStringify } from './response-cache.ts';
 export type { CacheBackend, CacheStats, CacheStatus } from './types.ts';
 
-type CacheDeps = Pick<AppDeps, 'env' | 'redis' | 'cacheRedis' | 'logger'>;
+export type CacheDeps = Pick<AppDeps, 'env' | 'redis' | 'cacheRedis' | 'logger'>;
 
 /**
  * Redis (TTL CACHE_DEFAULT_TTL) on deps.cacheRedis (CACHE_REDIS_URL's client, set by
@@ -32,21 +31,6 @@ export function createResponseCache(deps: CacheDeps): ResponseCache {
     compressionThreshold: env.CACHE_COMPRESSION_THRESHOLD,
     logger: deps.logger,
   });
-}
-
-const perApp = new WeakMap<Env, ResponseCache>();
-
-/**
- * The one response cache of an app (memoized on its env object), shared by the application
- * routes and by whoever exposes its stats / invalidation (/internal/cache, metrics).
- */
-export function getResponseCache(deps: CacheDeps): ResponseCache {
-  let cache = perApp.get(deps.env);
-  if (!cache) {
-    cache = createResponseCache(deps);
-    perApp.set(deps.env, cache);
-  }
-  return cache;
 }
 
 /** `Cache-Control: no-cache` (or `Pragma: no-cache`) on the request: skip the lookup, refresh the entry. */

@@ -1,6 +1,6 @@
 import type { FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { HttpProblem } from '../http/problem.ts';
+import { RateLimited } from '../errors/gateway-errors.ts';
 import type { StateStore } from '../store/types.ts';
 import type { Client } from './client.ts';
 
@@ -81,7 +81,7 @@ export class ClientBudget {
   }
 
   /** undefined: nothing to check (no promise made); else a refusal (null: admitted). */
-  admit(client: Client, reply: FastifyReply): Promise<HttpProblem | null> | undefined {
+  admit(client: Client, reply: FastifyReply): Promise<RateLimited | null> | undefined {
     const l = client.limits;
     const rpm = l.requestsPerMinute ?? this.defaultRpm(client.name);
     const rpd = l.requestsPerDay ?? 0;
@@ -96,7 +96,7 @@ export class ClientBudget {
     rpd: number,
     tpd: number,
     reply: FastifyReply,
-  ): Promise<HttpProblem | null> {
+  ): Promise<RateLimited | null> {
     const now = Date.now();
     const cal = rpd > 0 || tpd > 0 ? this.calendar(now) : null;
     const dayEnd = cal ? cal.nextDayMs + DAY_COUNTER_GRACE_MS : 0;
@@ -113,7 +113,7 @@ export class ClientBudget {
       this.warn(err, now);
       return null;
     }
-    let refusal: HttpProblem | null = null;
+    let refusal: RateLimited | null = null;
     if (minute && minute.count > rpm) {
       this.onRefusal?.('client');
       refusal = refuse(name, 'requests_per_minute', rpm, minute.resetAtMs, now, true);
@@ -168,21 +168,13 @@ function refuse(
   resetAtMs: number,
   now: number,
   requestLimit: boolean,
-): HttpProblem {
+): RateLimited {
   const reset = secondsUntil(resetAtMs, now);
-  const headers: Record<string, string> = { 'retry-after': String(reset) };
-  if (requestLimit) {
-    headers['ratelimit-limit'] = String(limit);
-    headers['ratelimit-remaining'] = '0';
-    headers['ratelimit-reset'] = String(reset);
-  }
-  return new HttpProblem(
-    429,
+  return new RateLimited(
     `client "${name}" is over its own budget (${what} ${limit}): this is the client's limit, not the key pool's; retry in ${reset} s`,
     {
-      title: 'Too Many Requests',
-      googleStatus: 'RESOURCE_EXHAUSTED',
-      headers,
+      retryAfterSeconds: reset,
+      requestLimit: requestLimit ? limit : undefined,
       extra: { budget: 'client', client: name, limit: what },
     },
   );

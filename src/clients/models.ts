@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { HttpProblem } from '../http/problem.ts';
+import { PermissionDenied } from '../errors/gateway-errors.ts';
 import { normalizeModel } from '../pool/models.ts';
 import { allowsModel, type Client } from './client.ts';
 
@@ -22,10 +22,8 @@ export function noteClient(request: FastifyRequest, client: Client): void {
 export function assertModelAllowed(request: FastifyRequest, model: string): void {
   const client = restricted.get(request);
   if (client === undefined || allowsModel(client, model)) return;
-  throw new HttpProblem(
-    403,
+  throw new PermissionDenied(
     `client "${client.name}" may not use model "${normalizeModel(model)}" (allowed: ${client.models!.join(', ')})`,
-    { googleStatus: 'PERMISSION_DENIED' },
   );
 }
 

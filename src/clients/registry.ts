@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ConfigError, type Env, readSettingFile } from '../config/env.ts';
 import { writeFileAtomic } from '../config/keys-store.ts';
 import { concernsFile } from '../config/reload.ts';
-import { HttpProblem } from '../http/problem.ts';
+import { Conflict, InternalFailure, NotFound, Unavailable } from '../errors/gateway-errors.ts';
 import type { StateStore } from '../store/types.ts';
 import {
   type Client,
@@ -206,7 +206,7 @@ export class ClientRegistry {
     return this.serialized(async () => {
       await this.refreshForAdmin();
       const taken = this.byName.get(body.name);
-      if (taken) throw new HttpProblem(409, `a client named "${body.name}" exists already (${taken.source})`);
+      if (taken) throw new Conflict(`a client named "${body.name}" exists already (${taken.source})`);
       const now = Date.now();
       const token = mintToken();
       const client: Client = {
@@ -272,10 +272,9 @@ export class ClientRegistry {
 
   private requireAdmin(name: string): Client {
     const c = this.byName.get(name);
-    if (!c) throw new HttpProblem(404, `no client named "${name}"`);
+    if (!c) throw new NotFound(`no client named "${name}"`);
     if (c.source !== 'admin')
-      throw new HttpProblem(
-        409,
+      throw new Conflict(
         `client "${name}" is defined in ${c.source === 'env' ? 'CLIENT_API_KEYS_MAP' : 'CLIENTS_FILE'}; change it there`,
       );
     return c;
@@ -285,7 +284,7 @@ export class ClientRegistry {
     try {
       await this.refresh();
     } catch {
-      throw new HttpProblem(503, 'the state store is unreachable');
+      throw new Unavailable('the state store is unreachable');
     }
   }
 
@@ -307,15 +306,15 @@ export class ClientRegistry {
           ? await this.store.deleteClient(client.name)
           : await this.store.putClient(client.name, toRecord(client), op === 'create');
     } catch {
-      throw new HttpProblem(503, 'the state store is unreachable; nothing was changed');
+      throw new Unavailable('the state store is unreachable; nothing was changed');
     }
     if (version === null) {
       // Another instance created (or deleted) it meanwhile: take the store's view.
       await this.loadFromStore();
       await this.rewriteDataFile();
       throw op === 'create'
-        ? new HttpProblem(409, `a client named "${client.name}" exists already (admin)`)
-        : new HttpProblem(404, `no client named "${client.name}"`);
+        ? new Conflict(`a client named "${client.name}" exists already (admin)`)
+        : new NotFound(`no client named "${client.name}"`);
     }
     if (version === this.storeVersion + 1) {
       if (op === 'delete') this.admin.delete(client.name);
@@ -376,7 +375,7 @@ export class ClientRegistry {
         { code: (err as NodeJS.ErrnoException).code },
         'cannot write the clients data file (DATA_DIR); client change not applied',
       );
-      throw new HttpProblem(500, 'the clients data file could not be written; nothing was changed');
+      throw new InternalFailure('the clients data file could not be written; nothing was changed');
     }
   }
 

@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { AggregatorRegistry } from 'prom-client';
 import type { Gateway } from '../app/build.ts';
 import type { ReloadSource } from '../config/reload.ts';
-import { HttpProblem } from '../http/problem.ts';
+import { Unavailable } from '../errors/gateway-errors.ts';
 import { createIpcStore, type IpcChannel } from '../store/ipc-client.ts';
 import type { StateStore } from '../store/types.ts';
 import {
@@ -84,9 +84,7 @@ function groupMetrics(): Promise<string> {
   const id = metricsSeq;
   return new Promise((resolve, reject) => {
     const unavailable = (why: string) =>
-      new HttpProblem(503, `the worker group's metrics could not be gathered: ${why}`, {
-        headers: { 'retry-after': '1' },
-      });
+      new Unavailable(`the worker group's metrics could not be gathered: ${why}`, { retryAfterSeconds: 1 });
     const timer = setTimeout(() => {
       process.removeListener('message', onMessage);
       reject(unavailable('no answer in time'));

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { HttpProblem } from '../http/problem.ts';
+import { Conflict, InternalFailure, InvalidInput, NotFound } from '../errors/gateway-errors.ts';
 import type { KeyPool } from '../pool/key-pool.ts';
 import type { StateStore } from '../store/types.ts';
 import { ConfigError, type Env, readSettingFile } from './env.ts';
@@ -141,14 +141,14 @@ export class KeyManager {
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
         const field = issue?.path.slice(2).join('.') || 'body';
-        throw new HttpProblem(422, `${field}: ${issue?.message ?? 'invalid key entry'}`, {
+        throw new InvalidInput(`${field}: ${issue?.message ?? 'invalid key entry'}`, {
           title: 'Validation Failed',
         });
       }
       const config = keyFromEntry(parsed.data.keys[0]!, this.env, this.fileDefaults);
-      if (this.get(config.id)) throw new HttpProblem(409, `a key with id "${config.id}" exists already`);
+      if (this.get(config.id)) throw new Conflict(`a key with id "${config.id}" exists already`);
       if (this.keys.some((k) => k.config.apiKey === config.apiKey))
-        throw new HttpProblem(409, 'this api_key is in the pool already');
+        throw new Conflict('this api_key is in the pool already');
       const key: ManagedKey = { config, origin: this.env.API_KEYS_FILE ? 'file' : 'admin' };
       await this.commit([...this.keys, key], key.origin === 'file');
       return key;
@@ -158,7 +158,7 @@ export class KeyManager {
   remove(id: string): Promise<ManagedKey> {
     return this.serialized(async () => {
       const key = this.require(id);
-      if (this.keys.length === 1) throw new HttpProblem(409, 'the last key of the pool cannot be removed');
+      if (this.keys.length === 1) throw new Conflict('the last key of the pool cannot be removed');
       if (key.origin === 'env') this.removedEnv.add(id);
       await this.commit(
         this.keys.filter((k) => k !== key),
@@ -240,7 +240,7 @@ export class KeyManager {
 
   private require(id: string): ManagedKey {
     const key = this.get(id);
-    if (!key) throw new HttpProblem(404, `no key with id "${id}"`);
+    if (!key) throw new NotFound(`no key with id "${id}"`);
     return key;
   }
 
@@ -266,7 +266,7 @@ export class KeyManager {
           { code: (err as NodeJS.ErrnoException).code },
           'cannot write API_KEYS_FILE; key change not applied',
         );
-        throw new HttpProblem(500, 'the keys file could not be written; nothing was changed');
+        throw new InternalFailure('the keys file could not be written; nothing was changed');
       }
       this.fileHash = sha256(text);
     }

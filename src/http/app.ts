@@ -13,6 +13,7 @@ import Fastify, {
 } from 'fastify';
 import helmet, { type HelmetOptions } from 'helmet';
 import type { Logger } from 'pino';
+import { decorateResponseCache } from '../cache/plugin.ts';
 import { AccessLog } from '../observability/access-log.ts';
 import {
   LazyRequestLogger,
@@ -379,6 +380,8 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     budget: deps.clientBudget,
     ipScope: env.IP_LIMIT_SCOPE,
   });
+  // Before the routes: they reach the cache as app.responseCache.
+  decorateResponseCache(app, deps);
   await registerRoutes(app, deps);
   return app;
 }

@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors/gateway-errors.ts';
+import { problemFor } from './error-mapping.ts';
 import { defaultTitle, googleStatusFor, HttpProblem } from './problem.ts';
 import { routeOf } from './route.ts';
 
@@ -16,10 +18,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     routes.add(route.url, methods);
   });
 
-  app.setErrorHandler((err: FastifyError | HttpProblem | Error, request, reply) => {
+  app.setErrorHandler((err: FastifyError | HttpProblem | GatewayError | Error, request, reply) => {
     // Past the deadline, whatever the aborted handler threw is the timeout's doing.
     const problem = timedOut.has(request) ? timeoutProblem() : toProblem(err);
-    if (problem.status >= 500 && !(err instanceof HttpProblem) && problem.status !== 504)
+    if (problem.status >= 500 && !isKnownError(err) && problem.status !== 504)
       request.log.error({ err }, 'unhandled error');
     else if (problem.status >= 500)
       request.log.warn({ status: problem.status, detail: problem.detail }, 'request failed');
@@ -134,9 +136,15 @@ export function sendProblem(
   });
 }
 
-/** Maps Fastify's and plugins' errors to problems with the right 4xx status. */
-export function toProblem(err: FastifyError | HttpProblem | Error): HttpProblem {
+/** Whether the error is one the gateway made on purpose (its detail may be shown), not a bug. */
+export function isKnownError(err: unknown): err is HttpProblem | GatewayError {
+  return err instanceof HttpProblem || err instanceof GatewayError;
+}
+
+/** Maps domain errors (src/errors), Fastify's and plugins' errors to problems with the right status. */
+export function toProblem(err: FastifyError | HttpProblem | GatewayError | Error): HttpProblem {
   if (err instanceof HttpProblem) return err;
+  if (err instanceof GatewayError) return problemFor(err);
   const e = err as FastifyError;
   if (e.validation)
     return new HttpProblem(422, `invalid request: ${e.message}`, { title: 'Validation Failed' });

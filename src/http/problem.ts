@@ -1,6 +1,8 @@
 /**
- * The one error type every layer throws. The HTTP error handler renders it as RFC 7807
- * problem details (or Google's error shape on the native Gemini routes).
+ * An error answer of the HTTP layer: what routes throw for HTTP-level refusals (auth headers,
+ * unknown routes, body limits) and what domain errors (src/errors) become in
+ * src/http/error-mapping.ts. The error handler renders it as RFC 7807 problem details (or
+ * Google's error shape on the native Gemini routes).
  * `detail` must never contain a secret: callers pass only what a client may see.
  */
 export class HttpProblem extends Error {

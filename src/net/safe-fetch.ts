@@ -1,7 +1,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, request } from 'undici';
-import { HttpProblem } from '../http/problem.ts';
+import { type ErrorKind, GatewayError } from '../errors/gateway-errors.ts';
 import { detectImageType, type ImageType } from '../media/image-type.ts';
 import { forbiddenAddressReason } from './ip-policy.ts';
 
@@ -23,8 +23,8 @@ import { forbiddenAddressReason } from './ip-policy.ts';
  * image stores, test servers). It matches the URL's host name literally: another name that
  * resolves to an allowed host's address is still refused.
  *
- * Errors are HttpProblem subclasses whose `detail` never contains what was fetched nor the
- * addresses a name resolved to; `internal` carries those for logs.
+ * Errors are SafeFetchError (a domain error, src/errors) whose `detail` never contains what
+ * was fetched nor the addresses a name resolved to; `internal` carries those for logs.
  */
 
 export interface ResolvedAddress {
@@ -60,11 +60,18 @@ export interface FetchedImage {
   ext: ImageType['ext'];
 }
 
-export class SafeFetchError extends HttpProblem {
+/** What a refused fetch says went wrong. */
+export type FetchRefusal = Extract<
+  ErrorKind,
+  'invalid_argument' | 'invalid_input' | 'payload_too_large' | 'unsupported_media_type' | 'deadline_exceeded'
+>;
+
+export class SafeFetchError extends GatewayError {
+  declare readonly kind: FetchRefusal;
   /** Operator-only detail (may name addresses); never sent to the client. */
   readonly internal: string;
-  constructor(status: number, detail: string, internal = detail) {
-    super(status, detail);
+  constructor(kind: FetchRefusal, detail: string, internal = detail) {
+    super(kind, detail);
     this.internal = internal;
   }
 }
@@ -116,15 +123,18 @@ export async function safeFetchImage(input: string, opts: SafeFetchOptions): Pro
           await res.body.dump().catch(() => {});
           const location = headerValue(res.headers.location);
           if (!location)
-            throw new SafeFetchError(422, `the URL redirected (HTTP ${res.statusCode}) without a Location`);
+            throw new SafeFetchError(
+              'invalid_input',
+              `the URL redirected (HTTP ${res.statusCode}) without a Location`,
+            );
           if (hop >= maxRedirects)
-            throw new SafeFetchError(422, `the URL redirected more than ${maxRedirects} times`);
+            throw new SafeFetchError('invalid_input', `the URL redirected more than ${maxRedirects} times`);
           url = parseUrl(location, url);
           continue;
         }
         if (res.statusCode < 200 || res.statusCode > 299) {
           await res.body.dump().catch(() => {});
-          throw new SafeFetchError(422, `the URL answered HTTP ${res.statusCode}`);
+          throw new SafeFetchError('invalid_input', `the URL answered HTTP ${res.statusCode}`);
         }
         const declared = Number(headerValue(res.headers['content-length']) ?? Number.NaN);
         if (Number.isFinite(declared) && declared > opts.maxBytes) {
@@ -134,7 +144,10 @@ export async function safeFetchImage(input: string, opts: SafeFetchOptions): Pro
         const bytes = await readLimited(res.body, opts.maxBytes);
         const type = detectImageType(bytes);
         if (!type)
-          throw new SafeFetchError(415, 'the URL did not return an image (PNG, JPEG, WebP, GIF or HEIC)');
+          throw new SafeFetchError(
+            'unsupported_media_type',
+            'the URL did not return an image (PNG, JPEG, WebP, GIF or HEIC)',
+          );
         return { bytes, mimeType: type.mimeType, ext: type.ext };
       } finally {
         agent.destroy().catch(() => {});
@@ -142,10 +155,11 @@ export async function safeFetchImage(input: string, opts: SafeFetchOptions): Pro
     }
   } catch (err) {
     if (err instanceof SafeFetchError) throw err;
-    if (timedOut) throw new SafeFetchError(504, `fetching the URL took longer than ${opts.timeoutMs} ms`);
+    if (timedOut)
+      throw new SafeFetchError('deadline_exceeded', `fetching the URL took longer than ${opts.timeoutMs} ms`);
     if (opts.signal?.aborted) throw err;
     const code = (err as { code?: string }).code ?? (err as Error).name;
-    throw new SafeFetchError(422, 'the URL could not be fetched', `fetch failed: ${code}`);
+    throw new SafeFetchError('invalid_input', 'the URL could not be fetched', `fetch failed: ${code}`);
   } finally {
     clearTimeout(timer);
   }
@@ -155,15 +169,16 @@ function parseUrl(raw: string, base?: URL): URL {
   try {
     return new URL(raw, base);
   } catch {
-    throw new SafeFetchError(400, 'the URL is not valid');
+    throw new SafeFetchError('invalid_argument', 'the URL is not valid');
   }
 }
 
 function checkUrl(url: URL): void {
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new SafeFetchError(400, 'the URL must use http or https');
-  if (url.username || url.password) throw new SafeFetchError(400, 'the URL must not contain credentials');
-  if (!url.hostname) throw new SafeFetchError(400, 'the URL has no host');
+    throw new SafeFetchError('invalid_argument', 'the URL must use http or https');
+  if (url.username || url.password)
+    throw new SafeFetchError('invalid_argument', 'the URL must not contain credentials');
+  if (!url.hostname) throw new SafeFetchError('invalid_argument', 'the URL has no host');
 }
 
 function bareHost(hostname: string): string {
@@ -180,7 +195,8 @@ async function resolveAndCheck(
   const family = isIP(hostname);
   if (family) {
     const reason = exempt ? null : policy(hostname);
-    if (reason) throw new SafeFetchError(400, NOT_ALLOWED, `address ${hostname} refused: ${reason}`);
+    if (reason)
+      throw new SafeFetchError('invalid_argument', NOT_ALLOWED, `address ${hostname} refused: ${reason}`);
     return { address: hostname, family: family === 6 ? 6 : 4 };
   }
   let answers: ResolvedAddress[];
@@ -189,16 +205,23 @@ async function resolveAndCheck(
   } catch (err) {
     if (signal.aborted) throw err;
     throw new SafeFetchError(
-      400,
+      'invalid_argument',
       NOT_ALLOWED,
       `cannot resolve ${hostname}: ${(err as { code?: string }).code ?? err}`,
     );
   }
-  if (answers.length === 0) throw new SafeFetchError(400, NOT_ALLOWED, `${hostname} resolved to nothing`);
+  if (answers.length === 0)
+    throw new SafeFetchError('invalid_argument', NOT_ALLOWED, `${hostname} resolved to nothing`);
   for (const a of answers) {
-    if (!isIP(a.address)) throw new SafeFetchError(400, NOT_ALLOWED, `${hostname} resolved to a non-address`);
+    if (!isIP(a.address))
+      throw new SafeFetchError('invalid_argument', NOT_ALLOWED, `${hostname} resolved to a non-address`);
     const reason = exempt ? null : policy(a.address);
-    if (reason) throw new SafeFetchError(400, NOT_ALLOWED, `${hostname} → ${a.address} refused: ${reason}`);
+    if (reason)
+      throw new SafeFetchError(
+        'invalid_argument',
+        NOT_ALLOWED,
+        `${hostname} → ${a.address} refused: ${reason}`,
+      );
   }
   return answers[0]!;
 }
@@ -242,7 +265,7 @@ function headerValue(v: string | string[] | undefined): string | undefined {
 }
 
 function tooLarge(maxBytes: number): SafeFetchError {
-  return new SafeFetchError(413, `the image is larger than ${maxBytes} bytes`);
+  return new SafeFetchError('payload_too_large', `the image is larger than ${maxBytes} bytes`);
 }
 
 async function readLimited(

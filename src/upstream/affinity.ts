@@ -14,9 +14,15 @@
  * resource in their path call `authorizeResource`.
  */
 import type { FastifyRequest } from 'fastify';
+import {
+  type GatewayError,
+  InvalidArgument,
+  NotFound,
+  PermissionDenied,
+  StoreUnavailable,
+} from '../errors/gateway-errors.ts';
 import { secretEquals } from '../http/auth.ts';
 import type { AppDeps } from '../http/deps.ts';
-import { HttpProblem } from '../http/problem.ts';
 import { type Pin, type ResourceOwner, resourceKind, type StateStore } from '../store/types.ts';
 
 /** Files live 48 hours at Google (from their creation). */
@@ -116,24 +122,20 @@ export type AffinityDecision =
   /** Only keys of this project can serve. */
   | { kind: 'pin'; pin: { project: string } }
   /** Answer this, send nothing upstream. */
-  | { kind: 'refuse'; problem: HttpProblem };
+  | { kind: 'refuse'; problem: GatewayError };
 
 /**
  * Google's answer for a resource its caller may not use, which is also its answer for one that
  * does not exist: a client learns nothing about another client's resources.
  */
-export function resourceRefusal(name: string): HttpProblem {
+export function resourceRefusal(name: string): GatewayError {
   const kind = resourceKind(name);
   const id = name.slice(name.lastIndexOf('/') + 1);
   if (kind === 'files')
-    return new HttpProblem(403, `You do not have permission to access the File ${id} or it may not exist.`, {
-      googleStatus: 'PERMISSION_DENIED',
-    });
+    return new PermissionDenied(`You do not have permission to access the File ${id} or it may not exist.`);
   if (kind === 'cachedContents')
-    return new HttpProblem(403, 'CachedContent not found (or permission denied)', {
-      googleStatus: 'PERMISSION_DENIED',
-    });
-  return new HttpProblem(404, 'Requested entity was not found.', { googleStatus: 'NOT_FOUND' });
+    return new PermissionDenied('CachedContent not found (or permission denied)');
+  return new NotFound('Requested entity was not found.');
 }
 
 /**
@@ -162,13 +164,11 @@ export function decideAffinity(
     const which = [...projects.values()].join(', ');
     return {
       kind: 'refuse',
-      problem: new HttpProblem(
-        400,
+      problem: new InvalidArgument(
         `This request uses resources created with keys of different Google Cloud projects (${which}). ` +
           'Google serves a file, cached content, batch or interaction only to keys of the project that ' +
           'created it, so no key can serve them together: create them again so that one references the ' +
           'other (a cache made from the file, say), or use them in separate requests.',
-        { googleStatus: 'INVALID_ARGUMENT' },
       ),
     };
   }
@@ -176,11 +176,8 @@ export function decideAffinity(
 }
 
 /** The store failed (Redis gone): the owners are unknown, so nothing is sent. */
-function storeDown(): HttpProblem {
-  return new HttpProblem(503, 'the gateway cannot reach its state store; retry shortly', {
-    headers: { 'retry-after': '1' },
-    googleStatus: 'UNAVAILABLE',
-  });
+function storeDown(): StoreUnavailable {
+  return new StoreUnavailable();
 }
 
 /** store.getResources, a failure of the store answered as a 503. */
@@ -218,7 +215,7 @@ function affinityOff(deps: Pick<AppDeps, 'env'>): boolean {
 
 /**
  * The pin for a request that references `names` (plus whatever `body` references): undefined
- * when none is known to the gateway; throws the HttpProblem to answer (another client's
+ * when none is known to the gateway; throws the refusal to answer (another client's
  * resource, two projects, the store down). With AFFINITY=off the client checks stay and the
  * pin is dropped: a test shows what happens without affinity.
  */

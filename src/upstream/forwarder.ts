@@ -1,5 +1,14 @@
 import type { Agent, Dispatcher } from 'undici';
-import { HttpProblem } from '../http/problem.ts';
+import {
+  ClientGone,
+  DeadlineExceeded,
+  EgressRefused,
+  type GatewayError,
+  PoolExhausted,
+  StoreUnavailable,
+  Unavailable,
+  UpstreamUnreachable,
+} from '../errors/gateway-errors.ts';
 import { classifyUpstream, type Verdict } from '../pool/classify.ts';
 import { bodyPromptTokenCount, StreamUsageReader } from '../pool/estimate.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
@@ -141,8 +150,9 @@ export class Forwarder {
         return answer;
       } catch (err) {
         const next = fallbacks[i];
-        if (!(err instanceof ModelUnavailable) || next === undefined || this.now() >= call.deadlineMs) {
-          this.o.usage?.failed(call.client, call.model, err instanceof HttpProblem ? err.status : 500);
+        if (!isModelUnavailable(err) || next === undefined || this.now() >= call.deadlineMs) {
+          // The recorder counts every failure but the client's leaving.
+          this.o.usage?.failed(call.client, call.model, err instanceof ClientGone ? 499 : 500);
           throw err;
         }
         current = withModel(call, next);
@@ -169,19 +179,16 @@ export class Forwarder {
           if (err.retryAtMs === null && (lastRetryable || restUntil !== null)) break;
           throw exhausted(err.retryAtMs ?? restUntil, err.globalBackoff, call.model, this.now());
         }
-        if (err instanceof QueueAbortedError) throw new HttpProblem(499, 'client closed the request');
+        if (err instanceof QueueAbortedError) throw new ClientGone();
         // The store (Redis) failed: no key can be chosen safely, so none is used.
-        throw new HttpProblem(503, 'the gateway cannot reach its state store; retry shortly', {
-          headers: { 'retry-after': '1' },
-          googleStatus: 'UNAVAILABLE',
-        });
+        throw new StoreUnavailable();
       }
       this.o.observer?.observeQueueWait(lease.queuedMs);
       if (call.signal?.aborted || this.now() >= call.deadlineMs) {
         // Its client left, or it waited past its deadline, before anything was sent: the key's
         // budget goes back.
         void this.o.pool.report(lease, { kind: 'unused' });
-        if (this.now() < call.deadlineMs) throw new HttpProblem(499, 'client closed the request');
+        if (this.now() < call.deadlineMs) throw new ClientGone();
         break;
       }
       queuedMs += lease.queuedMs;
@@ -201,7 +208,7 @@ export class Forwarder {
         return a;
       }
       this.o.observer?.attempt(lease.keyId, call.model, result.outcome, elapsed);
-      if (result.kind === 'client_gone') throw new HttpProblem(499, 'client closed the request');
+      if (result.kind === 'client_gone') throw new ClientGone();
       if (result.kind === 'refused') {
         // Every key leaves through the same egress: no other key would be answered otherwise.
         this.o.onEgressRefused?.();
@@ -214,15 +221,11 @@ export class Forwarder {
     }
 
     if (this.now() >= call.deadlineMs && !lastRetryable) {
-      throw new HttpProblem(504, 'the upstream did not answer within the request deadline', {
-        googleStatus: 'DEADLINE_EXCEEDED',
-      });
+      throw new DeadlineExceeded('the upstream did not answer within the request deadline');
     }
     if (lastRetryable) return lastRetryable;
     if (restUntil !== null) throw exhausted(restUntil, false, call.model, this.now());
-    throw new HttpProblem(502, `no key could complete the request (${lastFailure})`, {
-      googleStatus: 'UNAVAILABLE',
-    });
+    throw new UpstreamUnreachable(`no key could complete the request (${lastFailure})`);
   }
 
   private async attempt(
@@ -503,16 +506,17 @@ function streamOutcome(end: StreamEnd, errorEvent: boolean, promptTokens: number
 }
 
 /** The client's answer when Google refuses the gateway's egress location. */
-export function egressRefused(): HttpProblem {
-  return new HttpProblem(
-    400,
-    'Google refuses requests from the gateway\'s network location ("User location is not supported for the API use."); no pool key can be used from there: the gateway\'s egress must be moved to a supported region',
-    { title: 'Egress Location Refused', googleStatus: 'FAILED_PRECONDITION' },
-  );
+export function egressRefused(): EgressRefused {
+  return new EgressRefused();
 }
 
 /** The pool cannot serve the model now (every key at its limit, resting, or none allowed it). */
-class ModelUnavailable extends HttpProblem {}
+class ModelUnavailable extends Unavailable {}
+class ModelExhausted extends PoolExhausted {}
+
+function isModelUnavailable(err: unknown): boolean {
+  return err instanceof ModelUnavailable || err instanceof ModelExhausted;
+}
 
 /** The call for another model: the path's `models/{model}:` names it. */
 function withModel(call: UpstreamCall, model: string): UpstreamCall {
@@ -524,23 +528,14 @@ function exhausted(
   globalBackoff: boolean,
   model: string,
   nowMs: number,
-): HttpProblem {
-  if (retryAtMs === null) {
-    return new ModelUnavailable(503, `no enabled key can serve model "${model || 'any'}"`, {
-      googleStatus: 'UNAVAILABLE',
-    });
-  }
+): GatewayError {
+  if (retryAtMs === null) return new ModelUnavailable(`no enabled key can serve model "${model || 'any'}"`);
   const seconds = Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000));
-  return new ModelUnavailable(
-    429,
+  return new ModelExhausted(
     globalBackoff
       ? `upstream is throttling the gateway; retry in ${seconds}s`
       : `every key is at its limit; retry in ${seconds}s`,
-    {
-      headers: { 'retry-after': String(seconds) },
-      googleStatus: 'RESOURCE_EXHAUSTED',
-      extra: { retry_after_seconds: seconds },
-    },
+    seconds,
   );
 }
 

@@ -9,8 +9,8 @@ export interface CallContext {
 /**
  * What application services use to reach Gemini: every call goes through the key pool
  * (budget reservation, retries on another key, error classification).
- * Failures are thrown as HttpProblem (e.g. 429 pool exhausted with Retry-After, 502 upstream
- * failure, or the upstream's own 4xx for a request Google refused as malformed).
+ * Failures are thrown as domain errors (src/errors: e.g. PoolExhausted with its retry time,
+ * UpstreamFailed, or UpstreamRejected with Google's own 4xx for a request it found malformed).
  */
 export interface GeminiCaller {
   generateContent(

@@ -1,4 +1,4 @@
-import { HttpProblem } from '../http/problem.ts';
+import { UpstreamFailed, UpstreamRejected } from '../errors/gateway-errors.ts';
 import { googleError } from '../pool/classify.ts';
 import { estimateInputTokens } from '../pool/estimate.ts';
 import type { Forwarder } from './forwarder.ts';
@@ -32,17 +32,17 @@ export class PoolCaller implements GeminiCaller {
       deadlineMs: Date.now() + this.timeoutMs,
       client: ctx.clientName,
     });
-    if (answer.kind !== 'unary') throw new HttpProblem(502, 'unexpected streamed answer');
+    if (answer.kind !== 'unary') throw new UpstreamFailed('unexpected streamed answer');
     let json: unknown;
     try {
       json = JSON.parse(answer.body.toString('utf8'));
     } catch {
-      throw new HttpProblem(502, 'upstream answered with invalid JSON');
+      throw new UpstreamFailed('upstream answered with invalid JSON');
     }
     if (answer.status >= 200 && answer.status < 300) return json as GenerateContentResponse;
     const message = googleError(json)?.message ?? `upstream answered ${answer.status}`;
     // Google's 4xx for a request it finds malformed is the caller's to fix; anything else is ours.
-    if (answer.status >= 400 && answer.status < 500) throw new HttpProblem(answer.status, message);
-    throw new HttpProblem(502, `upstream error: ${message}`);
+    if (answer.status >= 400 && answer.status < 500) throw new UpstreamRejected(answer.status, message);
+    throw new UpstreamFailed(`upstream error: ${message}`);
   }
 }

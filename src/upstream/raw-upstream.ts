@@ -12,7 +12,13 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Agent, Dispatcher } from 'undici';
-import { HttpProblem } from '../http/problem.ts';
+import {
+  ClientGone,
+  PoolExhausted,
+  StoreUnavailable,
+  Unavailable,
+  UpstreamUnreachable,
+} from '../errors/gateway-errors.ts';
 import { classifyUpstream } from '../pool/classify.ts';
 import { type KeyPool, type Lease, PoolExhaustedError, QueueAbortedError } from '../pool/key-pool.ts';
 import type { Pin } from '../store/types.ts';
@@ -101,11 +107,10 @@ export class RawUpstream {
     if (last) return last;
     if (restUntil !== null) throw exhausted(restUntil, this.now());
     if (!replayable)
-      throw new HttpProblem(503, 'the upload could not be sent with the chosen key; send it again', {
-        headers: { 'retry-after': '1' },
-        googleStatus: 'UNAVAILABLE',
+      throw new Unavailable('the upload could not be sent with the chosen key; send it again', {
+        retryAfterSeconds: 1,
       });
-    throw new HttpProblem(502, 'no key could complete the request', { googleStatus: 'UNAVAILABLE' });
+    throw new UpstreamUnreachable('no key could complete the request');
   }
 
   /**
@@ -119,10 +124,8 @@ export class RawUpstream {
       res = await this.send(call, apiKey);
     } catch (err) {
       this.o.observer?.attempt(keyId, call.model, 'network_error', this.now() - started);
-      if (call.signal?.aborted) throw new HttpProblem(499, 'client closed the request');
-      throw new HttpProblem(502, `the upstream upload failed (${codeOf(err)})`, {
-        googleStatus: 'UNAVAILABLE',
-      });
+      if (call.signal?.aborted) throw new ClientGone();
+      throw new UpstreamUnreachable(`the upstream upload failed (${codeOf(err)})`);
     }
     const body = await this.readWhole(res);
     this.o.observer?.attempt(
@@ -136,12 +139,8 @@ export class RawUpstream {
       const verdict = classifyUpstream(res.statusCode, safeJson(body), this.now());
       // A refusal of the key itself may name it: never passed on.
       if (verdict.kind === 'disable')
-        throw new HttpProblem(
-          502,
+        throw new UpstreamUnreachable(
           'Google refused the key this upload was started with; start the upload again',
-          {
-            googleStatus: 'UNAVAILABLE',
-          },
         );
     }
     return { status: res.statusCode, headers: res.headers, body, stream: null, keyId, project };
@@ -153,17 +152,11 @@ export class RawUpstream {
     } catch (err) {
       if (err instanceof PoolExhaustedError) {
         const at = err.retryAtMs ?? restUntil;
-        if (at === null)
-          throw new HttpProblem(503, 'no enabled key can serve this request', {
-            googleStatus: 'UNAVAILABLE',
-          });
+        if (at === null) throw new Unavailable('no enabled key can serve this request');
         throw exhausted(at, this.now(), err.globalBackoff);
       }
-      if (err instanceof QueueAbortedError) throw new HttpProblem(499, 'client closed the request');
-      throw new HttpProblem(503, 'the gateway cannot reach its state store; retry shortly', {
-        headers: { 'retry-after': '1' },
-        googleStatus: 'UNAVAILABLE',
-      });
+      if (err instanceof QueueAbortedError) throw new ClientGone();
+      throw new StoreUnavailable();
     }
   }
 
@@ -201,7 +194,7 @@ export class RawUpstream {
       if (call.signal?.aborted) {
         void pool.report(lease, { kind: 'neutral' });
         observe('client_gone');
-        throw new HttpProblem(499, 'client closed the request');
+        throw new ClientGone();
       }
       const code = codeOf(err);
       const reason = code === 'UND_ERR_HEADERS_TIMEOUT' ? 'TIMEOUT' : 'NETWORK_ERROR';
@@ -299,17 +292,12 @@ function safeJson(buf: Buffer): unknown {
   }
 }
 
-function exhausted(retryAtMs: number, nowMs: number, globalBackoff = false): HttpProblem {
+function exhausted(retryAtMs: number, nowMs: number, globalBackoff = false): PoolExhausted {
   const seconds = Math.max(1, Math.ceil((retryAtMs - nowMs) / 1000));
-  return new HttpProblem(
-    429,
+  return new PoolExhausted(
     globalBackoff
       ? `upstream is throttling the gateway; retry in ${seconds}s`
       : `every key that can serve this request is at its limit; retry in ${seconds}s`,
-    {
-      headers: { 'retry-after': String(seconds) },
-      googleStatus: 'RESOURCE_EXHAUSTED',
-      extra: { retry_after_seconds: seconds },
-    },
+    seconds,
   );
 }

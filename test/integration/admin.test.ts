@@ -2,6 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { adminFetch, type Json, listKeys as listAdminKeys } from '../helpers/admin.ts';
+import { sample } from '../helpers/metrics.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import {
   generateText,
@@ -30,6 +31,12 @@ const listKeys = (s: Stack) => listAdminKeys(s, ADMIN);
 function keysFile(entries: Array<{ id: string; api_key: string; enabled?: boolean }>): string {
   const file = join(tempDir(), 'keys.json');
   writeFileSync(file, JSON.stringify({ keys: entries }), { mode: 0o600 });
+  return file;
+}
+
+function tempFile(name: string, text: string): string {
+  const file = join(tempDir(), name);
+  writeFileSync(file, text, { mode: 0o600 });
   return file;
 }
 
@@ -252,6 +259,32 @@ describe('internal monitoring', () => {
     const after = (await (await admin(s, 'GET', '/internal/circuits')).json()) as Json;
     expect(after.circuits.find((c: Json) => c.key_id === failing.key_id).consecutive_failures).toBe(0);
   });
+
+  it('/internal/health carries the reload status and the rate limits in force', async () => {
+    const s = await stack({ env: { CLIENT_RATE_LIMIT: '7' } });
+    expect((await admin(s, 'POST', '/admin/reload')).status).toBe(200);
+    const res = await admin(s, 'GET', '/internal/health');
+    expect(res.status).toBe(200);
+    expect((await res.json()) as Json).toMatchObject({
+      reload: { last_result: 'unchanged' },
+      rate_limits: { client_per_minute: 7 },
+    });
+  });
+
+  it('cache invalidation with a prefix drops only the entries under it', async () => {
+    const s = await stack();
+    const gen = () =>
+      fetch(`${s.url}/v1/generate`, {
+        method: 'POST',
+        headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: 'keep me cached' }),
+      });
+    expect((await gen()).status).toBe(200);
+    const none = await admin(s, 'DELETE', '/internal/cache?prefix=translate:');
+    expect(none.status).toBe(200);
+    expect(await none.json()).toEqual({ removed: 0, prefix: 'translate:' });
+    expect((await gen()).headers.get('x-cache')).toBe('HIT');
+  });
 });
 
 if (!redisUrl) warnSkipped('admin changes seen by every instance');
@@ -279,5 +312,115 @@ describe.skipIf(!redisUrl)('admin changes on a shared Redis', () => {
     a.fake.resetStats();
     for (let i = 0; i < 9; i++) expect((await generateText(b, `b${i}`)).status).toBe(200);
     expect(a.fake.stats.byKey.get(poolKeyValues(3)[0]!) ?? 0).toBe(0);
+  });
+});
+
+describe('admin API details', () => {
+  it('a disable reason is kept to 200 characters', async () => {
+    const s = await stack({ keys: 2 });
+    const [k] = await listKeys(s);
+    const res = await admin(s, 'POST', `/admin/keys/${k.id}/disable`, { reason: 'x'.repeat(500) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as Json).reason).toBe(`disabled by admin: ${'x'.repeat(200)}`);
+  });
+
+  it('config shows every runtime setting in force and whether the files are set', async () => {
+    const keysFile = tempFile(
+      'keys.json',
+      JSON.stringify({ keys: [{ id: 'one', api_key: poolKeyValues(1)[0] }] }),
+    );
+    const configFile = tempFile('gateway.json', JSON.stringify({ BURST_RATE_LIMIT: 9, LOG_LEVEL: 'warn' }));
+    const s = await stack({
+      keys: 1,
+      env: {
+        GEMINI_API_KEYS: '',
+        API_KEYS_FILE: keysFile,
+        CONFIG_FILE: configFile,
+        GLOBAL_RATE_LIMIT: '0',
+        CLIENT_RATE_LIMIT: '11',
+        CLIENT_RATE_LIMITS: 'tests:5',
+      },
+    });
+    const res = await admin(s, 'GET', '/admin/config');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      settings: {
+        GLOBAL_RATE_LIMIT: 0,
+        BURST_RATE_LIMIT: 9,
+        CLIENT_RATE_LIMIT: 11,
+        CLIENT_RATE_LIMITS: { tests: 5 },
+        LOG_LEVEL: 'warn',
+      },
+      keys_file: 'set',
+      config_file: 'set',
+    });
+  });
+
+  it('a reload with an invalid CONFIG_FILE is a 422 and keeps the settings; fixing it clears the error', async () => {
+    const configFile = tempFile('gateway.json', JSON.stringify({ CLIENT_RATE_LIMIT: 4 }));
+    const s = await stack({ env: { CONFIG_FILE: configFile } });
+    s.gateway.reloader.stop(); // reloads are driven by hand here
+    writeFileSync(configFile, JSON.stringify({ CLIENT_RATE_LIMIT: 'many' }));
+    const bad = await admin(s, 'POST', '/admin/reload');
+    expect(bad.status).toBe(422);
+    expect(bad.headers.get('content-type')).toContain('application/problem+json');
+    expect(((await bad.json()) as Json).detail).toContain('CLIENT_RATE_LIMIT');
+    const config = (await (await admin(s, 'GET', '/admin/config')).json()) as Json;
+    expect(config.settings.CLIENT_RATE_LIMIT).toBe(4);
+    expect(config.reload).toMatchObject({ last_result: 'rejected', last_error: expect.any(String) });
+
+    writeFileSync(configFile, JSON.stringify({ CLIENT_RATE_LIMIT: 6 }));
+    expect((await admin(s, 'POST', '/admin/reload')).status).toBe(200);
+    const fixed = (await (await admin(s, 'GET', '/admin/config')).json()) as Json;
+    expect(fixed.settings.CLIENT_RATE_LIMIT).toBe(6);
+    expect(fixed.reload).toMatchObject({ last_result: 'applied', last_error: null });
+  });
+
+  it('a reload with nothing to re-read reports "unchanged"', async () => {
+    const s = await stack();
+    expect((await admin(s, 'POST', '/admin/reload')).status).toBe(200);
+    const config = (await (await admin(s, 'GET', '/admin/config')).json()) as Json;
+    expect(config.reload).toMatchObject({ last_result: 'unchanged', last_error: null });
+  });
+
+  it('admin reloads are counted in gateway_config_reloads_total, applied and rejected', async () => {
+    const values = poolKeyValues(2);
+    const file = tempFile('keys.json', JSON.stringify({ keys: [{ id: 'one', api_key: values[0] }] }));
+    const s = await stack({ keys: 2, env: { GEMINI_API_KEYS: '', API_KEYS_FILE: file } });
+    s.gateway.reloader.stop();
+    writeFileSync(file, '{"keys": [ broken');
+    expect((await admin(s, 'POST', '/admin/reload')).status).toBe(422);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        keys: [
+          { id: 'one', api_key: values[0] },
+          { id: 'two', api_key: values[1] },
+        ],
+      }),
+    );
+    expect((await admin(s, 'POST', '/admin/reload')).status).toBe(200);
+    // the applied reload clears the previous error from the status
+    const config = (await (await admin(s, 'GET', '/admin/config')).json()) as Json;
+    expect(config.reload).toMatchObject({ last_result: 'applied', last_error: null });
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    expect(sample(text, 'gateway_config_reloads_total', { source: 'admin', result: 'rejected' })).toBe(1);
+    expect(sample(text, 'gateway_config_reloads_total', { source: 'admin', result: 'applied' })).toBe(1);
+  });
+});
+
+if (!redisUrl) warnSkipped('a key added on another instance in the admin list');
+
+describe.skipIf(!redisUrl)('keys known only from the shared store', () => {
+  it('are listed by every instance, without a key value, as other_instance', async () => {
+    const [a, b] = await sharedRedisPair(stack, redisUrl!, { keys: 2 });
+    const extra = 'AIzaAddedOnInstanceA0000000000000000001';
+    expect((await admin(a, 'POST', '/admin/keys', { id: 'only-on-a', api_key: extra })).status).toBe(201);
+    const res = await admin(b, 'GET', '/admin/keys');
+    const text = await res.text();
+    expect(text).not.toContain(extra);
+    const seen = (JSON.parse(text).keys as Json[]).find((k) => k.id === 'only-on-a');
+    expect(seen).toMatchObject({ origin: 'other_instance', api_key: null, limits: null });
+    expect((await admin(b, 'GET', '/admin/keys/only-on-a')).status).toBe(200);
   });
 });

@@ -1,6 +1,5 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getResponseCache } from '../../src/cache/index.ts';
 import { JPEG, PNG } from '../fixtures/images.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { postApp, type Stack, startStack } from '../helpers/stack.ts';
@@ -103,7 +102,7 @@ function cacheSuite(name: string, env: () => Record<string, string> | undefined)
     });
 
     it('exposes stats and invalidate(prefix) for the internal endpoints', async () => {
-      const cache = getResponseCache(stack.gateway.deps);
+      const cache = stack.gateway.app.responseCache;
       const stats = await cache.stats();
       expect(stats.enabled).toBe(true);
       expect(stats.hits).toBeGreaterThan(0);
@@ -148,6 +147,53 @@ if (redisUrl) {
 } else {
   warnSkipped('test/integration/cache.test.ts > response cache (redis): 6 tests');
 }
+
+describe('response cache keys: a different request is a different entry', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+  const post = (path: string, body: FormData | unknown) => postApp(stack, path, body);
+
+  it('/v1/generate keys on system and max_tokens too', async () => {
+    const prompt = `cache key probe ${Date.now()}`;
+    expect((await post('/v1/generate', { prompt, system: 'Be terse.', max_tokens: 50 })).xcache).toBe('MISS');
+    expect((await post('/v1/generate', { prompt, system: 'Be verbose.', max_tokens: 50 })).xcache).toBe(
+      'MISS',
+    );
+    expect((await post('/v1/generate', { prompt, system: 'Be terse.', max_tokens: 60 })).xcache).toBe('MISS');
+    expect((await post('/v1/generate', { prompt, system: 'Be terse.', max_tokens: 50 })).xcache).toBe('HIT');
+  });
+
+  it('qa keys on the question: another question about the same text is not answered from the cache', async () => {
+    const text = `Hanoi is the capital of Vietnam. ${Date.now()}`;
+    const a = await post('/v1/text_processing/process', {
+      text,
+      operation: 'qa',
+      question: 'What is the capital?',
+    });
+    const b = await post('/v1/text_processing/process', {
+      text,
+      operation: 'qa',
+      question: 'Which country?',
+    });
+    expect(a.xcache).toBe('MISS');
+    expect(b.xcache).toBe('MISS');
+    expect(b.json.result).toContain('Which country?');
+  });
+
+  it('text entries live under text:<operation>: so one operation can be invalidated alone', async () => {
+    const text = `Invalidate by operation ${Date.now()}`;
+    await post('/v1/text_processing/process', { text, operation: 'summarize' });
+    await post('/v1/text_processing/process', { text, operation: 'sentiment' });
+    expect(await stack.gateway.app.responseCache.invalidate('text:summarize:')).toBeGreaterThan(0);
+    expect((await post('/v1/text_processing/process', { text, operation: 'summarize' })).xcache).toBe('MISS');
+    expect((await post('/v1/text_processing/process', { text, operation: 'sentiment' })).xcache).toBe('HIT');
+  });
+});
 
 describe('response cache disabled', () => {
   it('CACHE_ENABLED=false: every call goes upstream, no X-Cache header', async () => {

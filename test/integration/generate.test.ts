@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Stack, startStack } from '../helpers/stack.ts';
+import { postApp, type Stack, startStack } from '../helpers/stack.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON answers and recorded bodies
 type Json = any;
@@ -21,6 +21,7 @@ describe('POST /v1/generate', () => {
   afterAll(async () => {
     await stack?.close();
   });
+  const post = (path: string, body: FormData | unknown) => postApp(stack, path, body);
 
   it('answers {text, model, usage, cached} and forwards system, temperature and max_tokens', async () => {
     const { res, status, json } = await generate(stack, {
@@ -85,5 +86,10 @@ describe('POST /v1/generate', () => {
     } finally {
       await busy.close();
     }
+  });
+
+  it('/v1/generate echoes the request id in the body', async () => {
+    const { res, json } = await post('/v1/generate', { prompt: `request id probe ${Date.now()}` });
+    expect(json.request_id).toBe(res.headers.get('x-request-id'));
   });
 });

@@ -168,3 +168,52 @@ describe.skipIf(!redisUrl)('limits shared by instances on one Redis', () => {
     expect(statuses).toEqual([200, 200, 200, 429]);
   });
 });
+
+describe('caller rate limits', () => {
+  const operations = (s: Stack) =>
+    fetch(`${s.url}/v1/text_processing/operations`, { headers: { 'x-goog-api-key': TEST_TOKEN } });
+
+  it('the RateLimit headers show whichever of the IP and client limits has less room', async () => {
+    await freshWindow(60_000, 5_000);
+    const clientTighter = await stack({
+      env: { GLOBAL_RATE_LIMIT: '100', CLIENT_RATE_LIMIT: '5', IP_LIMIT_SCOPE: 'all' },
+    });
+    const a = await operations(clientTighter);
+    expect(a.status).toBe(200);
+    expect(a.headers.get('ratelimit-limit')).toBe('5');
+    expect(a.headers.get('ratelimit-remaining')).toBe('4');
+
+    const ipTighter = await stack({
+      env: { GLOBAL_RATE_LIMIT: '5', CLIENT_RATE_LIMIT: '100', IP_LIMIT_SCOPE: 'all' },
+    });
+    const b = await operations(ipTighter);
+    expect(b.status).toBe(200);
+    expect(b.headers.get('ratelimit-limit')).toBe('5');
+  });
+
+  it('a burst refusal says its limit is per second', async () => {
+    const s = await stack({ env: { BURST_RATE_LIMIT: '1', IP_LIMIT_SCOPE: 'all' } });
+    let refused: Response | undefined;
+    for (let i = 0; i < 20 && !refused; i++) {
+      const res = await operations(s);
+      if (res.status === 429) refused = res;
+    }
+    expect(refused).toBeDefined();
+    expect(((await refused!.json()) as Json).detail).toContain('(1 requests per second)');
+  });
+
+  it('Retry-After of a per-minute refusal reaches the end of the window', async () => {
+    const s = await stack({ env: { GLOBAL_RATE_LIMIT: '1', IP_LIMIT_SCOPE: 'all' } });
+    await freshWindow(60_000, 5_000);
+    // Mid-second, so the time left in the window is not a whole number of seconds.
+    await new Promise((r) => setTimeout(r, (1_500 - (Date.now() % 1_000)) % 1_000));
+    const windowEnd = Math.ceil(Date.now() / 60_000) * 60_000;
+    expect((await operations(s)).status).toBe(200);
+    const refused = await operations(s);
+    const answeredAt = Date.now();
+    expect(refused.status).toBe(429);
+    const retry = Number(refused.headers.get('retry-after'));
+    expect(answeredAt + retry * 1000).toBeGreaterThanOrEqual(windowEnd);
+    expect(refused.headers.get('ratelimit-reset')).toBe(String(retry));
+  });
+});

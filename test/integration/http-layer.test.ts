@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { poolKeyValues, type Stack, type StackOptions, startStack, TEST_TOKEN } from '../helpers/stack.ts';
 
@@ -12,7 +12,7 @@ type Json = any;
 const MODEL = 'gemini-2.5-flash-lite';
 const NO_LIMITS = { GLOBAL_RATE_LIMIT: '0', BURST_RATE_LIMIT: '0' };
 const stacks: Stack[] = [];
-const cleanups: Array<() => Promise<void>> = [];
+const cleanups: Array<() => Promise<void> | void> = [];
 
 afterEach(async () => {
   await Promise.all(stacks.splice(0).map((s) => s.close()));
@@ -188,6 +188,18 @@ describe('security headers and CORS', () => {
     const res = await fetch(`${s.url}/health`, { headers: { origin: 'https://b.example' } });
     expect(res.headers.get('access-control-allow-origin')).toBe('https://b.example');
     expect(res.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+
+  it('the CSP forbids framing by any origin', async () => {
+    const s = await stack();
+    const csp = (await fetch(`${s.url}/health`)).headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("frame-ancestors 'none'");
+  });
+
+  it('CORS_ORIGINS=* allows any origin', async () => {
+    const s = await stack({ env: { CORS_ORIGINS: '*' } });
+    const res = await fetch(`${s.url}/health`, { headers: { origin: 'https://anyone.example' } });
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
   });
 });
 
@@ -522,5 +534,70 @@ describe('OpenAPI document', () => {
     const ui = await fetch(`${s.url}/docs`, { redirect: 'follow' });
     expect(ui.status).toBe(200);
     expect(ui.headers.get('content-type')).toContain('text/html');
+  });
+});
+
+describe('deadline and shutdown', () => {
+  it('a handler that ignores the abort signal still gets its 504 at the deadline, before it ends', async () => {
+    let handlerEnded = false;
+    const s = await stack({
+      env: { REQUEST_TIMEOUT: '0.3' },
+      routes: (app) =>
+        app.get('/stubborn', async () => {
+          await new Promise((r) => setTimeout(r, 4000));
+          handlerEnded = true;
+          return { late: true };
+        }),
+    });
+    const res = await fetch(`${s.url}/stubborn`, { headers: { 'x-goog-api-key': TEST_TOKEN } });
+    expect(res.status).toBe(504);
+    expect(((await res.json()) as Json).detail).toContain('REQUEST_TIMEOUT');
+    expect(handlerEnded).toBe(false);
+  });
+
+  it('close() closes a connection that never sent a byte instead of waiting for its headers timeout', async () => {
+    const s = await stack({ env: { HEADERS_TIMEOUT_MS: '60000' } });
+    const { port } = new URL(s.url);
+    const socket: Socket = connect(Number(port), '127.0.0.1');
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const socketClosed = new Promise<string>((r) => socket.once('close', () => r('socket closed')));
+    const outcome = await Promise.race([
+      s.gateway.close().then(() => 'gateway closed'),
+      new Promise<string>((r) => setTimeout(() => r('still open'), 10_000)),
+    ]);
+    expect(outcome).toBe('gateway closed');
+    expect(await socketClosed).toBe('socket closed');
+  });
+
+  it('an answer finished during shutdown says Connection: close', async () => {
+    const s = await stack({ fake: { latencyMs: 600 } });
+    const { port } = new URL(s.url);
+    const body = JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] });
+    const answer = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: `/v1beta/models/${MODEL}:generateContent`,
+          headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+        },
+        (res) => {
+          res.resume();
+          resolve({ status: res.statusCode!, connection: res.headers.connection });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    for (const until = Date.now() + 5000; s.fake.stats.requests === 0 && Date.now() < until; )
+      await new Promise((r) => setTimeout(r, 20));
+    const closing = s.gateway.close();
+    const got = await answer;
+    await closing;
+    expect(got).toEqual({ status: 200, connection: 'close' });
   });
 });

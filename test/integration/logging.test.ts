@@ -1,20 +1,29 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { buildGateway, type Gateway } from '../../src/app/build.ts';
-import { poolKeyValues } from '../helpers/stack.ts';
+import { poolKeyValues, stackPerTest } from '../helpers/stack.ts';
+import { tempDirs } from '../helpers/temp.ts';
 
 /**
  * Logging to files (LOG_DIR, rotated by pino-roll) with every secret kept out: client tokens
  * (?key=, headers), pool keys, the admin token. The test plants them and greps the files.
  */
 
+// biome-ignore lint/suspicious/noExplicitAny: log lines are inspected dynamically
+type Json = any;
+
 const MODEL = 'gemini-2.5-flash-lite';
 const CLIENT_TOKEN = 'client-secret-token-7f3a9c1e5b';
 const ADMIN_TOKEN = 'admin-secret-token-2d8e4b6a0c';
 const NEW_POOL_KEY = 'AIzaBrandNewPoolKey000000000000000001';
+
+const stack = stackPerTest();
+const tempDir = tempDirs('gg-access-log-');
+const accessLines = (lines: string[]) =>
+  lines.map((l) => JSON.parse(l) as Json).filter((l) => l.msg === 'request');
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -138,5 +147,44 @@ describe('log files', () => {
 
     for (const secret of [CLIENT_TOKEN, ADMIN_TOKEN, NEW_POOL_KEY, ...pool])
       expect(text).not.toContain(secret);
+  });
+});
+
+describe('access log line', () => {
+  it('masks a ?key= value even when it is no configured secret', async () => {
+    const lines: string[] = [];
+    const s = await stack({ logLines: lines });
+    const stray = 'AIzaSomeoneElsesGoogleKey0000000000001';
+    await fetch(`${s.url}/v1beta/models?key=${stray}`);
+    await new Promise((r) => setTimeout(r, 50));
+    const [line] = accessLines(lines);
+    expect(line.url).toBe('/v1beta/models?key=[REDACTED]');
+    expect(lines.join('')).not.toContain(stray);
+  });
+
+  it('the client IP: the peer, or X-Forwarded-For when the peer is one of TRUSTED_PROXIES', async () => {
+    const direct: string[] = [];
+    const a = await stack({ logLines: direct });
+    await fetch(`${a.url}/health`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
+    const proxied: string[] = [];
+    const b = await stack({ logLines: proxied, env: { TRUSTED_PROXIES: '127.0.0.1' } });
+    await fetch(`${b.url}/health`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(accessLines(direct)[0]).toMatchObject({ ip: '127.0.0.1', method: 'GET', status: 200 });
+    expect(accessLines(proxied)[0]).toMatchObject({ ip: '203.0.113.7' });
+  });
+
+  it('follows a LOG_LEVEL changed through CONFIG_FILE', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'config.json');
+    writeFileSync(file, '{}');
+    const lines: string[] = [];
+    const s = await stack({ logLines: lines, env: { CONFIG_FILE: file } });
+    await fetch(`${s.url}/health`, { headers: { 'x-request-id': 'before-reload' } });
+    writeFileSync(file, '{"LOG_LEVEL": "warn"}');
+    expect((await s.gateway.reloader.reloadConfig()).ok).toBe(true);
+    await fetch(`${s.url}/health`, { headers: { 'x-request-id': 'after-reload' } });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(accessLines(lines).map((l) => l.request_id)).toEqual(['before-reload']);
   });
 });

@@ -140,3 +140,14 @@ describe('/metrics', () => {
     expect(await ok.text()).toContain('http_requests_total');
   });
 });
+
+describe('metrics token', () => {
+  it('is accepted only as a Bearer token (scheme case-insensitive), not as X-Admin-Token', async () => {
+    const token = 'metrics-token-scheme-test-0123';
+    const s = await stack({ env: { METRICS_TOKEN: token } });
+    const header = await fetch(`${s.url}/metrics`, { headers: { 'x-admin-token': token } });
+    expect(header.status).toBe(401);
+    const lower = await fetch(`${s.url}/metrics`, { headers: { authorization: `bearer ${token}` } });
+    expect(lower.status).toBe(200);
+  });
+});

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedRequest } from '../../fake/fake-gemini.ts';
 import { JPEG, NOT_AN_IMAGE, PNG } from '../fixtures/images.ts';
-import { type Stack, startStack } from '../helpers/stack.ts';
+import { postApp, type Stack, startStack } from '../helpers/stack.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: loosely typed JSON answers and recorded bodies
 type Json = any;
@@ -217,5 +217,47 @@ describe('POST /translate upload limit', () => {
   it('accepts an image under the limit', async () => {
     const { status } = await translate(stack, form({}, { bytes: PNG, name: 'small.png' }));
     expect(status).toBe(200);
+  });
+});
+
+describe('/translate form handling', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+  const post = (path: string, body: FormData | unknown) => postApp(stack, path, body);
+
+  const file = (fd: FormData, field: string, bytes: Buffer) => fd.append(field, new Blob([bytes]), 'a.png');
+
+  it('two images in one request are a 400, and nothing goes upstream', async () => {
+    const fd = new FormData();
+    file(fd, 'file', PNG);
+    file(fd, 'image', PNG);
+    const before = stack.fake.stats.requests;
+    const { status, json } = await post('/translate', fd);
+    expect(status).toBe(400);
+    expect(json.detail).toMatch(/exactly one image/);
+    expect(stack.fake.stats.requests).toBe(before);
+  });
+
+  it('a form with too many files is a 413', async () => {
+    const fd = new FormData();
+    for (let i = 0; i < 5; i++) file(fd, 'file', PNG);
+    const { status, json } = await post('/translate', fd);
+    expect(status).toBe(413);
+    expect(json.status).toBe(413);
+  });
+
+  it('a file in another field is ignored: only `file` or `image` is the image', async () => {
+    const fd = new FormData();
+    file(fd, 'thumbnail', NOT_AN_IMAGE);
+    file(fd, 'file', PNG);
+    fd.append('target_language', 'Italian');
+    const { status, json } = await post('/translate', fd);
+    expect(status).toBe(200);
+    expect(json.target_language).toBe('Italian');
   });
 });

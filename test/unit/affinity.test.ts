@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { toProblem } from '../../src/http/errors.ts';
 import type { ResourceOwner } from '../../src/store/types.ts';
 import {
   cacheNameOf,
@@ -112,13 +113,17 @@ describe('decideAffinity', () => {
     const d = decideAffinity(['files/abc'], [owner('p1', 'bob')], alice);
     expect(d.kind).toBe('refuse');
     if (d.kind !== 'refuse') return;
-    expect(d.problem.status).toBe(403);
-    expect(d.problem.googleStatus).toBe('PERMISSION_DENIED');
-    expect(d.problem.detail).toBe('You do not have permission to access the File abc or it may not exist.');
+    expect(toProblem(d.problem).status).toBe(403);
+    expect(toProblem(d.problem).googleStatus).toBe('PERMISSION_DENIED');
+    expect(toProblem(d.problem).detail).toBe(
+      'You do not have permission to access the File abc or it may not exist.',
+    );
     const c = decideAffinity(['cachedContents/c'], [owner('p1', 'bob')], alice);
-    expect(c.kind === 'refuse' && c.problem.detail).toBe('CachedContent not found (or permission denied)');
+    expect(c.kind === 'refuse' && toProblem(c.problem).detail).toBe(
+      'CachedContent not found (or permission denied)',
+    );
     const i = decideAffinity(['interactions/i'], [owner('p1', 'bob')], alice);
-    expect(i.kind === 'refuse' && i.problem.status).toBe(404);
+    expect(i.kind === 'refuse' && toProblem(i.problem).status).toBe(404);
   });
 
   it('lets an admin use any client’s resources', () => {
@@ -132,22 +137,22 @@ describe('decideAffinity', () => {
     const d = decideAffinity(['files/a', 'cachedContents/c'], [owner('p1'), owner('p2')], alice);
     expect(d.kind).toBe('refuse');
     if (d.kind !== 'refuse') return;
-    expect(d.problem.status).toBe(400);
-    expect(d.problem.googleStatus).toBe('INVALID_ARGUMENT');
-    expect(d.problem.detail).toContain('files/a');
-    expect(d.problem.detail).toContain('cachedContents/c');
-    expect(d.problem.detail).toContain('different Google Cloud projects');
+    expect(toProblem(d.problem).status).toBe(400);
+    expect(toProblem(d.problem).googleStatus).toBe('INVALID_ARGUMENT');
+    expect(toProblem(d.problem).detail).toContain('files/a');
+    expect(toProblem(d.problem).detail).toContain('cachedContents/c');
+    expect(toProblem(d.problem).detail).toContain('different Google Cloud projects');
   });
 
   it('refuses another client before judging projects', () => {
     const d = decideAffinity(['files/a', 'files/b'], [owner('p1'), owner('p2', 'bob')], alice);
-    expect(d.kind === 'refuse' && d.problem.status).toBe(403);
+    expect(d.kind === 'refuse' && toProblem(d.problem).status).toBe(403);
   });
 });
 
 describe('resourceRefusal', () => {
   it('answers an operation or batch as Google’s NOT_FOUND', () => {
-    const p = resourceRefusal('batches/b1');
+    const p = toProblem(resourceRefusal('batches/b1'));
     expect([p.status, p.googleStatus]).toEqual([404, 'NOT_FOUND']);
   });
 });

@@ -1,15 +1,17 @@
+import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeValue, encodeValue, isCompressed } from '../../src/cache/codec.ts';
 import {
   type CacheBackend,
   createResponseCache,
-  getResponseCache,
   MemoryCacheBackend,
   RedisCacheBackend,
   ResponseCache,
   stableStringify,
+  wantsBypass,
 } from '../../src/cache/index.ts';
+import { decorateResponseCache } from '../../src/cache/plugin.ts';
 import { parseEnv } from '../../src/config/env.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 
@@ -237,14 +239,33 @@ describe('ResponseCache', () => {
     expect(await cache.get('generate:m:a')).toBe(2);
   });
 
-  it('builds the memory backend from the env, one cache per app', () => {
+  it('builds the memory backend from the env, one cache per app', async () => {
     const env = parseEnv({ CACHE_MAX_BYTES: '4096' });
     const deps = { env, logger: undefined as never };
-    const cache = getResponseCache(deps);
-    expect(getResponseCache(deps)).toBe(cache);
-    expect(getResponseCache({ env: parseEnv({}), logger: undefined as never })).not.toBe(cache);
-    expect(cache.backend?.kind).toBe('memory');
-    expect((cache.backend as MemoryCacheBackend).maxBytes).toBe(4096);
+    const app = Fastify();
+    const other = Fastify();
+    try {
+      decorateResponseCache(app, deps);
+      decorateResponseCache(other, { env: parseEnv({}), logger: undefined as never });
+      // Every route plugin sees the root's one cache, as the routes and /internal/cache do.
+      const seen: ResponseCache[] = [];
+      for (let i = 0; i < 2; i++)
+        await app.register(async (scope) => {
+          seen.push(scope.responseCache);
+        });
+      await app.ready();
+      const cache = app.responseCache;
+      expect(cache).toBeInstanceOf(ResponseCache);
+      expect(seen).toHaveLength(2);
+      expect(seen[0]).toBe(cache);
+      expect(seen[1]).toBe(cache);
+      expect(other.responseCache).not.toBe(cache);
+      expect(cache.backend?.kind).toBe('memory');
+      expect((cache.backend as MemoryCacheBackend).maxBytes).toBe(4096);
+    } finally {
+      await app.close();
+      await other.close();
+    }
   });
 });
 
@@ -330,3 +351,115 @@ describe.skipIf(!url)('RedisCacheBackend (real Redis)', () => {
   });
 });
 if (!url) warnSkipped('test/unit/cache.test.ts > RedisCacheBackend (real Redis): 4 tests');
+
+describe('MemoryCacheBackend edges', () => {
+  // Mutant: `expiresAtMs <= now` → `<` (an entry would live one millisecond past its TTL).
+  it('an entry is gone exactly when its TTL has elapsed', async () => {
+    let now = 1_000_000;
+    const mem = new MemoryCacheBackend(10_000, () => now);
+    await mem.set('a', bytes(10), 5);
+    now += 4_999;
+    expect(await mem.get('a')).not.toBeNull();
+    now += 1; // exactly 5 s after the write
+    expect(await mem.get('a')).toBeNull();
+  });
+
+  // Mutant: `size > maxBytes` → `>=` (an entry that fills the cache exactly would be refused).
+  it('stores an entry whose key and value fill the bound exactly', async () => {
+    const mem = new MemoryCacheBackend(100);
+    await mem.set('k', bytes(99), 60);
+    expect(await mem.get('k')).not.toBeNull();
+    expect(await mem.usage()).toEqual({ entries: 1, bytes: 100 });
+  });
+
+  // Mutant: `key.startsWith(prefix)` → `key.includes(prefix)`.
+  it('invalidate(prefix) drops only keys that start with the prefix', async () => {
+    const mem = new MemoryCacheBackend(10_000);
+    await mem.set('translate:m:1', bytes(1), 60);
+    await mem.set('generate:m:1', bytes(1), 60);
+    await mem.set('m:x', bytes(1), 60);
+    expect(await mem.invalidate('m:')).toBe(1);
+    expect(await mem.get('translate:m:1')).not.toBeNull();
+    expect(await mem.get('generate:m:1')).not.toBeNull();
+    expect(await mem.get('m:x')).toBeNull();
+  });
+
+  // Mutant: usage() no longer drops expired entries (stats would count dead entries and bytes).
+  it('usage() counts only live entries, without a read having touched the expired ones', async () => {
+    let now = 1_000_000;
+    const mem = new MemoryCacheBackend(10_000, () => now);
+    await mem.set('short', bytes(10), 1);
+    await mem.set('long', bytes(20), 60);
+    expect(await mem.usage()).toEqual({ entries: 2, bytes: 5 + 10 + 4 + 20 });
+    now += 1_000;
+    expect(await mem.usage()).toEqual({ entries: 1, bytes: 4 + 20 });
+  });
+});
+
+describe('value codec edges', () => {
+  // Mutant: `json.length > threshold` → `>=` (a value exactly at the threshold would be compressed).
+  it('compresses only values whose JSON exceeds the threshold', async () => {
+    const value = 'a'.repeat(200); // JSON: 202 bytes, very compressible
+    const atThreshold = await encodeValue(value, 202);
+    expect(isCompressed(atThreshold)).toBe(false);
+    expect(await decodeValue(atThreshold)).toBe(value);
+    const above = await encodeValue(value, 201);
+    expect(isCompressed(above)).toBe(true);
+    expect(await decodeValue(above)).toBe(value);
+  });
+
+  // Mutant: `packed.length < json.length` → `true` (output bigger than the input would be stored).
+  it('keeps a value raw when brotli would make it bigger', async () => {
+    const stored = await encodeValue('a', 0); // JSON `"a"`: 3 bytes, brotli cannot shrink it
+    expect(isCompressed(stored)).toBe(false);
+    expect(stored.length).toBe(1 + 3);
+    expect(await decodeValue(stored)).toBe('a');
+  });
+});
+
+describe('ResponseCache counters', () => {
+  // Mutant: the request that joins an in-flight computation is not counted as a hit.
+  it('a request served by single flight counts as a hit in stats', async () => {
+    const cache = new ResponseCache(new MemoryCacheBackend(1 << 20), {
+      ttlSeconds: 60,
+      compressionThreshold: 1000,
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let calls = 0;
+    const compute = async () => {
+      calls++;
+      await gate;
+      return { answer: 42 };
+    };
+    const first = cache.getOrCompute('k', compute);
+    const second = cache.getOrCompute('k', compute);
+    release();
+    const [a, b] = await Promise.all([first, second]);
+    expect(calls).toBe(1);
+    expect([a.status, b.status].sort()).toEqual(['HIT', 'MISS']);
+    const stats = await cache.stats();
+    expect(stats.hits).toBe(1);
+    expect(stats.misses).toBe(1);
+  });
+});
+
+describe('wantsBypass', () => {
+  // Mutant: the `Pragma: no-cache` check removed (HTTP/1.0 clients could not bypass).
+  it('Cache-Control: no-cache or Pragma: no-cache bypass the cache; other directives do not', async () => {
+    const app = Fastify();
+    app.get('/', async (request) => ({ bypass: wantsBypass(request) }));
+    try {
+      const ask = async (headers: Record<string, string>) =>
+        (await app.inject({ method: 'GET', url: '/', headers })).json().bypass;
+      expect(await ask({})).toBe(false);
+      expect(await ask({ pragma: 'no-cache' })).toBe(true);
+      expect(await ask({ 'cache-control': 'max-age=0, No-Cache' })).toBe(true);
+      expect(await ask({ 'cache-control': 'no-store' })).toBe(false);
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BARE_429_REST_MS,
   classifyUpstream,
+  DEFAULT_REST_MS,
   EGRESS_REFUSED_REASON,
   isHealable,
   parseRetryDelay,
@@ -353,5 +354,112 @@ describe('classifyUpstream', () => {
     expect(parseRetryDelay('1.0001s')).toBe(1001);
     expect(parseRetryDelay('soon')).toBeUndefined();
     expect(parseRetryDelay(undefined)).toBeUndefined();
+  });
+});
+
+const gErr = (code: number, status: string, message: string, details: unknown[] = []) => ({
+  error: { code, message, status, details },
+});
+
+describe('classifyUpstream, less common answers', () => {
+  it('a 429 with RetryInfo but no QuotaFailure rests for retryDelay (not a bare throttle)', () => {
+    const v = classifyUpstream(
+      429,
+      gErr(429, 'RESOURCE_EXHAUSTED', 'Please retry in 12s', [
+        { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '12s' },
+      ]),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'rest', untilMs: NOW + 12_000, reason: 'RESOURCE_EXHAUSTED', daily: false });
+  });
+
+  it('a quota 429 without RetryInfo rests the default minute', () => {
+    const v = classifyUpstream(
+      429,
+      gErr(429, 'RESOURCE_EXHAUSTED', 'quota', [
+        {
+          '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+          violations: [{ quotaId: 'GenerateRequestsPerMinutePerProjectPerModel-FreeTier' }],
+        },
+      ]),
+      NOW,
+    );
+    expect(DEFAULT_REST_MS).not.toBe(BARE_429_REST_MS);
+    expect(v).toMatchObject({ kind: 'rest', untilMs: NOW + DEFAULT_REST_MS, daily: false });
+  });
+
+  it('a daily rest names the per-day quota', () => {
+    const v = classifyUpstream(
+      429,
+      gErr(429, 'RESOURCE_EXHAUSTED', 'quota', [
+        {
+          '@type': 'type.googleapis.com/google.rpc.QuotaFailure',
+          violations: [{ quotaId: 'GenerateRequestsPerDayPerProjectPerModel-FreeTier' }],
+        },
+      ]),
+      NOW,
+    );
+    expect(v).toEqual({
+      kind: 'rest',
+      untilMs: nextPacificMidnight(NOW),
+      reason: 'GenerateRequestsPerDayPerProjectPerModel-FreeTier',
+      daily: true,
+    });
+  });
+
+  it('400 FAILED_PRECONDITION "free tier not available in your country" disables the key (heals with billing)', () => {
+    const v = classifyUpstream(
+      400,
+      gErr(
+        400,
+        'FAILED_PRECONDITION',
+        'Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.',
+      ),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'disable', reason: 'LOCATION_NEEDS_BILLING' });
+    // "User location is not supported" refuses the egress, not the key: test/unit/classify.test.ts.
+  });
+
+  it('an invalid key named only in the message (no ErrorInfo) disables the key', () => {
+    const v = classifyUpstream(
+      400,
+      gErr(400, 'INVALID_ARGUMENT', 'API key not valid. Please pass a valid API key.'),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'disable', reason: 'API_KEY_INVALID' });
+  });
+
+  it('401 disables the key', () => {
+    expect(
+      classifyUpstream(401, gErr(401, 'UNAUTHENTICATED', 'Request had invalid authentication'), NOW),
+    ).toEqual({
+      kind: 'disable',
+      reason: 'UNAUTHENTICATED',
+    });
+  });
+
+  it('499 CANCELLED is retried without counting against the key', () => {
+    expect(classifyUpstream(499, gErr(499, 'CANCELLED', 'The operation was cancelled.'), NOW)).toEqual({
+      kind: 'retry',
+      reason: 'CANCELLED',
+      circuit: false,
+    });
+  });
+
+  it('a 3xx is not a success', () => {
+    expect(classifyUpstream(300, '', NOW)).toEqual({ kind: 'client_error' });
+  });
+
+  it('SERVICE_DISABLED wins over another ErrorInfo reason listed first', () => {
+    const v = classifyUpstream(
+      403,
+      gErr(403, 'PERMISSION_DENIED', 'Generative Language API has not been used in project 1', [
+        { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'ACCESS_DENIED' },
+        { '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'SERVICE_DISABLED' },
+      ]),
+      NOW,
+    );
+    expect(v).toEqual({ kind: 'disable', reason: 'SERVICE_DISABLED' });
   });
 });

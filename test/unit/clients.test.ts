@@ -7,8 +7,10 @@ import { allowsModel, type Client, parseClientsFile, tokenDigest } from '../../s
 import { ClientRegistry } from '../../src/clients/registry.ts';
 import { ConfigError } from '../../src/config/env.ts';
 import { ClientAuth } from '../../src/http/auth.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
+import { isKnownError, toProblem } from '../../src/http/errors.ts';
+import type { HttpProblem } from '../../src/http/problem.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
+import { problemOfRejection } from '../helpers/problem.ts';
 import { tempDirs } from '../helpers/temp.ts';
 
 const tempDir = tempDirs('gg-clients-unit-');
@@ -26,8 +28,12 @@ async function statusOf(run: () => unknown): Promise<number | string> {
     const r = run();
     return r instanceof Promise ? ((await r) as Client).name : (r as Client).name;
   } catch (err) {
-    return err instanceof HttpProblem ? err.status : -1;
+    return isKnownError(err) ? toProblem(err).status : -1;
   }
+}
+
+function statusOrOk(refusal: Error | null | undefined): number {
+  return refusal ? toProblem(refusal).status : 200;
 }
 
 function registry(env: Partial<{ CLIENT_API_KEYS_MAP: Map<string, string>; CLIENTS_FILE: string }> = {}) {
@@ -167,11 +173,11 @@ describe('ClientAuth over the registry', () => {
     });
     await reg.init();
     for (const name of ['env', 'filed']) {
-      await expect(reg.remove(name)).rejects.toMatchObject({ status: 409 });
-      await expect(reg.rotate(name)).rejects.toMatchObject({ status: 409 });
-      await expect(reg.create({ name })).rejects.toMatchObject({ status: 409 });
+      expect(await problemOfRejection(reg.remove(name))).toMatchObject({ status: 409 });
+      expect(await problemOfRejection(reg.rotate(name))).toMatchObject({ status: 409 });
+      expect(await problemOfRejection(reg.create({ name }))).toMatchObject({ status: 409 });
     }
-    await expect(reg.remove('nobody')).rejects.toMatchObject({ status: 404 });
+    expect(await problemOfRejection(reg.remove('nobody'))).toMatchObject({ status: 404 });
     expect(reg.list().map((c) => [c.name, c.source])).toEqual([
       ['env', 'env'],
       ['filed', 'file'],
@@ -205,7 +211,8 @@ describe('ClientBudget', () => {
     await budget.recordTokens('heavy', 999);
     expect(await budget.admit(client, reply)).toBeNull();
     await budget.recordTokens('heavy', 1);
-    const refusal = await budget.admit(client, reply);
+    const refused = await budget.admit(client, reply);
+    const refusal = refused ? toProblem(refused) : null;
     expect(refusal?.status).toBe(429);
     expect(refusal?.detail).toMatch(/client "heavy" is over its own budget \(tokens_per_day 1000\)/);
     expect(refusal?.detail).toMatch(/not the key pool's/);
@@ -226,7 +233,7 @@ describe('ClientBudget', () => {
     });
     const reply = { getHeader: () => undefined, header: () => reply } as never;
     const results = [];
-    for (let i = 0; i < 5; i++) results.push((await budget.admit(client, reply))?.status ?? 200);
+    for (let i = 0; i < 5; i++) results.push(statusOrOk(await budget.admit(client, reply)));
     expect(results).toEqual([200, 200, 429, 429, 429]);
     expect(await budget.today(client)).toEqual({ requests: 2, tokens: null });
   });

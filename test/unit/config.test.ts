@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildGateway } from '../../src/app/build.ts';
 import { ConfigError, type Env, parseEnv } from '../../src/config/env.ts';
-import { envKeyId, parseKeysFile } from '../../src/config/keys.ts';
+import { assertUnique, envKeyId, keyFromEntry, keyToEntry, parseKeysFile } from '../../src/config/keys.ts';
 import { KeyManager } from '../../src/config/keys-store.ts';
 import type { KeyPool } from '../../src/pool/key-pool.ts';
 import type { StateStore } from '../../src/store/types.ts';
@@ -131,5 +131,117 @@ describe('configuration', () => {
       LOG_LEVEL: 'silent',
     });
     await gw.close();
+  });
+});
+
+describe('environment settings', () => {
+  it('defaults are the documented ones (README, docs/operations.md)', () => {
+    expect(parseEnv({})).toMatchObject({
+      SERVER_HOST: '0.0.0.0',
+      STATE_PREFIX: 'gg:',
+      QUEUE_MAX_WAIT_MS: 5000,
+      MAX_ATTEMPTS: 4,
+      UPSTREAM_TIMEOUT_MS: 120_000,
+      REQUEST_TIMEOUT: 300,
+      CIRCUIT_FAILURE_THRESHOLD: 5,
+      CIRCUIT_COOLDOWN_MS: 30_000,
+      LOG_LEVEL: 'info',
+      HEADERS_TIMEOUT_MS: 10_000,
+      REQUEST_READ_TIMEOUT_MS: 60_000,
+      MAX_UPLOAD_SIZE: 10 * 1024 * 1024,
+      COMPRESSION_THRESHOLD: 1024,
+      GLOBAL_RATE_LIMIT: 100,
+      BURST_RATE_LIMIT: 20,
+      CLIENT_RATE_LIMIT: 0,
+      SHUTDOWN_TIMEOUT_MS: 25_000,
+      NODE_ENV: 'production',
+      LOG_ROTATION: 'daily',
+      LOG_RETENTION_DAYS: 7,
+      LOG_STDOUT: true,
+      CORS_ALLOW_CREDENTIALS: false,
+    });
+  });
+
+  it('an empty value (FOO= in .env) counts as unset and falls back to the default', () => {
+    const env = parseEnv({ LOG_STDOUT: '', DEFAULT_RPM: '', CACHE_ENABLED: '' });
+    expect(env.LOG_STDOUT).toBe(true);
+    expect(env.CACHE_ENABLED).toBe(true);
+    expect(env.DEFAULT_RPM).toBe(60);
+  });
+
+  it('booleans accept true/1/yes and false/0/no', () => {
+    for (const yes of ['true', '1', 'yes'])
+      expect(parseEnv({ ALLOW_ANONYMOUS: yes }).ALLOW_ANONYMOUS).toBe(true);
+    for (const no of ['false', '0', 'no']) expect(parseEnv({ LOG_STDOUT: no }).LOG_STDOUT).toBe(false);
+    expect(() => parseEnv({ ALLOW_ANONYMOUS: 'maybe' })).toThrow(/ALLOW_ANONYMOUS/);
+  });
+
+  it('HEADERS_TIMEOUT_MS above REQUEST_READ_TIMEOUT_MS is refused, naming the setting', () => {
+    expect(() => parseEnv({ HEADERS_TIMEOUT_MS: '5000', REQUEST_READ_TIMEOUT_MS: '1000' })).toThrow(
+      /HEADERS_TIMEOUT_MS: must not exceed REQUEST_READ_TIMEOUT_MS/,
+    );
+    expect(parseEnv({ HEADERS_TIMEOUT_MS: '1000', REQUEST_READ_TIMEOUT_MS: '1000' }).HEADERS_TIMEOUT_MS).toBe(
+      1000,
+    );
+  });
+
+  it('a client token may contain ":" (the name is what follows the last one)', () => {
+    const env = parseEnv({ CLIENT_API_KEYS_MAP: 'tok:with:colons:webapp' });
+    expect([...env.CLIENT_API_KEYS_MAP]).toEqual([['tok:with:colons', 'webapp']]);
+  });
+
+  it('out-of-range numbers are refused: MAX_ATTEMPTS above 20, a negative per-client limit', () => {
+    expect(() => parseEnv({ MAX_ATTEMPTS: '21' })).toThrow(/MAX_ATTEMPTS/);
+    expect(parseEnv({ MAX_ATTEMPTS: '20' }).MAX_ATTEMPTS).toBe(20);
+    expect(() => parseEnv({ CLIENT_RATE_LIMITS: 'alice:-5' })).toThrow(/CLIENT_RATE_LIMITS/);
+    expect(parseEnv({ CLIENT_RATE_LIMITS: 'alice:0' }).CLIENT_RATE_LIMITS.get('alice')).toBe(0);
+  });
+});
+
+describe('pool keys', () => {
+  const env = parseEnv({});
+
+  it('each limit of a key entry is honoured, requests_per_day included', () => {
+    const [key] = parseKeysFile(
+      JSON.stringify({
+        keys: [
+          {
+            id: 'k1',
+            api_key: 'AIza-k1',
+            limits: { requests_per_minute: 5, requests_per_day: 77, tokens_per_minute: 999 },
+          },
+        ],
+      }),
+      'keys.json',
+      env,
+    ).keys;
+    expect(key!.limits).toEqual({ requestsPerMinute: 5, requestsPerDay: 77, tokensPerMinute: 999 });
+  });
+
+  it('a zero or negative tokens_per_minute is refused, naming the field', () => {
+    const text = JSON.stringify({
+      keys: [{ id: 'k1', api_key: 'AIza-k1', limits: { tokens_per_minute: 0 } }],
+    });
+    expect(() => parseKeysFile(text, 'keys.json', env)).toThrow(/keys\.0\.limits\.tokens_per_minute/);
+  });
+
+  it('one api_key under two ids is refused', () => {
+    const a = keyFromEntry({ id: 'a', api_key: 'AIza-same-value' }, env);
+    const b = keyFromEntry({ id: 'b', api_key: 'AIza-same-value' }, env);
+    expect(() => assertUnique([a, b])).toThrow(ConfigError);
+    expect(() => assertUnique([a, b])).toThrow(/"b" repeats the api_key/);
+  });
+
+  it('a key written back to the file keeps its project and enabled flag', () => {
+    const entry = {
+      id: 'k1',
+      api_key: 'AIza-k1',
+      project: 'proj-x',
+      enabled: false,
+      limits: { requests_per_minute: 1, requests_per_day: 2, tokens_per_minute: 3 },
+    };
+    const key = keyFromEntry(entry, env);
+    expect(keyToEntry(key)).toEqual(entry);
+    expect(keyFromEntry(keyToEntry(key), env)).toEqual(key);
   });
 });

@@ -49,3 +49,25 @@ describe('token estimate', () => {
     });
   });
 });
+
+describe('token estimate, less common shapes', () => {
+  it('rounds a partial token up', () => {
+    expect(estimateInputTokens({ contents: [{ parts: [{ text: 'abc' }] }] })).toBe(1);
+    expect(estimateInputTokens({ contents: [{ parts: [{ text: 'abcde' }] }] })).toBe(2);
+  });
+
+  it('counts fileData parts, in either case style, as media', () => {
+    const body = {
+      contents: [
+        { parts: [{ fileData: { mimeType: 'image/png', fileUri: 'https://example.com/a.png' } }] },
+        { parts: [{ file_data: { mime_type: 'image/png', file_uri: 'https://example.com/b.png' } }] },
+      ],
+    };
+    expect(estimateInputTokens(body)).toBe(2 * TOKENS_PER_MEDIA_PART);
+  });
+
+  it('reads promptTokenCount from pretty-printed JSON (Google’s unary answers)', () => {
+    const unary = JSON.stringify({ usageMetadata: { promptTokenCount: 42, totalTokenCount: 50 } }, null, 2);
+    expect(lastPromptTokenCount(unary)).toBe(42);
+  });
+});

@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { HttpProblem } from '../../src/http/problem.ts';
+import type { GatewayError } from '../../src/errors/gateway-errors.ts';
+import { toProblem } from '../../src/http/errors.ts';
 import type { KeyPool, Lease } from '../../src/pool/key-pool.ts';
 import type { Outcome } from '../../src/store/types.ts';
 import { Forwarder, type StreamAnswer, type UpstreamCall } from '../../src/upstream/forwarder.ts';
@@ -222,9 +223,11 @@ describe('unary answers and leases never used', () => {
     // The client leaves while the pool's acquire is under way.
     const p = onePool(() => cancellation.abort(new Error('client closed the connection')));
     const call = { ...streamCall(cancellation), stream: false, search: '' };
-    const err = (await forwarder(p.pool)
-      .forward(call)
-      .catch((e: unknown) => e)) as HttpProblem;
+    const err = toProblem(
+      (await forwarder(p.pool)
+        .forward(call)
+        .catch((e: unknown) => e)) as GatewayError,
+    );
     expect(err.status).toBe(499);
     expect(p.reports).toEqual([{ kind: 'unused' }]);
     expect(requests).toBe(0);

@@ -1,7 +1,8 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeAccountBackend, startFakeAccountBackend } from '../../fake/fake-account-backend.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
+import { GatewayError } from '../../src/errors/gateway-errors.ts';
+import { toProblem } from '../../src/http/errors.ts';
 import {
   createEmbeddedAccountBackend,
   createRemoteAccountBackend,
@@ -76,9 +77,9 @@ describe('remote account backend (against the fake Django backend)', () => {
       const err = await backend({ logger })
         .verifyUser('u1', 'user-key-1')
         .catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(HttpProblem);
-      expect((err as HttpProblem).status).toBe(503);
-      expect((err as HttpProblem).detail).toMatch(/account backend is unavailable/);
+      expect(err).toBeInstanceOf(GatewayError);
+      expect(toProblem(err as GatewayError).status).toBe(503);
+      expect(toProblem(err as GatewayError).detail).toMatch(/account backend is unavailable/);
     } finally {
       fake.setDown(false);
     }
@@ -92,7 +93,7 @@ describe('remote account backend (against the fake Django backend)', () => {
       retryBaseMs: 1,
     });
     const err = await b.checkCredits('u1').catch((e: unknown) => e);
-    expect((err as HttpProblem).status).toBe(503);
+    expect(toProblem(err as GatewayError).status).toBe(503);
   });
 
   it('retries network errors with backoff, then succeeds', async () => {
@@ -116,7 +117,7 @@ describe('remote account backend (against the fake Django backend)', () => {
     const err = await backend({ fetch: dead, attempts: 4 })
       .verifyUser('u1', 'k')
       .catch((e: unknown) => e);
-    expect((err as HttpProblem).status).toBe(503);
+    expect(toProblem(err as GatewayError).status).toBe(503);
     expect(attempts).toBe(4);
   });
 
@@ -129,7 +130,7 @@ describe('remote account backend (against the fake Django backend)', () => {
     const err = await backend({ fetch: busy })
       .checkCredits('u1')
       .catch((e: unknown) => e);
-    expect((err as HttpProblem).status).toBe(503);
+    expect(toProblem(err as GatewayError).status).toBe(503);
     expect(attempts).toBe(3);
   });
 
@@ -143,8 +144,8 @@ describe('remote account backend (against the fake Django backend)', () => {
         () => null,
         (e: unknown) => e,
       );
-      expect(err).toBeInstanceOf(HttpProblem);
-      expect((err as HttpProblem).status).toBe(503);
+      expect(err).toBeInstanceOf(GatewayError);
+      expect(toProblem(err as GatewayError).status).toBe(503);
     };
     await failsWith503(backend({ fetch: answering('<html>oops</html>') }).verifyUser('u1', 'user-key-1'));
     await failsWith503(backend({ fetch: answering('[true]') }).verifyUser('u1', 'user-key-1'));
@@ -210,5 +211,94 @@ describe('embedded account backend', () => {
   });
   it('refuses everything without client tokens', async () => {
     expect(await createEmbeddedAccountBackend([]).verifyUser('u', 'x')).toBe(false);
+  });
+});
+
+describe('account backend: the contract beyond the happy path', () => {
+  /** A backend URL that is never reached: every call goes to `fetchImpl`. */
+  const remote = (fetchImpl: typeof fetch) =>
+    createRemoteAccountBackend({
+      baseUrl: 'http://backend.invalid',
+      logger: pino({ level: 'silent' }),
+      retryBaseMs: 1,
+      webhookRetryBaseMs: 1,
+      fetch: fetchImpl,
+    });
+  const answers = (...list: [number, string][]) => {
+    const seen: string[] = [];
+    const f: typeof fetch = async (input) => {
+      seen.push(String(input));
+      const [status, body] = list[Math.min(seen.length, list.length) - 1]!;
+      return new Response(status === 204 ? null : body, {
+        status,
+        headers: { 'content-type': 'application/json' },
+      });
+    };
+    return { f, seen };
+  };
+
+  it('verify: a 400 means refused (not a 503)', async () => {
+    expect(await remote(answers([400, '{"detail":"bad"}']).f).verifyUser('u1', 'k')).toBe(false);
+  });
+
+  it('verify: only `valid: true` accepts; a 200 without it, or with a look-alike, is refused', async () => {
+    expect(await remote(answers([200, '{"valid":true}']).f).verifyUser('u1', 'k')).toBe(true);
+    expect(await remote(answers([200, '{}']).f).verifyUser('u1', 'k')).toBe(false);
+    expect(await remote(answers([200, '{"valid":"true"}']).f).verifyUser('u1', 'k')).toBe(false);
+    expect(await remote(answers([200, '{"valid":1}']).f).verifyUser('u1', 'k')).toBe(false);
+  });
+
+  it('credits: a 403 also means no credits', async () => {
+    expect(await remote(answers([403, '{}']).f).checkCredits('u1')).toEqual({
+      hasCredits: false,
+      credits: 0,
+    });
+  });
+
+  it('credits: an answer without a number of credits reports them as unknown (null)', async () => {
+    expect(await remote(answers([200, '{"has_credits":true}']).f).checkCredits('u1')).toEqual({
+      hasCredits: true,
+      credits: null,
+    });
+  });
+
+  it('502 and 504 are retried like 503', async () => {
+    const { f, seen } = answers([502, '{}'], [504, '{}'], [200, '{"valid":true}']);
+    expect(await remote(f).verifyUser('u1', 'k')).toBe(true);
+    expect(seen).toHaveLength(3);
+    const credits = answers([502, ''], [200, '{"has_credits":true,"credits":2}']);
+    expect(await remote(credits.f).checkCredits('u1')).toEqual({ hasCredits: true, credits: 2 });
+    expect(credits.seen).toHaveLength(2);
+  });
+
+  const hook: UsageWebhook = {
+    user_id: 'u1',
+    catalog_id: 'c1',
+    status: 'success',
+    image_url: '/media/x.png',
+    latency_ms: 1,
+    provider: 'gemini',
+  };
+
+  it('webhook: a 429 is retried (like 408 and 5xx)', async () => {
+    const { f, seen } = answers([429, '{}'], [200, '{}']);
+    const b = remote(f);
+    b.reportUsage(hook);
+    await b.drain(5000);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('webhook: any 2xx is a delivery (a 204 is not sent again)', async () => {
+    const { f, seen } = answers([204, ''], [200, '{}']);
+    const b = remote(f);
+    b.reportUsage(hook);
+    await b.drain(5000);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('embedded mode: every client token is accepted, not only the last one', async () => {
+    const b = createEmbeddedAccountBackend(['token-a', 'token-b', 'token-c']);
+    for (const t of ['token-a', 'token-b', 'token-c']) expect(await b.verifyUser('u', t), t).toBe(true);
+    expect(await b.verifyUser('u', 'token-d')).toBe(false);
   });
 });

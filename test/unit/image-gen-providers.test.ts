@@ -5,7 +5,9 @@ import {
   startFakeImageProviders,
 } from '../../fake/fake-image-providers.ts';
 import { parseEnv } from '../../src/config/env.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
+import { GatewayError, PoolExhausted, UpstreamRejected } from '../../src/errors/gateway-errors.ts';
+import { toProblem } from '../../src/http/errors.ts';
+import type { HttpProblem } from '../../src/http/problem.ts';
 import { buildPrompt, TRY_ON_PROMPT } from '../../src/services/image-gen/prompt.ts';
 import { createGeminiProvider, extractImage } from '../../src/services/image-gen/providers/gemini.ts';
 import { createOpenAIProvider } from '../../src/services/image-gen/providers/openai.ts';
@@ -20,10 +22,16 @@ const garment: InputImage = { bytes: makePng(2, 2, [4, 5, 6]), mimeType: 'image/
 const out = makePng(5, 5, [9, 9, 9]);
 const ctx = { requestId: 'req-1' };
 
+const noGemini: GeminiCaller = {
+  generateContent: async () => {
+    throw new Error('not used');
+  },
+};
+
 async function problem(p: Promise<unknown>): Promise<HttpProblem> {
   const err = await p.catch((e: unknown) => e);
-  expect(err).toBeInstanceOf(HttpProblem);
-  return err as HttpProblem;
+  expect(err).toBeInstanceOf(GatewayError);
+  return toProblem(err as GatewayError);
 }
 
 function stubGemini(answer: GenerateContentResponse | Error) {
@@ -49,6 +57,12 @@ describe('prompt', () => {
     const p = buildPrompt('red background');
     expect(p.startsWith(TRY_ON_PROMPT)).toBe(true);
     expect(p).toContain('red background');
+  });
+
+  it('appends the request prompt as "\\n\\nAdditional instructions: <prompt>", trimmed', () => {
+    const expected = `${TRY_ON_PROMPT}\n\nAdditional instructions: red background`;
+    expect(buildPrompt('red background')).toBe(expected);
+    expect(buildPrompt('  red background \n')).toBe(expected);
   });
 });
 
@@ -142,7 +156,7 @@ describe('gemini provider', () => {
   });
 
   it('keeps a pool 429 (with Retry-After), maps other failures to 502', async () => {
-    const exhausted = new HttpProblem(429, 'every key is busy', { headers: { 'retry-after': '7' } });
+    const exhausted = new PoolExhausted('every key is busy', 7);
     const e1 = await problem(
       createGeminiProvider({ env, gemini: stubGemini(exhausted).caller }).generateImage(
         [person, garment],
@@ -152,7 +166,7 @@ describe('gemini provider', () => {
     );
     expect(e1.status).toBe(429);
     expect(e1.headers['retry-after']).toBe('7');
-    const bad = new HttpProblem(400, 'upstream refused the request');
+    const bad = new UpstreamRejected(400, 'upstream refused the request');
     const e2 = await problem(
       createGeminiProvider({ env, gemini: stubGemini(bad).caller }).generateImage(
         [person, garment],
@@ -161,6 +175,7 @@ describe('gemini provider', () => {
       ),
     );
     expect(e2.status).toBe(502);
+    expect(e2.detail).toBe('image provider gemini failed: 400 upstream refused the request');
     const e3 = await problem(
       createGeminiProvider({ env, gemini: stubGemini(new Error('socket hang up')).caller }).generateImage(
         [person, garment],
@@ -287,6 +302,41 @@ describe('openai and stability providers (against the fake HTTP server)', () => 
     expect(() => createStabilityProvider({ env: parseEnv({}), gemini: noGemini })).toThrow(
       /STABILITY_API_KEY/,
     );
+  });
+});
+
+describe('openai provider settings', () => {
+  let fake: FakeImageProviders;
+  const KEY = 'sk-openai-settings';
+  beforeAll(async () => {
+    fake = await startFakeImageProviders({ openaiKey: KEY });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+  const images: InputImage[] = [
+    { bytes: makePng(2, 2, [1, 2, 3]), mimeType: 'image/png' },
+    { bytes: makePng(2, 2, [4, 5, 6]), mimeType: 'image/png' },
+  ];
+
+  it('asks for exactly one image (n=1)', async () => {
+    fake.requests.length = 0;
+    const env = parseEnv({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.openaiBaseUrl });
+    await createOpenAIProvider({ env, gemini: noGemini }).generateImage(images, 'P', { requestId: 'r' });
+    expect(fake.requests[0]!.fields.n).toBe('1');
+  });
+
+  it('uses IMAGE_MODEL when it does not name a Gemini model', async () => {
+    fake.requests.length = 0;
+    const env = parseEnv({
+      OPENAI_API_KEY: KEY,
+      OPENAI_BASE_URL: fake.openaiBaseUrl,
+      IMAGE_MODEL: 'gpt-image-1-mini',
+    });
+    const provider = createOpenAIProvider({ env, gemini: noGemini });
+    expect(provider.model).toBe('gpt-image-1-mini');
+    await provider.generateImage(images, 'P', { requestId: 'r' });
+    expect(fake.requests[0]!.fields.model).toBe('gpt-image-1-mini');
   });
 });
 

@@ -5,8 +5,14 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeImageHost, makePng, startFakeImageHost } from '../../fake/fake-image-providers.ts';
 import { parseEnv } from '../../src/config/env.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
-import type { AccountBackend, UsageWebhook } from '../../src/services/image-gen/backend.ts';
+import { GatewayError, ProviderFailed, RateLimited } from '../../src/errors/gateway-errors.ts';
+import { toProblem } from '../../src/http/errors.ts';
+import type { HttpProblem } from '../../src/http/problem.ts';
+import {
+  type AccountBackend,
+  createEmbeddedAccountBackend,
+  type UsageWebhook,
+} from '../../src/services/image-gen/backend.ts';
 import { createMediaStore, MEDIA_FILE_RE } from '../../src/services/image-gen/media-store.ts';
 import { TRY_ON_PROMPT } from '../../src/services/image-gen/prompt.ts';
 import type { ImageProvider, InputImage } from '../../src/services/image-gen/providers/types.ts';
@@ -15,6 +21,25 @@ import { createImageGenService } from '../../src/services/image-gen/service.ts';
 import { enforceThrottle, FailedAttempts } from '../../src/services/image-gen/throttle.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
 import type { GeminiCaller } from '../../src/upstream/gemini-caller.ts';
+
+async function problem(p: Promise<unknown>): Promise<HttpProblem> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(GatewayError);
+  return toProblem(err as GatewayError);
+}
+
+function parseProblem(body: unknown): HttpProblem {
+  try {
+    parseCreateImageBody(body);
+  } catch (e) {
+    expect(e).toBeInstanceOf(GatewayError);
+    return toProblem(e as GatewayError);
+  }
+  throw new Error(`accepted: ${JSON.stringify(body).slice(0, 100)}`);
+}
 
 let dir: string;
 let host: FakeImageHost;
@@ -54,7 +79,7 @@ describe('media store', () => {
     const err = await createMediaStore(dir)
       .save(Buffer.from('<svg onload=alert(1)>'))
       .catch((e: unknown) => e);
-    expect((err as HttpProblem).status).toBe(502);
+    expect(toProblem(err as GatewayError).status).toBe(502);
   });
 
   it('reads only names of its own shape: no traversal, no listing, no symlinks', async () => {
@@ -113,14 +138,14 @@ describe('request schema', () => {
       } catch (e) {
         err = e;
       }
-      expect(err, JSON.stringify(body)).toBeInstanceOf(HttpProblem);
-      expect((err as HttpProblem).status).toBe(422);
+      expect(err, JSON.stringify(body)).toBeInstanceOf(GatewayError);
+      expect(toProblem(err as GatewayError).status).toBe(422);
     }
     try {
       parseCreateImageBody({ ...good, api_key: 12345678, user_image_url: 'ftp://secret-host/x' });
     } catch (e) {
-      expect((e as HttpProblem).detail).toMatch(/api_key/);
-      expect((e as HttpProblem).detail).not.toMatch(/12345678|secret-host/);
+      expect(toProblem(e as GatewayError).detail).toMatch(/api_key/);
+      expect(toProblem(e as GatewayError).detail).not.toMatch(/12345678|secret-host/);
     }
   });
   it('finds the user_id a body claims, before validation (for the log line)', () => {
@@ -132,20 +157,73 @@ describe('request schema', () => {
   });
 });
 
+describe('request body limits', () => {
+  const good = {
+    user_id: 'u1',
+    api_key: 'k',
+    catalog_id: 'c1',
+    user_image_url: 'https://img.example.com/a.png',
+    catalog_image_url: 'https://img.example.com/b.png',
+  };
+
+  it('user_image_url: at most 2048 characters', () => {
+    const base = 'https://img.example.com/';
+    const url = (n: number) => base + 'a'.repeat(n - base.length);
+    expect(url(2048)).toHaveLength(2048);
+    expect(parseCreateImageBody({ ...good, user_image_url: url(2048) }).user_image_url).toBe(url(2048));
+    const err = parseProblem({ ...good, user_image_url: url(2049) });
+    expect(err.status).toBe(422);
+    expect(err.detail).toMatch(/^user_image_url: /);
+  });
+
+  it('user_id and catalog_id: 1 to 128 characters', () => {
+    expect(parseCreateImageBody({ ...good, user_id: 'u'.repeat(128) }).user_id).toHaveLength(128);
+    expect(parseCreateImageBody({ ...good, catalog_id: 'c'.repeat(128) }).catalog_id).toHaveLength(128);
+    const u = parseProblem({ ...good, user_id: 'u'.repeat(129) });
+    expect(u.status).toBe(422);
+    expect(u.detail).toMatch(/^user_id: /);
+    const c = parseProblem({ ...good, catalog_id: 'c'.repeat(129) });
+    expect(c.status).toBe(422);
+    expect(c.detail).toMatch(/^catalog_id: /);
+  });
+
+  it('integer ids must be non-negative integers', () => {
+    expect(parseCreateImageBody({ ...good, user_id: 0, catalog_id: 0 })).toMatchObject({
+      user_id: '0',
+      catalog_id: '0',
+    });
+    for (const bad of [-1, -42, 1.5]) {
+      expect(parseProblem({ ...good, user_id: bad }).detail, String(bad)).toMatch(/^user_id: /);
+      expect(parseProblem({ ...good, catalog_id: bad }).detail, String(bad)).toMatch(/^catalog_id: /);
+    }
+  });
+});
+
 describe('throttle', () => {
   it('allows rpm requests per minute, then 429 with Retry-After', async () => {
     const store = new MemoryStore();
     const t = 1_000_000_020_000;
     for (let i = 0; i < 3; i++) await enforceThrottle(store, 3, 'u1', t);
     const err = await enforceThrottle(store, 3, 'u1', t).catch((e: unknown) => e);
-    expect((err as HttpProblem).status).toBe(429);
-    expect(Number((err as HttpProblem).headers['retry-after'])).toBeGreaterThan(0);
+    expect(toProblem(err as GatewayError).status).toBe(429);
+    expect(Number(toProblem(err as GatewayError).headers['retry-after'])).toBeGreaterThan(0);
     await enforceThrottle(store, 3, 'u2', t); // another user is not affected
     await enforceThrottle(store, 3, 'u1', t + 60_000); // next window
   });
   it('is off at 0', async () => {
     const store = new MemoryStore();
     for (let i = 0; i < 50; i++) await enforceThrottle(store, 0, 'u1');
+  });
+
+  it('Retry-After is the time left in the fixed minute window', async () => {
+    const store = new MemoryStore();
+    const windowStart = 60_000 * 16_666_667;
+    const t = windowStart + 45_000; // 15 s before the window ends
+    await enforceThrottle(store, 1, 'u1', t);
+    const err = await problem(enforceThrottle(store, 1, 'u1', t));
+    expect(err.status).toBe(429);
+    expect(err.headers['retry-after']).toBe('15');
+    expect(err.detail).toContain('retry in 15 s');
   });
 });
 
@@ -161,7 +239,7 @@ describe('failed attempts per IP', () => {
       try {
         failed.refuseIfLocked('203.0.113.9', t + 1000);
       } catch (e) {
-        return e as HttpProblem;
+        return toProblem(e as GatewayError);
       }
     })();
     expect(err?.status).toBe(429);
@@ -175,10 +253,10 @@ describe('failed attempts per IP', () => {
     const b = new FailedAttempts(store, 2);
     await a.record('203.0.113.9', t);
     await a.record('203.0.113.9', t);
-    expect(() => a.refuseIfLocked('203.0.113.9', t)).toThrow(HttpProblem);
+    expect(() => a.refuseIfLocked('203.0.113.9', t)).toThrow(RateLimited);
     b.refuseIfLocked('203.0.113.9', t); // b has not seen it yet: one more verification
     await b.record('203.0.113.9', t);
-    expect(() => b.refuseIfLocked('203.0.113.9', t)).toThrow(HttpProblem);
+    expect(() => b.refuseIfLocked('203.0.113.9', t)).toThrow(RateLimited);
   });
   it('is off at 0', async () => {
     const failed = new FailedAttempts(new MemoryStore(), 0);
@@ -206,7 +284,7 @@ describe('image generation service (stubs)', () => {
     return { backend, reported };
   }
 
-  function stubProvider(fail?: HttpProblem) {
+  function stubProvider(fail?: GatewayError) {
     const seen: { images: InputImage[]; prompt: string }[] = [];
     const provider: ImageProvider = {
       name: 'stub',
@@ -269,13 +347,13 @@ describe('image generation service (stubs)', () => {
     );
     expect(bad.ok).toBe(false);
     if (bad.ok) return;
-    expect(bad.error.status).toBe(401);
+    expect(toProblem(bad.error).status).toBe(401);
     expect(bad.webhook).toBeUndefined();
     const broke = await makeService(stubBackend({ credits: false }).backend, stubProvider().provider).run(
       body(),
       { requestId: 'r' },
     );
-    expect(!broke.ok && broke.error.status).toBe(403);
+    expect(!broke.ok && toProblem(broke.error).status).toBe(403);
     expect(broke.webhook).toBeUndefined();
   });
 
@@ -297,12 +375,12 @@ describe('image generation service (stubs)', () => {
       requestId: 'r',
       onVerified: async () => {
         order.push('onVerified');
-        throw new HttpProblem(429, 'too many image requests', { headers: { 'retry-after': '5' } });
+        throw new RateLimited('too many image requests', { retryAfterSeconds: 5 });
       },
     });
     expect(order).toEqual(['verify', 'onVerified']);
-    expect(!throttled.ok && throttled.error.status).toBe(429);
-    expect(!throttled.ok && throttled.error.headers['retry-after']).toBe('5');
+    expect(!throttled.ok && toProblem(throttled.error).status).toBe(429);
+    expect(!throttled.ok && toProblem(throttled.error).headers['retry-after']).toBe('5');
     expect(throttled.webhook).toBeUndefined(); // nothing was done: nothing to report
     expect(reported).toHaveLength(0);
     expect(seen).toHaveLength(0);
@@ -314,16 +392,16 @@ describe('image generation service (stubs)', () => {
         called = true;
       },
     });
-    expect(!bad.ok && bad.error.status).toBe(401);
+    expect(!bad.ok && toProblem(bad.error).status).toBe(401);
     expect(called).toBe(false); // a wrong api_key never counts against the user
   });
 
   it('a provider failure after verification is a 502 with a failed webhook', async () => {
-    const { provider } = stubProvider(new HttpProblem(502, 'image provider stub failed: boom'));
+    const { provider } = stubProvider(new ProviderFailed('stub', 'boom'));
     const r = await makeService(stubBackend().backend, provider).run(body(), { requestId: 'r' });
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.error.status).toBe(502);
+    expect(toProblem(r.error).status).toBe(502);
     expect(r.webhook).toMatchObject({
       status: 'failed',
       image_url: null,
@@ -339,9 +417,9 @@ describe('image generation service (stubs)', () => {
     );
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.error.status).toBe(400);
-    expect(r.error.detail).toMatch(/^catalog_image_url: /);
-    expect(r.error.detail).not.toMatch(/169\.254/);
+    expect(toProblem(r.error).status).toBe(400);
+    expect(toProblem(r.error).detail).toMatch(/^catalog_image_url: /);
+    expect(toProblem(r.error).detail).not.toMatch(/169\.254/);
     expect(r.internal).toMatch(/169\.254\.169\.254/);
     expect(r.webhook?.status).toBe('failed');
     expect(seen).toHaveLength(0);
@@ -356,7 +434,36 @@ describe('image generation service (stubs)', () => {
       },
     };
     const r = await makeService(stubBackend().backend, provider).run(body(), { requestId: 'r' });
-    expect(!r.ok && r.error.status).toBe(500);
-    expect(!r.ok && r.error.detail).not.toMatch(/secret/);
+    expect(!r.ok && toProblem(r.error).status).toBe(500);
+    expect(!r.ok && toProblem(r.error).detail).not.toMatch(/secret/);
+  });
+
+  it('when both image URLs are refused, the user image is named (deterministically)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'image-gen-urls-'));
+    try {
+      const service = createImageGenService({
+        env: parseEnv({ MEDIA_DIR: dir }),
+        gemini: noGemini,
+        store: new MemoryStore(),
+        logger: pino({ level: 'silent' }),
+        backend: createEmbeddedAccountBackend(['tok']),
+      });
+      const body = parseCreateImageBody({
+        user_id: 'u1',
+        api_key: 'tok',
+        catalog_id: 'c1',
+        user_image_url: 'http://169.254.169.254/latest/meta-data/',
+        catalog_image_url: 'http://10.0.0.1/garment.png',
+      });
+      for (let i = 0; i < 3; i++) {
+        const r = await service.run(body, { requestId: `r${i}` });
+        expect(r.ok).toBe(false);
+        if (r.ok) return;
+        expect(toProblem(r.error).status).toBe(400);
+        expect(toProblem(r.error).detail).toMatch(/^user_image_url: /);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

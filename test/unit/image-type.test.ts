@@ -32,3 +32,23 @@ describe('detectImageType (by content only)', () => {
     expect(detectImageType(bytes)).toBeNull();
   });
 });
+
+describe('image type by content: every magic byte counts', () => {
+  const pad = (head: number[] | Buffer) => Buffer.concat([Buffer.from(head), Buffer.alloc(16)]);
+  it('a PNG signature with a wrong last byte, or FF D8 without a marker, is not an image', () => {
+    expect(detectImageType(pad([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x00]))).toBeNull();
+    expect(detectImageType(pad([0xff, 0xd8, 0x00, 0xe0]))).toBeNull();
+  });
+
+  it.each(['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1'])(
+    'HEIF brand %s is HEIC',
+    (brand) => {
+      expect(
+        detectImageType(pad(Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from(`ftyp${brand}`)]))),
+      ).toEqual({
+        mimeType: 'image/heic',
+        ext: 'heic',
+      });
+    },
+  );
+});

@@ -257,3 +257,78 @@ describe('trieRegex (the scrubber’s matcher)', () => {
     expect('abcdef abc abd a.b*c axbxc x(y) zz-top'.replace(re, '#')).toBe('# # # # axbxc # #');
   });
 });
+
+describe('log redaction', () => {
+  function capture(scrubber?: SecretScrubber) {
+    const lines: string[] = [];
+    const logger = pino(loggerOptions({ LOG_LEVEL: 'info', NODE_ENV: 'test' }, scrubber), {
+      write: (l: string) => void lines.push(l),
+    });
+    return { logger, lines };
+  }
+
+  it('every secret-bearing field is blanked with [REDACTED], at the top level, one level down and in headers', () => {
+    const S = 'Sup3rSecretValue';
+    const shapes: Array<[string, Record<string, unknown>]> = [
+      ['apiKey', { apiKey: S }],
+      ['api_key', { api_key: S }],
+      ['token', { token: S }],
+      ['password', { password: S }],
+      ['authorization', { authorization: S }],
+      ['*.apiKey', { cfg: { apiKey: S } }],
+      ['*.api_key', { cfg: { api_key: S } }],
+      ['*.token', { cfg: { token: S } }],
+      ['*.password', { cfg: { password: S } }],
+      ['*.authorization', { cfg: { authorization: S } }],
+      ['headers.x-goog-api-key', { headers: { 'x-goog-api-key': S } }],
+      ['headers.x-api-key', { headers: { 'x-api-key': S } }],
+      ['headers.x-admin-token', { headers: { 'x-admin-token': S } }],
+      ['headers.cookie', { headers: { cookie: S } }],
+      ['req.headers.authorization', { req: { headers: { authorization: S } } }],
+      ['req.headers.x-goog-api-key', { req: { headers: { 'x-goog-api-key': S } } }],
+      ['req.headers.x-api-key', { req: { headers: { 'x-api-key': S } } }],
+      ['req.headers.x-admin-token', { req: { headers: { 'x-admin-token': S } } }],
+      ['req.headers.cookie', { req: { headers: { cookie: S } } }],
+    ];
+    for (const [path, obj] of shapes) {
+      const { logger, lines } = capture();
+      logger.info(obj, 'line');
+      expect(lines[0], path).not.toContain(S);
+      expect(lines[0], path).toContain('"[REDACTED]"');
+    }
+  });
+
+  it('masks every token-like query parameter, whatever its case', () => {
+    expect(redactUrl('/x?access_token=abc&b=1')).toBe('/x?access_token=[REDACTED]&b=1');
+    expect(redactUrl('/x?KEY=abc&Token=def')).toBe('/x?KEY=[REDACTED]&Token=[REDACTED]');
+  });
+
+  it('the scrubber also catches a secret as JSON escapes it and as a URL encodes it', () => {
+    const quoted = 'tok"en\\with-quotes';
+    const spaced = 'tok en/with+specials';
+    const scrubber = new SecretScrubber([quoted, spaced]);
+    const { logger, lines } = capture(scrubber);
+    logger.info({ note: `carried ${quoted} here` }, 'json-escaped');
+    logger.info({ url: `/x?q=${encodeURIComponent(spaced)}` }, 'url-encoded');
+    const text = lines.join('');
+    expect(text).not.toContain(JSON.stringify(quoted).slice(1, -1));
+    expect(text).not.toContain(encodeURIComponent(spaced));
+    expect(lines.every((l) => l.includes('[REDACTED]'))).toBe(true);
+  });
+
+  it('LOG_STDOUT=false without LOG_DIR writes nothing to stdout', () => {
+    const out = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { createLogger } from './src/observability/logger.ts';
+         const l = createLogger({ LOG_LEVEL: 'info', NODE_ENV: 'production', LOG_ROTATION: 'daily', LOG_RETENTION_DAYS: 1, LOG_STDOUT: false });
+         l.info('must not appear');`,
+      ],
+      { cwd: process.cwd(), encoding: 'utf8', timeout: 20_000 },
+    );
+    expect(out.status).toBe(0);
+    expect(out.stdout).not.toContain('must not appear');
+  });
+});

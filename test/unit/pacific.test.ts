@@ -48,3 +48,13 @@ describe('Pacific day boundaries (daily quota reset)', () => {
     expect(cal.at(before + 1000)).toEqual({ day: '2026-11-25', nextDayMs: Date.UTC(2026, 10, 26, 8) });
   });
 });
+
+describe('PacificCalendar when the clock steps back', () => {
+  it('a time before the memoized day gets its own day and next midnight', () => {
+    const cal = new PacificCalendar();
+    const nextDay = Date.UTC(2026, 10, 26, 9, 0); // 01:00 PST on Nov 26
+    expect(cal.at(nextDay).day).toBe('2026-11-26');
+    const before = Date.UTC(2026, 10, 26, 7, 0); // 23:00 PST on Nov 25
+    expect(cal.at(before)).toEqual({ day: '2026-11-25', nextDayMs: Date.UTC(2026, 10, 26, 8) });
+  });
+});

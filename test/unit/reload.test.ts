@@ -1,11 +1,13 @@
 import { linkSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseEnv } from '../../src/config/env.ts';
 import { KeyManager, maskKey, writeFileAtomic } from '../../src/config/keys-store.ts';
-import { effectiveSettings, parseRuntimeConfig } from '../../src/config/reload.ts';
+import { ConfigReloader, effectiveSettings, parseRuntimeConfig } from '../../src/config/reload.ts';
 import { KeyPool } from '../../src/pool/key-pool.ts';
 import { MemoryStore } from '../../src/store/memory.ts';
+import { problemOfRejection } from '../helpers/problem.ts';
 import { tempDirs } from '../helpers/temp.ts';
 
 const tempDir = tempDirs('gg-reload-');
@@ -52,6 +54,42 @@ describe('CONFIG_FILE', () => {
     expect(() => parseRuntimeConfig('{"PORT": 1}')).toThrow(/PORT|unrecognized/i);
     expect(() => parseRuntimeConfig('{"GLOBAL_RATE_LIMIT": -1}')).toThrow(/GLOBAL_RATE_LIMIT/);
     expect(() => parseRuntimeConfig('{"LOG_LEVEL": "loud"}')).toThrow(/LOG_LEVEL/);
+  });
+
+  it('every runtime setting of the file overrides the environment', () => {
+    const env = parseEnv({ GLOBAL_RATE_LIMIT: '100', BURST_RATE_LIMIT: '20', CLIENT_RATE_LIMIT: '0' });
+    const s = effectiveSettings(
+      env,
+      parseRuntimeConfig('{"GLOBAL_RATE_LIMIT": 7, "BURST_RATE_LIMIT": 3, "CLIENT_RATE_LIMIT": 11}'),
+    );
+    expect(s).toMatchObject({ GLOBAL_RATE_LIMIT: 7, BURST_RATE_LIMIT: 3, CLIENT_RATE_LIMIT: 11 });
+  });
+
+  it('a reload of an unchanged file applies nothing; a changed one is applied', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'config.json');
+    writeFileSync(file, '{"GLOBAL_RATE_LIMIT": 5}');
+    const env = parseEnv({ CONFIG_FILE: file, GEMINI_API_KEYS: 'AIza-reload-test-key' });
+    const store = new MemoryStore();
+    const pool = new KeyPool(store, {
+      queueMaxWaitMs: 0,
+      circuit: { failureThreshold: 5, cooldownMs: 1000 },
+    });
+    const keys = new KeyManager({ env, pool, store });
+    const applied: number[] = [];
+    const reloader = new ConfigReloader({
+      env,
+      keys,
+      logger: pino({ level: 'silent' }),
+      applyConfig: (s) => applied.push(s.GLOBAL_RATE_LIMIT),
+    });
+    await reloader.init();
+    expect(applied).toEqual([5]);
+    expect(await reloader.reloadConfig()).toEqual({ ok: true, config: { changed: false } });
+    expect(applied).toEqual([5]);
+    writeFileSync(file, '{"GLOBAL_RATE_LIMIT": 9}');
+    expect(await reloader.reloadConfig()).toEqual({ ok: true, config: { changed: true } });
+    expect(applied).toEqual([5, 9]);
   });
 });
 
@@ -109,12 +147,16 @@ describe('KeyManager', () => {
     const { keys } = setup({ keys: [{ id: 'a', api_key: KEY_A }] });
     await keys.load();
     await keys.apply();
-    await expect(keys.add({ id: 'a', api_key: KEY_B })).rejects.toMatchObject({ status: 409 });
-    await expect(keys.add({ id: 'z', api_key: KEY_A })).rejects.toMatchObject({ status: 409 });
-    await expect(keys.add({ id: 'bad id!', api_key: KEY_B })).rejects.toMatchObject({ status: 422 });
-    await expect(keys.add({ api_key: KEY_B, surprise: 1 })).rejects.toMatchObject({ status: 422 });
-    await expect(keys.remove('nope')).rejects.toMatchObject({ status: 404 });
-    await expect(keys.remove('a')).rejects.toMatchObject({ status: 409 });
+    expect(await problemOfRejection(keys.add({ id: 'a', api_key: KEY_B }))).toMatchObject({ status: 409 });
+    expect(await problemOfRejection(keys.add({ id: 'z', api_key: KEY_A }))).toMatchObject({ status: 409 });
+    expect(await problemOfRejection(keys.add({ id: 'bad id!', api_key: KEY_B }))).toMatchObject({
+      status: 422,
+    });
+    expect(await problemOfRejection(keys.add({ api_key: KEY_B, surprise: 1 }))).toMatchObject({
+      status: 422,
+    });
+    expect(await problemOfRejection(keys.remove('nope'))).toMatchObject({ status: 404 });
+    expect(await problemOfRejection(keys.remove('a'))).toMatchObject({ status: 409 });
     const added = await keys.add({ api_key: KEY_B });
     expect(added.config.id).toMatch(/^key_[0-9a-f]{10}$/);
   });

@@ -3,7 +3,8 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePng } from '../../fake/fake-image-providers.ts';
-import { type Resolver, safeFetchImage } from '../../src/net/safe-fetch.ts';
+import { toProblem } from '../../src/http/errors.ts';
+import { type Resolver, SafeFetchError, safeFetchImage } from '../../src/net/safe-fetch.ts';
 
 /**
  * https through the pinned connection: the socket goes to the address that was checked, and
@@ -57,7 +58,10 @@ describe('safe fetch over https', () => {
       ca: tls('ca.crt'),
       maxBytes: 1_000_000,
       timeoutMs: 5000,
-    }).catch((e: unknown) => e)) as { status: number; detail: string };
+    }).catch((e: unknown) => (e instanceof SafeFetchError ? toProblem(e) : e))) as {
+      status: number;
+      detail: string;
+    };
     expect(err.status).toBeGreaterThanOrEqual(400);
     expect(err.status).toBeLessThan(600);
     expect(err.detail).not.toContain('127.0.0.1');
@@ -70,7 +74,7 @@ describe('safe fetch over https', () => {
       resolver,
       maxBytes: 1_000_000,
       timeoutMs: 5000,
-    }).catch((e: unknown) => e)) as { status: number };
+    }).catch((e: unknown) => (e instanceof SafeFetchError ? toProblem(e) : e))) as { status: number };
     expect(err.status).toBeGreaterThanOrEqual(400);
   });
 });

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeImageHost, startFakeImageHost } from '../../fake/fake-image-providers.ts';
+import { toProblem } from '../../src/http/errors.ts';
+import type { HttpProblem } from '../../src/http/problem.ts';
 import { forbiddenAddressReason, parseIPv6 } from '../../src/net/ip-policy.ts';
 import {
   type ResolvedAddress,
@@ -133,10 +135,14 @@ describe('safeFetchImage', () => {
     await other.close();
   });
 
-  async function refused(url: string, opts: Partial<SafeFetchOptions> = {}): Promise<SafeFetchError> {
+  /** The refusal as the client is answered, with the operator-only detail beside it. */
+  async function refused(
+    url: string,
+    opts: Partial<SafeFetchOptions> = {},
+  ): Promise<HttpProblem & { internal: string }> {
     const err = await safeFetchImage(url, { ...base, ...opts }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SafeFetchError);
-    return err as SafeFetchError;
+    return Object.assign(toProblem(err as SafeFetchError), { internal: (err as SafeFetchError).internal });
   }
 
   it('fetches an image from an allowed host', async () => {

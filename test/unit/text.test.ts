@@ -1,11 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { parseEnv } from '../../src/config/env.ts';
-import { HttpProblem } from '../../src/http/problem.ts';
-import { generateStructured, parseJsonAnswer, resolveModel } from '../../src/services/generate/gemini.ts';
-import { prepareGenerate } from '../../src/services/generate/generate.ts';
+import { GatewayError } from '../../src/errors/gateway-errors.ts';
+import { toProblem } from '../../src/http/errors.ts';
+import {
+  generateStructured,
+  parseJsonAnswer,
+  resolveModel,
+  toUsage,
+} from '../../src/services/generate/gemini.ts';
+import { generateInput, prepareGenerate, runGenerate } from '../../src/services/generate/generate.ts';
 import { optionsSchema } from '../../src/services/text/operations.ts';
 import { mapWithConcurrency, prepareProcess, runProcess } from '../../src/services/text/processor.ts';
+import { MARKERS } from '../../src/services/text/prompt.ts';
 import type { GenerateContentRequest } from '../../src/upstream/gemini-types.ts';
 import { problemOf } from '../helpers/problem.ts';
 import { answer, scripted } from '../helpers/scripted-gemini.ts';
@@ -108,16 +115,16 @@ describe('structured output: schema validation and one retry', () => {
       answer('{"label":"a","score":0}'),
     );
     const err = await generateStructured(gemini, 'm', req, schema, ctx).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(HttpProblem);
-    expect((err as HttpProblem).status).toBe(502);
+    expect(err).toBeInstanceOf(GatewayError);
+    expect(toProblem(err as GatewayError).status).toBe(502);
     expect(calls).toHaveLength(2);
   });
 
   it('a blocked answer is a 502, not a schema retry', async () => {
     const { gemini, calls } = scripted(answer('', 'SAFETY'));
     const err = await generateStructured(gemini, 'm', req, schema, ctx).catch((e: unknown) => e);
-    expect((err as HttpProblem).status).toBe(502);
-    expect((err as HttpProblem).detail).toMatch(/SAFETY/);
+    expect(toProblem(err as GatewayError).status).toBe(502);
+    expect(toProblem(err as GatewayError).detail).toMatch(/SAFETY/);
     expect(calls).toHaveLength(1);
   });
 
@@ -190,5 +197,131 @@ describe('mapWithConcurrency', () => {
     });
     expect(out).toEqual([0, 10, 20, 30, 40, 50, 60]);
     expect(peak).toBe(3);
+  });
+});
+
+describe('text processing: documented option bounds and defaults', () => {
+  const refused = (body: object) => problemOf(() => prepareProcess({ text: 'Some text.', ...body }, env));
+
+  it('summarize max_length is 10..1000 words', () => {
+    for (const max_length of [10, 1000])
+      expect(
+        prepareProcess({ text: 'x', operation: 'summarize', options: { max_length } }, env).options,
+      ).toEqual({
+        max_length,
+      });
+    for (const max_length of [9, 1001])
+      expect(refused({ operation: 'summarize', options: { max_length } }).status).toBe(422);
+  });
+
+  it('max_points and num_questions are 1..20, default 5', () => {
+    expect(prepareProcess({ text: 'x', operation: 'key_points' }, env).options).toEqual({ max_points: 5 });
+    expect(prepareProcess({ text: 'x', operation: 'questions' }, env).options).toEqual({ num_questions: 5 });
+    expect(
+      prepareProcess({ text: 'x', operation: 'key_points', options: { max_points: 20 } }, env).options,
+    ).toEqual({ max_points: 20 });
+    expect(refused({ operation: 'key_points', options: { max_points: 21 } }).status).toBe(422);
+    expect(refused({ operation: 'questions', options: { num_questions: 21 } }).status).toBe(422);
+  });
+
+  it('a bad option names the option and the operation', () => {
+    expect(refused({ operation: 'key_points', options: { max_points: 0 } }).detail).toMatch(
+      /^options\.max_points: .*\(operation key_points\)$/,
+    );
+  });
+
+  it('text of exactly TEXT_MAX_LENGTH characters is accepted; a question over 2000 is a 413', () => {
+    expect(prepareProcess({ text: 'a'.repeat(200), operation: 'summarize' }, env).operation).toBe(
+      'summarize',
+    );
+    expect(prepareProcess({ text: 'a', operation: 'qa', question: 'q'.repeat(2000) }, env).operation).toBe(
+      'qa',
+    );
+    const p = refused({ operation: 'qa', question: 'q'.repeat(2001) });
+    expect(p.status).toBe(413);
+    expect(p.detail).toMatch(/limit is 2000/);
+  });
+
+  it('the question is normalized like the text (\\r\\n → \\n)', () => {
+    const p = prepareProcess({ text: 'a', operation: 'qa', question: 'Who?\r\nWhen?' }, env);
+    expect(p.cacheKeyInput.question).toBe('Who?\nWhen?');
+    expect(p.request.contents[0]!.parts[1]!.text).toBe(
+      `${MARKERS.question.begin}\nWho?\nWhen?\n${MARKERS.question.end}`,
+    );
+  });
+});
+
+describe('structured answers: empty lists and explanations do not match', () => {
+  it('an empty key_points list is retried', async () => {
+    const { gemini, calls } = scripted(answer('{"key_points":[]}'), answer('{"key_points":["a"]}'));
+    const p = prepareProcess({ text: 'Some text', operation: 'key_points' }, env);
+    expect((await runProcess(gemini, p, ctx)).key_points).toEqual(['a']);
+    expect(calls).toHaveLength(2);
+  });
+
+  it('an empty sentiment explanation is retried', async () => {
+    const { gemini, calls } = scripted(
+      answer('{"sentiment":"neutral","confidence":0.5,"explanation":""}'),
+      answer('{"sentiment":"neutral","confidence":0.5,"explanation":"Flat."}'),
+    );
+    const p = prepareProcess({ text: 'Some text', operation: 'sentiment' }, env);
+    expect((await runProcess(gemini, p, ctx)).sentiment?.explanation).toBe('Flat.');
+    expect(calls).toHaveLength(2);
+  });
+
+  it('questions returns at most num_questions', async () => {
+    const { gemini } = scripted(answer(JSON.stringify({ questions: ['a?', 'b?', 'c?'] })));
+    const p = prepareProcess(
+      { text: 'Some text', operation: 'questions', options: { num_questions: 2 } },
+      env,
+    );
+    expect((await runProcess(gemini, p, ctx)).questions).toEqual(['a?', 'b?']);
+  });
+});
+
+describe('generate: documented limits and upstream answers', () => {
+  it('temperature is 0..2', () => {
+    expect(generateInput.safeParse({ prompt: 'x', temperature: 2 }).success).toBe(true);
+    expect(generateInput.safeParse({ prompt: 'x', temperature: 2.01 }).success).toBe(false);
+  });
+
+  it('prompt and system are limited to TEXT_MAX_LENGTH (413 above, the limit itself is fine)', () => {
+    expect(prepareGenerate({ prompt: 'p'.repeat(200), system: 's'.repeat(200) }, env).model).toBeDefined();
+    const p = problemOf(() => prepareGenerate({ prompt: 'x', system: 's'.repeat(201) }, env));
+    expect(p.status).toBe(413);
+    expect(p.detail).toMatch(/^system is 201 characters/);
+  });
+
+  it('a blank prompt is a 422; \\r\\n is normalized before it is sent and keyed', () => {
+    expect(problemOf(() => prepareGenerate({ prompt: '  \n ' }, env)).status).toBe(422);
+    const p = prepareGenerate({ prompt: 'a\r\nb' }, env);
+    expect(p.request.contents[0]!.parts[0]!.text).toBe('a\nb');
+    expect(p.cacheKeyInput).toEqual(prepareGenerate({ prompt: 'a\nb' }, env).cacheKeyInput);
+  });
+
+  it('an empty answer is a 502, and so is a RECITATION stop', async () => {
+    const prepared = prepareGenerate({ prompt: 'x' }, env);
+    for (const res of [answer('  '), answer('copied text', 'RECITATION')]) {
+      const err = await runGenerate(scripted(res).gemini, prepared, ctx).catch((e: unknown) =>
+        toProblem(e as GatewayError),
+      );
+      expect(err).toMatchObject({ status: 502 });
+    }
+  });
+
+  it('usage counts thinking tokens as completion and prefers the upstream total', () => {
+    expect(toUsage({ promptTokenCount: 7, candidatesTokenCount: 3, thoughtsTokenCount: 2 })).toEqual({
+      prompt_tokens: 7,
+      completion_tokens: 5,
+      total_tokens: 12,
+    });
+    expect(toUsage({ promptTokenCount: 7, candidatesTokenCount: 3, totalTokenCount: 20 }).total_tokens).toBe(
+      20,
+    );
+  });
+
+  it('a model name is at most 100 characters', () => {
+    expect(resolveModel('m'.repeat(100), 'd')).toBe('m'.repeat(100));
+    expect(problemOf(() => resolveModel('m'.repeat(101), 'd')).status).toBe(422);
   });
 });

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Unauthenticated } from '../../errors/gateway-errors.ts';
 import type { UsageWebhook } from '../../services/image-gen/backend.ts';
 import { schedulePruning } from '../../services/image-gen/media-store.ts';
 import {
@@ -8,7 +9,7 @@ import {
 } from '../../services/image-gen/schema.ts';
 import { createImageGenService, type ImageGenService } from '../../services/image-gen/service.ts';
 import type { AppDeps } from '../deps.ts';
-import { HttpProblem } from '../problem.ts';
+import { isKnownError, toProblem } from '../errors.ts';
 import { mediaRoutes } from './media.ts';
 
 /**
@@ -104,12 +105,15 @@ export async function createImageRoutes(
         s.webhook = result.webhook;
         if (!result.ok) {
           s.internal = result.internal;
-          if (result.error.status === 401) await service.failedAttempts.record(request.ip);
-          throw result.error;
+          if (result.error instanceof Unauthenticated) await service.failedAttempts.record(request.ip);
+          const problem = toProblem(result.error);
+          // The failed webhook reports what the client was told.
+          if (s.webhook?.error !== undefined) s.webhook = { ...s.webhook, error: problem.detail };
+          throw problem;
         }
         return { status: 'success', image_url: result.imageUrl, latency_ms: result.latencyMs };
       } catch (err) {
-        s.error = err instanceof HttpProblem ? err.detail : 'internal error';
+        s.error = isKnownError(err) ? toProblem(err).detail : 'internal error';
         throw err;
       }
     },

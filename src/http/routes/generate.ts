@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { assertModelAllowed } from '../../clients/models.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
 import { generateInput, prepareGenerate, runGenerate } from '../../services/generate/generate.ts';
@@ -31,7 +31,7 @@ const generateResponse = {
 } as const;
 
 export async function generateRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const cache = getResponseCache(deps);
+  const cache = app.responseCache;
 
   app.post(
     '/v1/generate',

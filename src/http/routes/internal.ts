@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { getResponseCache } from '../../cache/index.ts';
 import { installTokenGuard } from '../auth.ts';
 import type { AppDeps } from '../deps.ts';
 import { HttpProblem } from '../problem.ts';
@@ -15,7 +14,7 @@ export async function internalRoutes(app: FastifyInstance, deps: AppDeps): Promi
   installTokenGuard(app, token, 'admin');
   const config = { clientAuth: false };
   const base = { tags: ['internal'], security: [{ adminToken: [] }] };
-  const cache = getResponseCache(deps);
+  const cache = app.responseCache;
 
   app.get(
     '/internal/health',

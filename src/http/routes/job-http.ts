@@ -49,7 +49,7 @@ export function checkedModel(model: string, method: string): string {
 }
 
 /** A resource id of a path (`batches/{id}`, `…/operations/{id}`), or the refusal for a name that cannot exist. */
-export function checkedId(id: string, refusal: () => HttpProblem): string {
+export function checkedId(id: string, refusal: () => Error): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$/.test(id)) throw refusal();
   return id;
 }

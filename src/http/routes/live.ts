@@ -7,6 +7,7 @@ import { LiveProxy } from '../../live/live-proxy.ts';
 import { callerOf } from '../../upstream/affinity.ts';
 import { presentedToken } from '../auth.ts';
 import type { AppDeps } from '../deps.ts';
+import { isKnownError, toProblem } from '../errors.ts';
 import { HttpProblem } from '../problem.ts';
 
 /**
@@ -116,7 +117,7 @@ export async function liveRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
             assertModelAllowed(request, model);
             return null;
           } catch (err) {
-            return err instanceof HttpProblem ? err.detail : 'this client may not use that model';
+            return isKnownError(err) ? toProblem(err).detail : 'this client may not use that model';
           }
         },
       });

@@ -1,6 +1,6 @@
 import type {} from '@fastify/compress';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { allowedFallbacks, assertModelAllowed } from '../../clients/models.ts';
 import { estimateInputTokens } from '../../pool/estimate.ts';
 import { FALLBACK_HEADER, fallbacksFor, MODEL_HEADER } from '../../pool/fallback.ts';
@@ -43,7 +43,7 @@ export async function nativeRoutes(app: FastifyInstance, deps: AppDeps): Promise
 
   const config = { googleErrors: true };
   const postOptions = { config, compress: false as const, bodyLimit: deps.env.NATIVE_MAX_BODY_SIZE };
-  const cache = getResponseCache(deps);
+  const cache = app.responseCache;
 
   for (const version of ['v1beta', 'v1']) {
     app.post(`/${version}/models/*`, postOptions, async (request, reply) => {

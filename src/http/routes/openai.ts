@@ -13,7 +13,7 @@ import { FALLBACK_HEADER, fallbacksFor, MODEL_HEADER } from '../../pool/fallback
 import type { UnaryAnswer, UpstreamAnswer, UpstreamCall } from '../../upstream/forwarder.ts';
 import { relayStream, type StreamFraming } from '../../upstream/stream-relay.ts';
 import type { AppDeps } from '../deps.ts';
-import { toProblem } from '../errors.ts';
+import { isKnownError, toProblem } from '../errors.ts';
 import { HttpProblem } from '../problem.ts';
 
 /** Same base path as Google's own OpenAI-compatible endpoint. */
@@ -43,7 +43,7 @@ async function surface(app: FastifyInstance, deps: AppDeps): Promise<void> {
   app.setErrorHandler((err, request, reply) => {
     const e = toOpenAiError(err, request);
     if (e.status >= 500) {
-      if (err instanceof HttpProblem || err instanceof OpenAiError)
+      if (isKnownError(err) || err instanceof OpenAiError)
         request.log.warn({ status: e.status, detail: e.message }, 'request failed');
       else request.log.error({ err }, 'unhandled error');
     }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import type { CacheStatus } from '../../cache/types.ts';
 import { assertModelAllowed } from '../../clients/models.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
@@ -14,6 +14,7 @@ import {
 } from '../../services/text/processor.ts';
 import type { CallContext } from '../../upstream/gemini-caller.ts';
 import type { AppDeps } from '../deps.ts';
+import { isKnownError, toProblem } from '../errors.ts';
 import { HttpProblem } from '../problem.ts';
 
 const processBodyProperties = {
@@ -121,10 +122,10 @@ const operationsResponse = {
 } as const;
 
 export async function textProcessingRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const cache = getResponseCache(deps);
+  const cache = app.responseCache;
   const { env } = deps;
 
-  /** One request through the cache; throws HttpProblem for anything refused or failed. */
+  /** One request through the cache; throws a domain error or HttpProblem for anything refused or failed. */
   async function processOne(
     raw: unknown,
     request: FastifyRequest,
@@ -231,11 +232,10 @@ export async function textProcessingRoutes(app: FastifyInstance, deps: AppDeps):
           const { value, status } = await processOne(item, request, ctx);
           return { index, success: true, ...value, cached: status === 'HIT' };
         } catch (err) {
-          const problem =
-            err instanceof HttpProblem
-              ? err
-              : new HttpProblem(500, 'internal error while processing this item');
-          if (!(err instanceof HttpProblem)) request.log.error({ err, index }, 'batch item failed');
+          const problem = isKnownError(err)
+            ? toProblem(err)
+            : new HttpProblem(500, 'internal error while processing this item');
+          if (!isKnownError(err)) request.log.error({ err, index }, 'batch item failed');
           return {
             index,
             success: false,

@@ -1,6 +1,6 @@
 import multipart, { type Multipart } from '@fastify/multipart';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { getResponseCache, ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
+import { ResponseCache, setCacheHeader, wantsBypass } from '../../cache/index.ts';
 import { assertModelAllowed } from '../../clients/models.ts';
 import { callContext, usageJsonSchema } from '../../services/generate/gemini.ts';
 import { prepareTranslate, runTranslate, type TranslateFields } from '../../services/translate/translate.ts';
@@ -97,7 +97,7 @@ async function readUpload(
 }
 
 export async function translateRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
-  const cache = getResponseCache(deps);
+  const cache = app.responseCache;
   // Only here: the plugin adds a hook pair (temp-file cleanup) to every request of its scope.
   await app.register(multipart, {
     limits: {

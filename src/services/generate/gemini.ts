@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
-import { HttpProblem } from '../../http/problem.ts';
+import { InvalidInput, UpstreamFailed } from '../../errors/gateway-errors.ts';
 import type { CallContext, GeminiCaller } from '../../upstream/gemini-caller.ts';
 import {
   type GenerateContentRequest,
@@ -46,12 +46,12 @@ export function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
 
 const MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
-/** A model name as a client may give it (`models/` prefix allowed); 422 for anything else. */
+/** A model name as a client may give it (`models/` prefix allowed); InvalidInput for anything else. */
 export function resolveModel(requested: string | undefined, fallback: string): string {
   if (requested === undefined || requested.trim() === '') return fallback;
   const name = requested.trim().replace(/^models\//, '');
   if (!MODEL_RE.test(name))
-    throw new HttpProblem(422, 'model must be a Gemini model name such as gemini-2.5-flash-lite');
+    throw new InvalidInput('model must be a Gemini model name such as gemini-2.5-flash-lite');
   return name;
 }
 
@@ -72,16 +72,16 @@ const BLOCKED = new Set([
   'LANGUAGE',
 ]);
 
-/** The answer's text, or 502 when the model produced no usable answer (blocked, no candidate). */
+/** The answer's text, or UpstreamFailed when the model produced no usable answer (blocked, no candidate). */
 export function answerText(res: GenerateContentResponse, allowEmpty = false): string {
   const candidate = res.candidates?.[0];
   const reason = candidate?.finishReason;
   if (!candidate || (reason && BLOCKED.has(reason))) {
     const blockReason = (res as { promptFeedback?: { blockReason?: string } }).promptFeedback?.blockReason;
-    throw new HttpProblem(502, `the model returned no answer (${reason ?? blockReason ?? 'no candidate'})`);
+    throw new UpstreamFailed(`the model returned no answer (${reason ?? blockReason ?? 'no candidate'})`);
   }
   const text = responseText(res);
-  if (!allowEmpty && text.trim() === '') throw new HttpProblem(502, 'the model returned an empty answer');
+  if (!allowEmpty && text.trim() === '') throw new UpstreamFailed('the model returned an empty answer');
   return text;
 }
 
@@ -123,7 +123,7 @@ export interface StructuredResult<T> {
 /**
  * Structured output: asks for JSON under `responseSchema` (set by the caller in
  * generationConfig) and validates the answer with zod. An invalid answer is retried once;
- * a second invalid answer is a 502 (the model, not the client, failed).
+ * a second invalid answer is an UpstreamFailed (the model, not the client, failed).
  */
 export async function generateStructured<T>(
   gemini: GeminiCaller,
@@ -159,8 +159,7 @@ export async function generateStructured<T>(
       .join('; ');
     log?.warn({ attempt, model, issues: lastIssue }, 'structured output does not match its schema');
   }
-  throw new HttpProblem(
-    502,
+  throw new UpstreamFailed(
     `the model's structured answer did not match the expected schema twice (${lastIssue})`,
   );
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Env } from '../../config/env.ts';
-import { HttpProblem } from '../../http/problem.ts';
+import { InvalidInput, PayloadTooLarge } from '../../errors/gateway-errors.ts';
 import type { CallContext, GeminiCaller } from '../../upstream/gemini-caller.ts';
 import type { GenerateContentRequest } from '../../upstream/gemini-types.ts';
 import { generateText, resolveModel, type TokenUsage } from './gemini.ts';
@@ -34,11 +34,11 @@ export function prepareGenerate(input: GenerateInput, env: Env): PreparedGenerat
   const model = resolveModel(input.model, env.GEMINI_MODEL);
   const prompt = input.prompt.replace(/\r\n?/g, '\n');
   const system = input.system?.replace(/\r\n?/g, '\n') || undefined;
-  if (prompt.trim() === '') throw new HttpProblem(422, 'prompt must not be empty');
+  if (prompt.trim() === '') throw new InvalidInput('prompt must not be empty');
   if (prompt.length > env.TEXT_MAX_LENGTH)
-    throw new HttpProblem(413, `prompt is ${prompt.length} characters; the limit is ${env.TEXT_MAX_LENGTH}`);
+    throw new PayloadTooLarge(`prompt is ${prompt.length} characters; the limit is ${env.TEXT_MAX_LENGTH}`);
   if (system && system.length > env.TEXT_MAX_LENGTH)
-    throw new HttpProblem(413, `system is ${system.length} characters; the limit is ${env.TEXT_MAX_LENGTH}`);
+    throw new PayloadTooLarge(`system is ${system.length} characters; the limit is ${env.TEXT_MAX_LENGTH}`);
   const generationConfig: Record<string, unknown> = {};
   if (input.temperature !== undefined) generationConfig.temperature = input.temperature;
   if (input.max_tokens !== undefined) generationConfig.maxOutputTokens = input.max_tokens;

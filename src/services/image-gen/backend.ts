@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Env } from '../../config/env.ts';
-import { HttpProblem } from '../../http/problem.ts';
+import { Unavailable } from '../../errors/gateway-errors.ts';
 
 /**
  * The account backend: who the user is, whether they have credits, and where usage goes.
@@ -9,7 +9,7 @@ import { HttpProblem } from '../../http/problem.ts';
  * - RemoteAccountBackend talks to an existing service at BACKEND_URL (e.g. a Django app):
  *   POST /api/v1/auth/verify/, /api/v1/credits/check/, /api/v1/inference/webhook/, each with
  *   `Authorization: Bearer BACKEND_SERVICE_TOKEN` when set. Network errors and 502/503/504 are
- *   retried with exponential backoff; a backend that stays unreachable is a 503.
+ *   retried with exponential backoff; a backend that stays unreachable is Unavailable (503).
  * - EmbeddedAccountBackend (no BACKEND_URL): api_key must be one of the gateway's client tokens
  *   (CLIENT_API_KEYS_MAP, compared in constant time); credits are unlimited; no webhook.
  */
@@ -112,15 +112,15 @@ export function createRemoteAccountBackend(opts: RemoteBackendOptions): AccountB
       }
     }
     log.warn({ backend: 'account', attempts, error: last }, 'account backend unavailable');
-    throw new HttpProblem(503, UNAVAILABLE);
+    throw new Unavailable(UNAVAILABLE);
   }
 
-  /** A 200 answer's JSON object; any other status, or a body that is not one, is a 503. */
+  /** A 200 answer's JSON object; any other status, or a body that is not one, is Unavailable. */
   async function readJson(res: Response, path: string): Promise<Record<string, unknown>> {
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => {});
       log.warn({ backend: 'account', path, status: res.status }, 'account backend unexpected status');
-      throw new HttpProblem(503, UNAVAILABLE);
+      throw new Unavailable(UNAVAILABLE);
     }
     try {
       const v: unknown = await res.json();
@@ -129,7 +129,7 @@ export function createRemoteAccountBackend(opts: RemoteBackendOptions): AccountB
       /* below */
     }
     log.warn({ backend: 'account', path, status: res.status }, 'account backend answered non-JSON');
-    throw new HttpProblem(503, UNAVAILABLE);
+    throw new Unavailable(UNAVAILABLE);
   }
 
   async function deliver(payload: UsageWebhook): Promise<void> {
@@ -182,7 +182,7 @@ export function createRemoteAccountBackend(opts: RemoteBackendOptions): AccountB
       const body = await readJson(res, CREDITS_PATH);
       if (typeof body.has_credits !== 'boolean') {
         log.warn({ backend: 'account', path: CREDITS_PATH }, 'credits answer without has_credits');
-        throw new HttpProblem(503, UNAVAILABLE);
+        throw new Unavailable(UNAVAILABLE);
       }
       return {
         hasCredits: body.has_credits,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { HttpProblem } from '../../http/problem.ts';
+import { UpstreamFailed } from '../../errors/gateway-errors.ts';
 import { detectImageType } from '../../media/image-type.ts';
 
 /**
@@ -56,7 +56,7 @@ export function createMediaStore(dir: string): MediaStore {
     dir: root,
     async save(bytes) {
       const type = detectImageType(bytes);
-      if (!type) throw new HttpProblem(502, 'the generated image is not a recognised image');
+      if (!type) throw new UpstreamFailed('the generated image is not a recognised image');
       await ensureDir();
       const file = `${randomUUID()}.${type.ext}`;
       await writeFile(join(root, file), bytes, { flag: 'wx', mode: 0o644 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { HttpProblem } from '../../http/problem.ts';
+import { InvalidInput } from '../../errors/gateway-errors.ts';
 import { MAX_EXTRA_PROMPT_CHARS } from './prompt.ts';
 
 /** Ids may come as strings or integers (Django primary keys); they are handled as strings. */
@@ -24,12 +24,12 @@ export const createImageBodySchema = z.object({
 
 export type CreateImageBody = z.infer<typeof createImageBodySchema>;
 
-/** Parses the body or throws a 422 whose detail names the fields (never their values). */
+/** Parses the body or throws an InvalidInput whose detail names the fields (never their values). */
 export function parseCreateImageBody(body: unknown): CreateImageBody {
   const result = createImageBodySchema.safeParse(body);
   if (result.success) return result.data;
   const errors = result.error.issues.map((i) => ({ field: i.path.join('.') || 'body', message: i.message }));
-  throw new HttpProblem(422, errors.map((e) => `${e.field}: ${e.message}`).join('; '), { extra: { errors } });
+  throw new InvalidInput(errors.map((e) => `${e.field}: ${e.message}`).join('; '), { errors });
 }
 
 /** The user_id a body claims, before it is validated or verified (for the log line), else null. */

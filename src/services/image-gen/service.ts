@@ -1,6 +1,11 @@
 import type { Logger } from 'pino';
 import type { Env } from '../../config/env.ts';
-import { HttpProblem } from '../../http/problem.ts';
+import {
+  GatewayError,
+  InternalFailure,
+  PermissionDenied,
+  Unauthenticated,
+} from '../../errors/gateway-errors.ts';
 import { type FetchedImage, type Resolver, SafeFetchError, safeFetchImage } from '../../net/safe-fetch.ts';
 import type { StateStore } from '../../store/types.ts';
 import type { GeminiCaller } from '../../upstream/gemini-caller.ts';
@@ -49,7 +54,7 @@ export interface RunSuccess {
 }
 export interface RunFailure {
   ok: false;
-  error: HttpProblem;
+  error: GatewayError;
   /** Operator-only detail for the log line (e.g. which address was refused). */
   internal?: string;
   latencyMs: number;
@@ -61,7 +66,7 @@ export interface ImageGenService {
   readonly provider: ImageProvider;
   readonly backend: AccountBackend;
   readonly media: MediaStore;
-  /** 429 when the (authenticated) user is over THROTTLE_RPM. */
+  /** RateLimited when the (authenticated) user is over THROTTLE_RPM. */
   throttle(userId: string): Promise<void>;
   /** Failed attempts (invalid body, wrong user_id/api_key) per client IP, also THROTTLE_RPM. */
   readonly failedAttempts: FailedAttempts;
@@ -114,10 +119,10 @@ export function createImageGenService(deps: ImageGenDeps): ImageGenService {
       let verified = false;
       try {
         if (!(await backend.verifyUser(body.user_id, body.api_key, ctx.signal)))
-          throw new HttpProblem(401, 'invalid user_id or api_key');
+          throw new Unauthenticated('invalid user_id or api_key');
         await ctx.onVerified?.();
         const credits = await backend.checkCredits(body.user_id, ctx.signal);
-        if (!credits.hasCredits) throw new HttpProblem(403, 'no credits left');
+        if (!credits.hasCredits) throw new PermissionDenied('no credits left');
         verified = true;
 
         const [person, garment] = await fetchBoth(body, ctx.signal);
@@ -139,11 +144,11 @@ export function createImageGenService(deps: ImageGenDeps): ImageGenService {
         };
       } catch (err) {
         const latencyMs = elapsed();
-        const error = toProblem(err);
+        const error = asGatewayError(err);
         const internal =
           err instanceof LabelledFetchError
             ? `${err.field}: ${err.fetchError.internal}`
-            : err instanceof HttpProblem
+            : err instanceof GatewayError
               ? undefined
               : errSummary(err);
         return {
@@ -160,19 +165,20 @@ export function createImageGenService(deps: ImageGenDeps): ImageGenService {
   };
 }
 
-class LabelledFetchError extends HttpProblem {
+/** A refused fetch, its detail prefixed with the body field whose URL it was. */
+class LabelledFetchError extends GatewayError {
   readonly field: string;
   readonly fetchError: SafeFetchError;
   constructor(field: string, cause: SafeFetchError) {
-    super(cause.status, `${field}: ${cause.detail}`, { headers: cause.headers });
+    super(cause.kind, `${field}: ${cause.detail}`);
     this.field = field;
     this.fetchError = cause;
   }
 }
 
-function toProblem(err: unknown): HttpProblem {
-  if (err instanceof HttpProblem) return err;
-  return new HttpProblem(500, 'image generation failed');
+function asGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new InternalFailure('image generation failed');
 }
 
 function errSummary(err: unknown): string {

@@ -1,4 +1,4 @@
-import { HttpProblem } from '../../http/problem.ts';
+import { RateLimited } from '../../errors/gateway-errors.ts';
 import type { StateStore } from '../../store/types.ts';
 
 /**
@@ -15,8 +15,8 @@ export async function enforceThrottle(
   const { count, resetAtMs } = await store.hit(`throttle:create-image:${subject}`, 60_000, nowMs);
   if (count <= rpm) return;
   const retryAfter = Math.max(1, Math.ceil((resetAtMs - nowMs) / 1000));
-  throw new HttpProblem(429, `too many image requests: at most ${rpm} per minute, retry in ${retryAfter} s`, {
-    headers: { 'retry-after': String(retryAfter) },
+  throw new RateLimited(`too many image requests: at most ${rpm} per minute, retry in ${retryAfter} s`, {
+    retryAfterSeconds: retryAfter,
   });
 }
 
@@ -52,10 +52,9 @@ export class FailedAttempts {
       return;
     }
     const retryAfter = Math.max(1, Math.ceil((until - nowMs) / 1000));
-    throw new HttpProblem(
-      429,
+    throw new RateLimited(
       `too many failed image requests from this address: at most ${this.limit} per minute, retry in ${retryAfter} s`,
-      { headers: { 'retry-after': String(retryAfter) } },
+      { retryAfterSeconds: retryAfter },
     );
   }
 

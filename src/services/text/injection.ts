@@ -1,4 +1,4 @@
-import { HttpProblem } from '../../http/problem.ts';
+import { PromptInjectionRefused } from '../../errors/gateway-errors.ts';
 
 /**
  * A deliberately narrow prompt-injection detector: it refuses only blatant attempts (instruction
@@ -111,12 +111,12 @@ const DESCRIPTIONS: Record<InjectionCategory, string> = {
   role_injection: 'chat-template role markers',
 };
 
-/** Throws 400 (problem with reason prompt_injection and the category) when value is a blatant injection. */
+/** Throws PromptInjectionRefused (with the category) when value is a blatant injection. */
 export function refuseInjection(field: string, value: string): void {
   const finding = detectPromptInjection(value);
   if (finding)
-    throw new HttpProblem(400, `${field} was refused: it contains ${DESCRIPTIONS[finding.category]}`, {
-      title: 'Prompt injection refused',
-      extra: { reason: 'prompt_injection', category: finding.category },
-    });
+    throw new PromptInjectionRefused(
+      `${field} was refused: it contains ${DESCRIPTIONS[finding.category]}`,
+      finding.category,
+    );
 }

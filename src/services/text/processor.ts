@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Env } from '../../config/env.ts';
-import { HttpProblem } from '../../http/problem.ts';
+import { InvalidInput, PayloadTooLarge } from '../../errors/gateway-errors.ts';
 import type { CallContext, GeminiCaller } from '../../upstream/gemini-caller.ts';
 import type { GenerateContentRequest } from '../../upstream/gemini-types.ts';
 import { generateStructured, generateText, resolveModel, type TokenUsage } from '../generate/gemini.ts';
@@ -50,14 +50,14 @@ export interface ProcessResult {
 }
 
 /**
- * Validates one request and builds its Gemini request. Throws HttpProblem: 422 malformed /
- * unknown operation / bad options / qa without question, 413 text too long, 400 injection.
+ * Validates one request and builds its Gemini request. Throws InvalidInput (malformed, unknown
+ * operation, bad options, qa without question), PayloadTooLarge (text too long) or
+ * PromptInjectionRefused.
  */
 export function prepareProcess(raw: unknown, env: Env): PreparedProcess {
   const input = parseInput(processInput, raw);
   if (!isOperationId(input.operation))
-    throw new HttpProblem(
-      422,
+    throw new InvalidInput(
       `unknown operation "${input.operation.slice(0, 40)}"; expected one of ${OPERATION_IDS.join(', ')}`,
     );
   const operation = input.operation;
@@ -68,16 +68,15 @@ export function prepareProcess(raw: unknown, env: Env): PreparedProcess {
     ` (operation ${operation})`,
   );
   const text = input.text.replace(/\r\n?/g, '\n');
-  if (text.trim() === '') throw new HttpProblem(422, 'text must not be empty');
+  if (text.trim() === '') throw new InvalidInput('text must not be empty');
   if (text.length > env.TEXT_MAX_LENGTH)
-    throw new HttpProblem(413, `text is ${text.length} characters; the limit is ${env.TEXT_MAX_LENGTH}`);
+    throw new PayloadTooLarge(`text is ${text.length} characters; the limit is ${env.TEXT_MAX_LENGTH}`);
   let question: string | undefined;
   if (operation === 'qa') {
     question = input.question?.replace(/\r\n?/g, '\n').trim();
-    if (!question) throw new HttpProblem(422, 'operation qa requires a non-empty question');
+    if (!question) throw new InvalidInput('operation qa requires a non-empty question');
     if (question.length > QUESTION_MAX_LENGTH)
-      throw new HttpProblem(
-        413,
+      throw new PayloadTooLarge(
         `question is ${question.length} characters; the limit is ${QUESTION_MAX_LENGTH}`,
       );
   }

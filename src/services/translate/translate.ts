@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import type { Env } from '../../config/env.ts';
-import { HttpProblem } from '../../http/problem.ts';
+import {
+  InvalidArgument,
+  InvalidInput,
+  PayloadTooLarge,
+  UnsupportedMediaType,
+} from '../../errors/gateway-errors.ts';
 import { detectImageType, type ImageType } from '../../media/image-type.ts';
 import type { CallContext, GeminiCaller } from '../../upstream/gemini-caller.ts';
 import type { GenerateContentRequest } from '../../upstream/gemini-types.ts';
@@ -56,8 +61,7 @@ function language(field: string, raw: string | undefined): string | undefined {
   const value = raw?.trim().replace(/\s+/g, ' ');
   if (!value) return undefined;
   if (!LANGUAGE_RE.test(value))
-    throw new HttpProblem(
-      422,
+    throw new InvalidInput(
       `${field} must be a language name or tag such as Vietnamese or pt-BR (at most 40 characters)`,
     );
   refuseInjection(field, value);
@@ -65,21 +69,20 @@ function language(field: string, raw: string | undefined): string | undefined {
 }
 
 /**
- * Validates the upload by content (magic bytes → 415, MAX_UPLOAD_SIZE → 413) and the fields
- * (422), and builds the Gemini request. Nothing invalid gets past this point.
+ * Validates the upload by content (magic bytes → UnsupportedMediaType, MAX_UPLOAD_SIZE →
+ * PayloadTooLarge) and the fields (InvalidInput), and builds the Gemini request. Nothing invalid gets past this point.
  */
 export function prepareTranslate(image: Buffer, fields: TranslateFields, env: Env): PreparedTranslate {
-  if (image.length === 0) throw new HttpProblem(400, 'the uploaded file is empty');
+  if (image.length === 0) throw new InvalidArgument('the uploaded file is empty');
   if (image.length > env.MAX_UPLOAD_SIZE)
-    throw new HttpProblem(413, `the image is ${image.length} bytes; the limit is ${env.MAX_UPLOAD_SIZE}`);
+    throw new PayloadTooLarge(`the image is ${image.length} bytes; the limit is ${env.MAX_UPLOAD_SIZE}`);
   const imageType = detectImageType(image);
   if (!imageType)
-    throw new HttpProblem(
-      415,
+    throw new UnsupportedMediaType(
       'the file is not a supported image (PNG, JPEG, WebP, GIF or HEIC, judged by its content)',
     );
   const format = fields.format?.trim() || 'text';
-  if (format !== 'text' && format !== 'blocks') throw new HttpProblem(422, 'format must be text or blocks');
+  if (format !== 'text' && format !== 'blocks') throw new InvalidInput('format must be text or blocks');
   const targetLanguage = language('target_language', fields.target_language) ?? DEFAULT_TARGET_LANGUAGE;
   const sourceLanguage = language('source_language', fields.source_language);
   const model = resolveModel(fields.model, env.GEMINI_MODEL);

@@ -1,12 +1,12 @@
-import { HttpProblem } from '../../../http/problem.ts';
+import { ProviderFailed } from '../../../errors/gateway-errors.ts';
 import { detectImageType } from '../../../media/image-type.ts';
 import type { GeneratedImage } from './types.ts';
 
 /** Provider HTTP calls: generation is slow, but not unbounded. */
 export const PROVIDER_TIMEOUT_MS = 120_000;
 
-export function providerFailure(provider: string, what: string): HttpProblem {
-  return new HttpProblem(502, `image provider ${provider} failed: ${what}`);
+export function providerFailure(provider: string, what: string): ProviderFailed {
+  return new ProviderFailed(provider, what);
 }
 
 /** Checks that provider output really is an image, by magic bytes. */
@@ -21,8 +21,8 @@ export function timeoutSignal(ms: number, outer?: AbortSignal): AbortSignal {
   return outer ? AbortSignal.any([t, outer]) : t;
 }
 
-/** Network error or timeout of a provider call → 502 (never the error text: it may hold a URL with a key). */
-export function networkFailure(provider: string, err: unknown): HttpProblem {
+/** Network error or timeout of a provider call (never the error text: it may hold a URL with a key). */
+export function networkFailure(provider: string, err: unknown): ProviderFailed {
   const name = (err as Error)?.name;
   if (name === 'TimeoutError') return providerFailure(provider, 'timed out');
   if (name === 'AbortError') return providerFailure(provider, 'aborted');
@@ -36,7 +36,7 @@ export function fileName(mimeType: string, index: number): string {
 
 /**
  * POSTs a multipart form to a provider with its key as a Bearer token. A network failure or a
- * non-2xx answer is a 502; the answer's body is never echoed (providers' 401s quote the key).
+ * non-2xx answer is a ProviderFailed; the answer's body is never echoed (providers' 401s quote the key).
  */
 export async function postForm(
   provider: string,

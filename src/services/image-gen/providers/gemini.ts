@@ -1,4 +1,10 @@
-import { HttpProblem } from '../../../http/problem.ts';
+import {
+  GatewayError,
+  PoolExhausted,
+  ProviderFailed,
+  RateLimited,
+  UpstreamRejected,
+} from '../../../errors/gateway-errors.ts';
 import type {
   GenerateContentRequest,
   GenerateContentResponse,
@@ -35,9 +41,9 @@ export const createGeminiProvider: ProviderFactory = ({ env, gemini }): ImagePro
       try {
         res = await gemini.generateContent(model, request, { requestId: ctx.requestId, signal: ctx.signal });
       } catch (err) {
-        // The pool being exhausted is not a provider failure: keep its 429 and Retry-After.
-        if (err instanceof HttpProblem && err.status === 429) throw err;
-        if (err instanceof HttpProblem) throw providerFailure('gemini', `${err.status} ${err.detail}`);
+        // The pool being exhausted is not a provider failure: keep it and its retry time.
+        if (isOutOfCapacity(err)) throw err;
+        if (err instanceof GatewayError) throw new ProviderFailed('gemini', err);
         throw providerFailure('gemini', 'error calling the model');
       }
       const image = extractImage(res);
@@ -66,4 +72,13 @@ export function extractImage(res: GenerateContentResponse): Buffer | null {
   }
   const chosen = images.find((i) => !i.thought) ?? images[0];
   return chosen ? Buffer.from(chosen.data, 'base64') : null;
+}
+
+/** Out of capacity: every pool key at its limit, a caller's limit, or Google's own 429. */
+function isOutOfCapacity(err: unknown): boolean {
+  return (
+    err instanceof PoolExhausted ||
+    err instanceof RateLimited ||
+    (err instanceof UpstreamRejected && err.upstreamStatus === 429)
+  );
 }

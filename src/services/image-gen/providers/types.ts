@@ -19,7 +19,7 @@ export interface GenerateContext {
 
 /**
  * One image generation backend. `images` are in order: [person, garment/catalog].
- * Failures are thrown as HttpProblem (502 for a provider failure); `detail` must never contain
+ * Failures are thrown as domain errors (ProviderFailed for a provider failure); `detail` must never contain
  * a key or a provider's raw error body.
  */
 export interface ImageProvider {

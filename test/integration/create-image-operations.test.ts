@@ -7,10 +7,13 @@ import { type FakeGemini, fakePng, startFakeGemini } from '../../fake/fake-gemin
 import { type FakeImageHost, startFakeImageHost } from '../../fake/fake-image-providers.ts';
 import { poolKeyValues, type Stack, startStack } from '../helpers/stack.ts';
 
-/** Tests written to kill mutants of src/http/routes/create-image.ts and media.ts that the suite let live. */
+/**
+ * create-image as operators see it: the headers /media serves images with, the create-image log
+ * line, MEDIA_RETENTION_HOURS=0, and a pending usage webhook drained at shutdown.
+ */
 
-const SERVICE_TOKEN = 'mut-service-token';
-const ALICE_KEY = 'mut-alice-key';
+const SERVICE_TOKEN = 'ops-service-token';
+const ALICE_KEY = 'ops-alice-key';
 
 let images: FakeImageHost;
 let backend: FakeAccountBackend;
@@ -25,7 +28,7 @@ beforeAll(async () => {
     users: { alice: { apiKey: ALICE_KEY, credits: 1000 }, bob: { apiKey: 'bob-key', credits: 0 } },
   });
   gemini = await startFakeGemini({ keys: poolKeyValues(3).map((apiKey) => ({ apiKey })) });
-  root = await mkdtemp(join(tmpdir(), 'mut-create-image-'));
+  root = await mkdtemp(join(tmpdir(), 'create-image-ops-'));
 });
 afterEach(async () => {
   await Promise.all(stacks.splice(0).map((s) => s.close()));

@@ -1,7 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -10,22 +8,24 @@ import { type FakeGemini, startFakeGemini } from '../../fake/fake-gemini.ts';
 import { buildGateway } from '../../src/app/build.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { has } from '../helpers/global-setup.ts';
-import { poolKeyValues, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { poolKeyValues, TEST_TOKEN } from '../helpers/stack.ts';
 
-/** Tests written to kill mutants of src/http/app.ts, src/app/build.ts and src/main.ts that the suite let live. */
+/**
+ * Settings the process reads at start: SERVER_PORT as an alias of PORT, a Redis URL made of
+ * REDIS_HOST/PORT/DB/PASSWORD, and every configured secret kept out of the log files.
+ */
 
 // biome-ignore lint/suspicious/noExplicitAny: log lines are inspected dynamically
 type Json = any;
 
 const MODEL = 'gemini-2.5-flash-lite';
-const stack = stackPerTest();
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
 function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'gg-mut-app-'));
+  const d = mkdtempSync(join(tmpdir(), 'gg-startup-'));
   cleanups.push(() => rmSync(d, { recursive: true, force: true }));
   return d;
 }
@@ -152,7 +152,7 @@ describe('configuration of the process', () => {
       const port = await passwordRedis(password);
       const f = await fake();
       const dir = tempDir();
-      const prefix = 'mut-redis-host:';
+      const prefix = 'startup-redis-host:';
       const gateway = await loggedGateway(f.url, dir, {
         REDIS_HOST: '127.0.0.1',
         REDIS_PORT: String(port),
@@ -203,7 +203,7 @@ describe('configuration of the process', () => {
       };
       const gateway = await loggedGateway(f.url, dir, {
         REDIS_URL: `redis://:${redisPassword}@127.0.0.1:${port}/0`,
-        STATE_PREFIX: 'mut-scrub:',
+        STATE_PREFIX: 'startup-scrub:',
         GLOBAL_RATE_LIMIT: '0',
         BURST_RATE_LIMIT: '0',
         ...secrets,
@@ -217,122 +217,4 @@ describe('configuration of the process', () => {
       for (const s of all) expect(text).not.toContain(s);
     },
   );
-});
-
-describe('access log line', () => {
-  it('masks a ?key= value even when it is no configured secret', async () => {
-    const lines: string[] = [];
-    const s = await stack({ logLines: lines });
-    const stray = 'AIzaSomeoneElsesGoogleKey0000000000001';
-    await fetch(`${s.url}/v1beta/models?key=${stray}`);
-    await new Promise((r) => setTimeout(r, 50));
-    const [line] = accessLines(lines);
-    expect(line.url).toBe('/v1beta/models?key=[REDACTED]');
-    expect(lines.join('')).not.toContain(stray);
-  });
-
-  it('the client IP: the peer, or X-Forwarded-For when the peer is one of TRUSTED_PROXIES', async () => {
-    const direct: string[] = [];
-    const a = await stack({ logLines: direct });
-    await fetch(`${a.url}/health`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
-    const proxied: string[] = [];
-    const b = await stack({ logLines: proxied, env: { TRUSTED_PROXIES: '127.0.0.1' } });
-    await fetch(`${b.url}/health`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(accessLines(direct)[0]).toMatchObject({ ip: '127.0.0.1', method: 'GET', status: 200 });
-    expect(accessLines(proxied)[0]).toMatchObject({ ip: '203.0.113.7' });
-  });
-
-  it('follows a LOG_LEVEL changed through CONFIG_FILE', async () => {
-    const dir = tempDir();
-    const file = join(dir, 'config.json');
-    writeFileSync(file, '{}');
-    const lines: string[] = [];
-    const s = await stack({ logLines: lines, env: { CONFIG_FILE: file } });
-    await fetch(`${s.url}/health`, { headers: { 'x-request-id': 'before-reload' } });
-    writeFileSync(file, '{"LOG_LEVEL": "warn"}');
-    expect((await s.gateway.reloader.reloadConfig()).ok).toBe(true);
-    await fetch(`${s.url}/health`, { headers: { 'x-request-id': 'after-reload' } });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(accessLines(lines).map((l) => l.request_id)).toEqual(['before-reload']);
-  });
-});
-
-describe('security headers and CORS', () => {
-  it('the CSP forbids framing by any origin', async () => {
-    const s = await stack();
-    const csp = (await fetch(`${s.url}/health`)).headers.get('content-security-policy') ?? '';
-    expect(csp).toContain("frame-ancestors 'none'");
-  });
-
-  it('CORS_ORIGINS=* allows any origin', async () => {
-    const s = await stack({ env: { CORS_ORIGINS: '*' } });
-    const res = await fetch(`${s.url}/health`, { headers: { origin: 'https://anyone.example' } });
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
-  });
-});
-
-describe('deadline and shutdown', () => {
-  it('a handler that ignores the abort signal still gets its 504 at the deadline, before it ends', async () => {
-    let handlerEnded = false;
-    const s = await stack({
-      env: { REQUEST_TIMEOUT: '0.3' },
-      routes: (app) =>
-        app.get('/stubborn', async () => {
-          await new Promise((r) => setTimeout(r, 4000));
-          handlerEnded = true;
-          return { late: true };
-        }),
-    });
-    const res = await fetch(`${s.url}/stubborn`, { headers: { 'x-goog-api-key': TEST_TOKEN } });
-    expect(res.status).toBe(504);
-    expect(((await res.json()) as Json).detail).toContain('REQUEST_TIMEOUT');
-    expect(handlerEnded).toBe(false);
-  });
-
-  it('close() closes a connection that never sent a byte instead of waiting for its headers timeout', async () => {
-    const s = await stack({ env: { HEADERS_TIMEOUT_MS: '60000' } });
-    const { port } = new URL(s.url);
-    const socket: Socket = connect(Number(port), '127.0.0.1');
-    cleanups.push(() => {
-      socket.destroy();
-    });
-    await new Promise<void>((r) => socket.once('connect', () => r()));
-    const socketClosed = new Promise<string>((r) => socket.once('close', () => r('socket closed')));
-    const outcome = await Promise.race([
-      s.gateway.close().then(() => 'gateway closed'),
-      new Promise<string>((r) => setTimeout(() => r('still open'), 10_000)),
-    ]);
-    expect(outcome).toBe('gateway closed');
-    expect(await socketClosed).toBe('socket closed');
-  });
-
-  it('an answer finished during shutdown says Connection: close', async () => {
-    const s = await stack({ fake: { latencyMs: 600 } });
-    const { port } = new URL(s.url);
-    const body = JSON.stringify({ contents: [{ parts: [{ text: 'hi' }] }] });
-    const answer = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-      const req = httpRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          method: 'POST',
-          path: `/v1beta/models/${MODEL}:generateContent`,
-          headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
-        },
-        (res) => {
-          res.resume();
-          resolve({ status: res.statusCode!, connection: res.headers.connection });
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
-    for (const until = Date.now() + 5000; s.fake.stats.requests === 0 && Date.now() < until; )
-      await new Promise((r) => setTimeout(r, 20));
-    const closing = s.gateway.close();
-    const got = await answer;
-    await closing;
-    expect(got).toEqual({ status: 200, connection: 'close' });
-  });
 });

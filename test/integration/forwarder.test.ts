@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { isKnownError, toProblem } from '../../src/http/errors.ts';
 import { HttpProblem } from '../../src/http/problem.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { has } from '../helpers/global-setup.ts';
@@ -11,12 +12,10 @@ import { sample } from '../helpers/metrics.ts';
 import { type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /**
- * Behaviours of the forwarder, client auth, native routes, error rendering and caller rate
- * limits that no other test pinned down (found by mutation testing).
+ * The forwarder inside a whole gateway: deadlines of service calls, the answer when every attempt
+ * failed, and what is counted (access log attempts, upstream outcome metrics, a store that is down).
+ * Its retry rule alone, on a scripted upstream: test/unit/forwarder-*.test.ts.
  */
-
-// biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
-type Json = any;
 
 const MODEL = 'gemini-2.5-flash-lite';
 const stack = stackPerTest();
@@ -50,10 +49,10 @@ function serviceCall(s: Stack, deadlineMs: number) {
   });
 }
 
-/** Settles to the promise's outcome, or to 'still pending' after a generous guard. */
+/** Settles to the promise's outcome (a failure as the problem answered), or to 'still pending' after a generous guard. */
 function settleWithin<T>(p: Promise<T>, guardMs: number): Promise<T | HttpProblem | 'still pending'> {
   return Promise.race([
-    p.catch((e: unknown) => e as HttpProblem),
+    p.catch((e: unknown) => (isKnownError(e) ? toProblem(e) : (e as HttpProblem))),
     new Promise<'still pending'>((r) => setTimeout(() => r('still pending'), guardMs).unref()),
   ]);
 }
@@ -61,7 +60,9 @@ function settleWithin<T>(p: Promise<T>, guardMs: number): Promise<T | HttpProble
 describe('forwarder: deadlines', () => {
   it('a call whose deadline has passed makes no upstream attempt and is a 504', async () => {
     const s = await stack();
-    const err = await serviceCall(s, Date.now() - 1).catch((e: unknown) => e);
+    const err = await serviceCall(s, Date.now() - 1).catch((e: unknown) =>
+      isKnownError(e) ? toProblem(e) : e,
+    );
     expect(err).toBeInstanceOf(HttpProblem);
     expect(err).toMatchObject({ status: 504, googleStatus: 'DEADLINE_EXCEEDED' });
     expect(s.fake.stats.requests).toBe(0);
@@ -188,7 +189,7 @@ describe('forwarder: answers and accounting', () => {
     'when the state store is down, the answer is a 503 with Retry-After and no key is used',
     async () => {
       const port = await freePort();
-      const dir = mkdtempSync(join(tmpdir(), 'gg-mut-redis-'));
+      const dir = mkdtempSync(join(tmpdir(), 'gg-forwarder-redis-'));
       const redis: ChildProcess = spawn(
         'redis-server',
         ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
@@ -224,153 +225,4 @@ describe('forwarder: answers and accounting', () => {
       expect(s.fake.stats.requests).toBe(requests);
     },
   );
-});
-
-describe('client auth', () => {
-  it('only the Bearer scheme of Authorization carries a client token', async () => {
-    const s = await stack();
-    for (const scheme of ['Basic', 'Token', 'Digest']) {
-      const res = await generate(s, { authorization: `${scheme} ${TEST_TOKEN}` });
-      expect(res.status, scheme).toBe(401);
-      expect(((await res.json()) as Json).error.message).toContain('missing client token');
-    }
-    expect((await generate(s, { authorization: `bearer ${TEST_TOKEN}` })).status).toBe(200);
-    expect(s.fake.stats.requests).toBe(1);
-  });
-
-  it('ALLOW_ANONYMOUS does not open a gateway that has client tokens', async () => {
-    const s = await stack({ env: { ALLOW_ANONYMOUS: 'true' } });
-    const res = await generate(s, {});
-    expect(res.status).toBe(401);
-    expect((await generate(s)).status).toBe(200);
-  });
-
-  it('a missing token is challenged with Bearer, a wrong one with error="invalid_token"', async () => {
-    const s = await stack();
-    const missing = await generate(s, {});
-    expect(missing.status).toBe(401);
-    expect(missing.headers.get('www-authenticate')).toBe('Bearer');
-    const wrong = await generate(s, { 'x-goog-api-key': 'not-a-token' });
-    expect(wrong.status).toBe(401);
-    expect(wrong.headers.get('www-authenticate')).toBe('Bearer error="invalid_token"');
-    expect(s.fake.stats.requests).toBe(0);
-  });
-});
-
-describe('native routes', () => {
-  it('model listing and lookup never forward the client token given as ?key=', async () => {
-    const s = await stack();
-    const list = await fetch(`${s.url}/v1beta/models?key=${TEST_TOKEN}&pageSize=5`);
-    expect(list.status).toBe(200);
-    const one = await fetch(`${s.url}/v1/models/gemini-2.5-flash?key=${TEST_TOKEN}`);
-    expect(one.status).toBe(200);
-    const [first, second] = s.fake.stats.log.slice(-2);
-    expect(first!.search).toBe('?pageSize=5');
-    expect(second!.search).toBe('');
-    expect(JSON.stringify(s.fake.stats.log)).not.toContain(TEST_TOKEN);
-  });
-
-  it('a model lookup with a name that is not a model name is a 404 and goes nowhere', async () => {
-    const s = await stack();
-    for (const path of [
-      '/v1beta/models/a/b',
-      `/v1beta/models/${MODEL}:generateContent`,
-      '/v1/models/..%2Fx',
-    ]) {
-      const res = await fetch(s.url + path, { headers: { 'x-goog-api-key': TEST_TOKEN } });
-      expect(res.status, path).toBe(404);
-      expect(((await res.json()) as Json).error.status, path).toBe('NOT_FOUND');
-    }
-    expect(s.fake.stats.requests).toBe(0);
-  });
-
-  it('a streamed answer is sent with Cache-Control: no-cache', async () => {
-    const s = await stack();
-    const res = await fetch(`${s.url}/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`, {
-      method: 'POST',
-      headers: { ...json, 'x-goog-api-key': TEST_TOKEN },
-      body: body('s'),
-    });
-    expect(res.status).toBe(200);
-    expect(res.headers.get('cache-control')).toBe('no-cache');
-    await res.text();
-  });
-
-  it('the request’s estimated tokens are reserved against the key’s TPM before it goes upstream', async () => {
-    // 400 characters: about 100 tokens. With 150 per minute the second request does not fit.
-    const s = await stack({ keys: 1, env: { DEFAULT_TPM: '150', QUEUE_MAX_WAIT_MS: '0' } });
-    const text = 'y'.repeat(400);
-    expect((await generate(s, undefined, text)).status).toBe(200);
-    const second = await generate(s, undefined, text);
-    expect(second.status).toBe(429);
-    expect(s.fake.stats.requests).toBe(1);
-  });
-
-  it('the native cache keys on the forwarded query string too', async () => {
-    const s = await stack({ env: { CACHE_NATIVE_PROXY: 'true' } });
-    const call = (query: string) =>
-      fetch(`${s.url}/v1beta/models/${MODEL}:generateContent${query}`, {
-        method: 'POST',
-        headers: { ...json, 'x-goog-api-key': TEST_TOKEN },
-        body: body('cached'),
-      });
-    expect((await call('?variant=1')).headers.get('x-cache')).toBe('MISS');
-    expect((await call('?variant=1')).headers.get('x-cache')).toBe('HIT');
-    expect((await call('?variant=2')).headers.get('x-cache')).toBe('MISS');
-    expect(s.fake.stats.log.map((r) => r.search)).toEqual(['?variant=1', '?variant=2']);
-  });
-});
-
-describe('caller rate limits', () => {
-  const operations = (s: Stack) =>
-    fetch(`${s.url}/v1/text_processing/operations`, { headers: { 'x-goog-api-key': TEST_TOKEN } });
-
-  async function freshWindow(windowMs: number, needMs: number): Promise<void> {
-    const into = Date.now() % windowMs;
-    if (into > windowMs - needMs) await new Promise((r) => setTimeout(r, windowMs - into + 20));
-  }
-
-  it('the RateLimit headers show whichever of the IP and client limits has less room', async () => {
-    await freshWindow(60_000, 5_000);
-    const clientTighter = await stack({
-      env: { GLOBAL_RATE_LIMIT: '100', CLIENT_RATE_LIMIT: '5', IP_LIMIT_SCOPE: 'all' },
-    });
-    const a = await operations(clientTighter);
-    expect(a.status).toBe(200);
-    expect(a.headers.get('ratelimit-limit')).toBe('5');
-    expect(a.headers.get('ratelimit-remaining')).toBe('4');
-
-    const ipTighter = await stack({
-      env: { GLOBAL_RATE_LIMIT: '5', CLIENT_RATE_LIMIT: '100', IP_LIMIT_SCOPE: 'all' },
-    });
-    const b = await operations(ipTighter);
-    expect(b.status).toBe(200);
-    expect(b.headers.get('ratelimit-limit')).toBe('5');
-  });
-
-  it('a burst refusal says its limit is per second', async () => {
-    const s = await stack({ env: { BURST_RATE_LIMIT: '1', IP_LIMIT_SCOPE: 'all' } });
-    let refused: Response | undefined;
-    for (let i = 0; i < 20 && !refused; i++) {
-      const res = await operations(s);
-      if (res.status === 429) refused = res;
-    }
-    expect(refused).toBeDefined();
-    expect(((await refused!.json()) as Json).detail).toContain('(1 requests per second)');
-  });
-
-  it('Retry-After of a per-minute refusal reaches the end of the window', async () => {
-    const s = await stack({ env: { GLOBAL_RATE_LIMIT: '1', IP_LIMIT_SCOPE: 'all' } });
-    await freshWindow(60_000, 5_000);
-    // Mid-second, so the time left in the window is not a whole number of seconds.
-    await new Promise((r) => setTimeout(r, (1_500 - (Date.now() % 1_000)) % 1_000));
-    const windowEnd = Math.ceil(Date.now() / 60_000) * 60_000;
-    expect((await operations(s)).status).toBe(200);
-    const refused = await operations(s);
-    const answeredAt = Date.now();
-    expect(refused.status).toBe(429);
-    const retry = Number(refused.headers.get('retry-after'));
-    expect(answeredAt + retry * 1000).toBeGreaterThanOrEqual(windowEnd);
-    expect(refused.headers.get('ratelimit-reset')).toBe(String(retry));
-  });
 });
