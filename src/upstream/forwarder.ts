@@ -223,7 +223,13 @@ export class Forwarder {
     if (this.now() >= call.deadlineMs && !lastRetryable) {
       throw new DeadlineExceeded('the upstream did not answer within the request deadline');
     }
-    if (lastRetryable) return lastRetryable;
+    if (lastRetryable) {
+      // The last overloaded or failed answer goes to the client with what it took to get it.
+      lastRetryable.attempts = tried.length;
+      lastRetryable.upstreamMs = upstreamMs;
+      lastRetryable.queuedMs = queuedMs;
+      return lastRetryable;
+    }
     if (restUntil !== null) throw exhausted(restUntil, false, call.model, this.now());
     throw new UpstreamUnreachable(`no key could complete the request (${lastFailure})`);
   }

@@ -195,6 +195,8 @@ describe('the attempt limit', () => {
     expect(answer.status).toBe(503);
     expect(upstream.seen).toHaveLength(2);
     expect(keysSeen()).toHaveLength(2);
+    // The access log sees both attempts (the answer carries them, not 0).
+    expect(answer.attempts).toBe(2);
   });
 
   it('when every key was rate limited, a 429 whose Retry-After is the earliest rest', async () => {
