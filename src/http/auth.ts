@@ -39,7 +39,7 @@ interface Remembered {
  *
  * A keep-alive connection usually presents the same token on every request: the last token
  * accepted on a connection is remembered, with the directory's version, and compared in constant
- * time, which saves the digest (about 1.5% of the proxy's CPU). A change to the clients (a
+ * time, which saves hashing the same token again on every request. A change to the clients (a
  * version this connection's entry is not of) makes the next request look its token up again.
  * Behind a reverse proxy one connection carries many clients' requests; the constant-time
  * comparison is why that still tells nobody anything.

@@ -27,7 +27,8 @@ interface Destination {
 /**
  * The line written for every answered request: the bytes `logger.info(fields, 'request')` writes,
  * serialized here from its known fields. pino's generic path (argument formatting, the mixin,
- * a loop over the object escaping every key) took about 1.5 µs of the proxy's 80 per request.
+ * a loop over the object escaping every key) redoes, on every request, work that a line of
+ * known fields does not need.
  * The line is made of the logger's own parts (pino.symbols are their public handles): level
  * prefix, time, bindings, streamWrite hook (the secret scrubber) and destination; it follows the
  * logger's level.

@@ -129,7 +129,7 @@ type LogArgs = Parameters<Logger['info']>;
 /**
  * A request's own logger (Fastify's request.log), built on first use: most requests never log
  * through it (the access line has a logger of its own), and building a pino child on every
- * request cost a few microseconds of the proxy's hot path.
+ * request would put that work on the proxy's hot path for nothing.
  */
 export class LazyRequestLogger {
   private real: Logger | undefined;
@@ -278,18 +278,17 @@ export function logTargets(env: LogEnv): TransportTargetOptions[] {
 
 /**
  * Characters of lines gathered before a write to stdout, and the longest a line waits. Each
- * write is a thread-pool round trip (about 10 µs of the main thread's time), so batches are
- * large: against 4 KB batches, 16 KB ones took 8% less of the gateway's CPU at saturation and
- * 64 KB ones about 4% less again.
+ * write is a thread-pool round trip that costs the main thread time whatever its size, so
+ * batches are large: fewer, larger writes leave the gateway more CPU at saturation, up to about
+ * what one write carries (maxWrite below).
  */
 const STDOUT_BATCH_CHARS = 64_000;
 const STDOUT_FLUSH_MS = 250;
 
 /**
- * stdout, written in batches: one write per line cost a thread-pool round trip per request (6%
- * of the proxy's CPU at 1,500 requests/s). Lines wait at most STDOUT_FLUSH_MS; pino flushes the
- * rest when the process exits, and shutdown flushes explicitly (flushLogger). `dest` and
- * `flushMs` are parameters for tests.
+ * stdout, written in batches: one write per line would be a thread-pool round trip per request.
+ * Lines wait at most STDOUT_FLUSH_MS; pino flushes the rest when the process exits, and shutdown
+ * flushes explicitly (flushLogger). `dest` and `flushMs` are parameters for tests.
  */
 export function bufferedStdout(dest = 1, flushMs = STDOUT_FLUSH_MS): ReturnType<typeof pino.destination> {
   // minLength > 0 keeps sonic-boom's flush(cb) waiting for writes in flight (flushLogger);

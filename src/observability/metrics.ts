@@ -43,8 +43,8 @@ const MAX_TRAFFIC_MODELS = 20;
 /** Gauges of one scrape share one read of the store and the cache. */
 const SNAPSHOT_TTL_MS = 250;
 /**
- * A pool above this many keys: reading every key's and project's state costs tens of
- * milliseconds, so the store-derived gauges are read again every LARGE_POOL_REFRESH_MS in the
+ * A pool above this many keys: reading every key's and project's state takes too long to do
+ * within a scrape, so the store-derived gauges are read again every LARGE_POOL_REFRESH_MS in the
  * background while scrapes come, and a scrape shows the latest reading (see Memo).
  */
 export const LARGE_POOL_KEYS = 1000;

@@ -19,8 +19,8 @@ export class TransferError extends Error {
 
 /**
  * Sends a request and gathers its whole answer through undici's dispatch API. `agent.request`
- * builds a response stream and its consumer for every call, which cost about 4% of the proxy's
- * CPU for answers that are read whole anyway. Aborted by `signal` like `agent.request`.
+ * builds a response stream and its consumer for every call, work the hot path pays on every
+ * call for answers that are read whole anyway. Aborted by `signal` like `agent.request`.
  */
 export function requestWhole(
   dispatcher: Dispatcher,

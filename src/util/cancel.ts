@@ -4,8 +4,9 @@ type AbortCallback = (reason: unknown) => void;
  * A request's cancellation (its deadline passed, or its client went away), for the upstream
  * calls made on its behalf. A real AbortSignal is made only when something asks for one (fetch,
  * undici's request API); the proxy's own path subscribes through `onAbort`, a plain callback
- * list. An EventTarget listener added and removed for every request cost about 4% of the
- * proxy's CPU at saturation (`npm run bench:saturate`).
+ * list. An EventTarget listener added and removed for every request takes every request through
+ * the event-target machinery (allocation, caches), a cost that shows at saturation (`npm run
+ * bench:saturate`) far more than in a profile.
  */
 export class Cancellation {
   private isAborted = false;

@@ -5,7 +5,7 @@
  * freed only when V8 collects the small objects that hold it; a stream makes few such objects
  * per megabyte, so V8 waits until about 64 MB of dead buffers (its external-memory limit) have
  * piled up before it collects. While a transfer runs, a young-generation collection (a
- * scavenge: about a millisecond, it touches only new objects) every TRANSFER_GC_MS frees them
+ * scavenge: short, as it touches only new objects) every TRANSFER_GC_MS frees them
  * much sooner: `npm run bench:upload` measures the difference.
  *
  * V8 offers the collection only behind --expose-gc, which is set here at run time for this one

@@ -5,8 +5,9 @@ import type { AcquireResult, Reservation } from '../../src/store/types.ts';
 import { CIRCUIT, DAY, describeEachStore, key, redisUrl, req, T0 } from '../helpers/stores.ts';
 
 /**
- * Edges of the StateStore contract found by mutation testing: each test here fails when one
- * specific rule of memory.ts or the Redis scripts is broken, where store.contract.test.ts did not.
+ * Exact edges of the StateStore contract: window boundaries, token slots, circuit and probe
+ * timing, rests and global backoff that do not shorten each other, and what an 'unused' report
+ * gives back. Each test fails when one rule of memory.ts or the Redis scripts is off by one.
  * Same setup as store.contract.test.ts: every test runs against both stores, on fake clocks.
  */
 function granted(r: AcquireResult): Reservation {
