@@ -126,6 +126,8 @@ export class RedisStore implements StateStore {
 
   /** The server (INFO run_id) this instance last talked to; null: not known (yet). */
   private runId: string | null = null;
+  /** The server this instance's journal was last added to (a re-seed); null: none yet. */
+  private seededRunId: string | null = null;
 
   /**
    * After a reconnect: a Redis without this instance's generation lost its data (re-seeded from
@@ -141,6 +143,11 @@ export class RedisStore implements StateStore {
     this.runId = clusterOf(this.redis) ? null : await redisRunId(this.redis);
     if (gen !== this.generation) return this.reseed();
     if (before === null || this.runId === null || before === this.runId) return;
+    // An acquire that met the new server first may have re-seeded it already (its whole journal,
+    // which holds this last minute): adding the minute again would count it twice.
+    if (this.reseeding) await this.reseeding;
+    if (this.seededRunId === this.runId) return;
+    this.seededRunId = this.runId;
     const now = Date.now();
     const text = this.journal.text(now, now + this.clockSkewMs, this.lastDay, true);
     if (text !== '')
@@ -173,6 +180,8 @@ export class RedisStore implements StateStore {
           this.journal.text(now, redisNow, this.lastDay),
           String(now),
         );
+        // The server this journal now lives on (checkServer adds nothing more to it).
+        if (!clusterOf(this.redis)) this.runId = this.seededRunId = await redisRunId(this.redis);
       } finally {
         this.reseeding = null;
       }

@@ -95,8 +95,16 @@ describe.runIf(hasRedis)('Redis restarted empty under load', () => {
       },
     });
     const statuses: number[] = [];
+    /** Why each refusal was refused, for the failure message. */
+    const refusals: string[] = [];
+    const ask = async (stack: typeof a, text: string) => {
+      const r = await generateText(stack, text);
+      const body = await r.text();
+      if (r.status !== 200) refusals.push(`${r.status} ${body.slice(0, 160)}`);
+      return r.status;
+    };
     const send = async (n: number) => {
-      for (let i = 0; i < n; i++) statuses.push((await generateText(i % 2 ? b : a, `q${i}`)).status);
+      for (let i = 0; i < n; i++) statuses.push(await ask(i % 2 ? b : a, `q${i}`));
     };
 
     await send(8);
@@ -109,8 +117,8 @@ describe.runIf(hasRedis)('Redis restarted empty under load', () => {
     // Until each gateway has reconnected it answers 503 (no key is used without its budget check).
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
-      const ra = (await generateText(a, 'probe a')).status;
-      const rb = (await generateText(b, 'probe b')).status;
+      const ra = await ask(a, 'probe a');
+      const rb = await ask(b, 'probe b');
       statuses.push(ra, rb);
       if (ra !== 503 && rb !== 503) break;
       await new Promise((r) => setTimeout(r, 100));
@@ -118,7 +126,10 @@ describe.runIf(hasRedis)('Redis restarted empty under load', () => {
     await send(10);
 
     // Two projects x 6 flash-lite requests a minute: 12 in all, before and after the loss.
-    expect(statuses.filter((s) => s === 200)).toHaveLength(12);
+    expect(
+      statuses.filter((s) => s === 200),
+      refusals.join('\n'),
+    ).toHaveLength(12);
     expect(statuses.every((s) => s === 200 || s === 429 || s === 503)).toBe(true);
     expect(a.fake.stats.rateLimited).toBe(0);
     expect(a.fake.stats.byStatus.get(429) ?? 0).toBe(0);
