@@ -123,9 +123,14 @@ export async function sharedRedisPair(
 
 /** A native generateContent call on the stack's gemini-2.5-flash-lite, with the test client token. */
 export function generateText(s: Stack, text = 'hi'): Promise<Response> {
+  return generateWith(s, { 'x-goog-api-key': TEST_TOKEN }, text);
+}
+
+/** The same call with the client's credentials in `headers` (or none). */
+export function generateWith(s: Stack, headers: Record<string, string>, text = 'hi'): Promise<Response> {
   return fetch(`${s.url}/v1beta/models/gemini-2.5-flash-lite:generateContent`, {
     method: 'POST',
-    headers: { 'x-goog-api-key': TEST_TOKEN, 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ contents: [{ parts: [{ text }] }] }),
   });
 }

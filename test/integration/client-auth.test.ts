@@ -1,24 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { generateWith, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /** Client authentication on the native routes: where a token is read from, and the 401 challenges. */
 
 // biome-ignore lint/suspicious/noExplicitAny: response JSON is inspected dynamically
 type Json = any;
 
-const MODEL = 'gemini-2.5-flash-lite';
 const stack = stackPerTest();
 
-const json = { 'content-type': 'application/json' };
-const body = (text: string) => JSON.stringify({ contents: [{ parts: [{ text }] }] });
-
-function generate(s: Stack, headers: Record<string, string> = { 'x-goog-api-key': TEST_TOKEN }, text = 'hi') {
-  return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
-    method: 'POST',
-    headers: { ...json, ...headers },
-    body: body(text),
-  });
-}
+const generate = (
+  s: Stack,
+  headers: Record<string, string> = { 'x-goog-api-key': TEST_TOKEN },
+  text = 'hi',
+) => generateWith(s, headers, text);
 
 describe('client auth', () => {
   it('only the Bearer scheme of Authorization carries a client token', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { generateWith, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
 
 /**
  * The native routes with plain HTTP (test/integration/proxy.test.ts drives them with the SDK):
@@ -15,13 +15,11 @@ const stack = stackPerTest();
 const json = { 'content-type': 'application/json' };
 const body = (text: string) => JSON.stringify({ contents: [{ parts: [{ text }] }] });
 
-function generate(s: Stack, headers: Record<string, string> = { 'x-goog-api-key': TEST_TOKEN }, text = 'hi') {
-  return fetch(`${s.url}/v1beta/models/${MODEL}:generateContent`, {
-    method: 'POST',
-    headers: { ...json, ...headers },
-    body: body(text),
-  });
-}
+const generate = (
+  s: Stack,
+  headers: Record<string, string> = { 'x-goog-api-key': TEST_TOKEN },
+  text = 'hi',
+) => generateWith(s, headers, text);
 
 describe('native routes', () => {
   it('model listing and lookup never forward the client token given as ?key=', async () => {
