@@ -8,8 +8,12 @@ import { normalizeModel } from './models.ts';
 export type Verdict =
   /** 2xx: the key works. */
   | { kind: 'success' }
-  /** The request itself is at fault (malformed, unknown model): pass the answer through as is. */
-  | { kind: 'client_error' }
+  /**
+   * The request itself is at fault (malformed, unknown model): pass the answer through as is.
+   * `uncounted`: Google refused it before any quota counted it (a model it does not know), so
+   * the reservation goes back, and a made-up model name leaves no budget behind.
+   */
+  | { kind: 'client_error'; uncounted?: boolean }
   /**
    * Quota exceeded: rest the key's (project, model) until untilMs, retry on another key.
    * `model`: the model Google's QuotaFailure names (normalized), when it names one.
@@ -93,6 +97,7 @@ export function classifyUpstream(status: number, body: unknown, nowMs: number): 
   if (status === 503) return { kind: 'retry', reason: 'UNAVAILABLE', circuit: false };
   if (status === 499) return { kind: 'retry', reason: 'CANCELLED', circuit: false };
   if (status >= 500) return { kind: 'retry', reason: error?.status ?? `HTTP_${status}`, circuit: true };
+  if (status === 404 && UNKNOWN_MODEL.test(message)) return { kind: 'client_error', uncounted: true };
   return { kind: 'client_error' };
 }
 
@@ -103,6 +108,9 @@ export function classifyUpstream(status: number, body: unknown, nowMs: number): 
  * The request's fault: passed through, the key stays in service.
  */
 const RESOURCE_REFUSAL = /or it may not exist|not found \(or permission denied\)|not in an ACTIVE state/i;
+
+/** Google's 404 for a model it does not know ("models/X is not found for API version v1beta, …"). */
+const UNKNOWN_MODEL = /^models\/\S+ is not found for API version/;
 
 /** Google's 429 for a prepaid project without credits (no QuotaFailure, no RetryInfo). */
 const BILLING_429 = /prepayment credits are depleted/i;

@@ -7,6 +7,8 @@
  */
 
 const MINUTE_MS = 60_000;
+/** Budgets held before the first sweep of idle ones (and the least count a sweep waits for). */
+const MIN_SWEEP = 1024;
 
 interface JournalBudget {
   /** Booking times of admitted requests, oldest first (Redis clock). */
@@ -24,8 +26,11 @@ interface JournalBudget {
 export class UsageJournal {
   private readonly budgets = new Map<string, Map<string, JournalBudget>>();
   private readonly disabled = new Map<string, string>();
+  private count = 0;
+  private sweepAt = MIN_SWEEP;
 
   admitted(project: string, model: string, atMs: number, slot: number, tokens: number, day: string): void {
+    if (this.count >= this.sweepAt) this.sweep(atMs, slot, day);
     const b = this.budget(project, model);
     const log = b.log;
     while (log.length > 0 && log[0]! <= atMs - MINUTE_MS) log.shift();
@@ -56,6 +61,12 @@ export class UsageJournal {
     const i = b.log.lastIndexOf(atMs);
     if (i >= 0) b.log.splice(i, 1);
     if (b.day === day && b.dayCount > 0) b.dayCount -= 1;
+    if (isIdle(b, atMs, Math.floor(atMs / 1000), day)) {
+      const models = this.budgets.get(project)!;
+      models.delete(model);
+      this.count -= 1;
+      if (models.size === 0) this.budgets.delete(project);
+    }
   }
 
   rested(project: string, model: string, untilMs: number, reason: string): void {
@@ -119,6 +130,22 @@ export class UsageJournal {
     return out;
   }
 
+  /**
+   * Drops the budgets with nothing to re-seed (as text() would skip them): made-up model names,
+   * whose reservations came back, would otherwise pile up. Runs when the count doubles.
+   */
+  private sweep(atMs: number, slot: number, day: string): void {
+    this.count = 0;
+    for (const [project, models] of this.budgets) {
+      for (const [model, b] of models) {
+        if (isIdle(b, atMs, slot, day)) models.delete(model);
+        else this.count += 1;
+      }
+      if (models.size === 0) this.budgets.delete(project);
+    }
+    this.sweepAt = Math.max(MIN_SWEEP, 2 * this.count);
+  }
+
   private budget(project: string, model: string): JournalBudget {
     let models = this.budgets.get(project);
     if (!models) {
@@ -129,9 +156,18 @@ export class UsageJournal {
     if (!b) {
       b = { log: [], tokens: new Map(), day: '', dayCount: 0, restUntilMs: 0, restReason: '', lastSlot: -1 };
       models.set(model, b);
+      this.count += 1;
     }
     return b;
   }
+}
+
+/** Nothing to re-seed (text() would skip it); `atMs` and `sec`: Redis's clock. */
+function isIdle(b: JournalBudget, atMs: number, sec: number, day: string): boolean {
+  if (b.log.length > 0 && b.log[b.log.length - 1]! > atMs - MINUTE_MS) return false;
+  if ((b.dayCount > 0 && b.day >= day) || b.restUntilMs > atMs) return false;
+  for (const [s, n] of b.tokens) if (n > 0 && s > sec - 60) return false;
+  return true;
 }
 
 function clean(reason: string): string {

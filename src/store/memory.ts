@@ -19,6 +19,8 @@ import {
 
 const MINUTE_MS = 60_000;
 const WINDOW_S = 60;
+/** Budgets held before the first sweep of idle ones (and the least count a sweep waits for). */
+const MIN_BUDGET_SWEEP = 1024;
 
 interface KeyRuntime {
   /** Not verified yet: carries one request at a time (the probe lease), like a half-open circuit. */
@@ -50,6 +52,9 @@ export class MemoryStore implements StateStore {
   private readonly runtime = new Map<string, KeyRuntime>();
   /** project -> model -> budget: two lookups, no key string built per acquire. */
   private readonly budgets = new Map<string, Map<string, BudgetRuntime>>();
+  /** Budgets held, and the count at which the idle ones are next dropped (see sweepBudgets). */
+  private budgetCount = 0;
+  private sweepBudgetsAt = MIN_BUDGET_SWEEP;
   private roundRobin = 0;
   private globalBackoffUntilMs = 0;
   /** Fixed-window counters (hit), each with its own window: a sweep judges each by its own. */
@@ -81,6 +86,7 @@ export class MemoryStore implements StateStore {
 
   async acquire(req: AcquireRequest): Promise<AcquireResult> {
     const now = req.nowMs;
+    if (this.budgetCount >= this.sweepBudgetsAt) this.sweepBudgets(now, req.day);
     if (this.globalBackoffUntilMs > now)
       return { ok: false, retryAtMs: this.globalBackoffUntilMs, globalBackoff: true };
     const n = this.keys.length;
@@ -178,6 +184,8 @@ export class MemoryStore implements StateStore {
       const i = p.requestLog.lastIndexOf(res.atMs);
       if (i >= 0) p.requestLog.splice(i, 1);
       if (p.day === res.day && p.dayCount > 0) p.dayCount -= 1;
+      // Left empty (a made-up model name Google refused): forgotten, as in Redis.
+      if (isIdle(p, nowMs, res.day)) this.forgetBudget(res.project, res.model);
     }
     if (!rt) return; // removed meanwhile
     switch (outcome.kind) {
@@ -459,6 +467,29 @@ export class MemoryStore implements StateStore {
     for (const [k, v] of this.counters) if (v.windowStart + v.windowMs <= nowMs) this.counters.delete(k);
   }
 
+  /**
+   * Drops the budgets with nothing to remember: no request in the last minute, no token in the
+   * window, none counted today, no rest running. Every well-formed model name gets a budget,
+   * so made-up names (refused by Google, their reservations given back) would otherwise pile up.
+   * Runs when the count doubles: amortized constant time per budget made.
+   */
+  private sweepBudgets(nowMs: number, day: string): void {
+    for (const [project, models] of this.budgets) {
+      for (const [model, p] of models) if (isIdle(p, nowMs, day)) models.delete(model);
+      if (models.size === 0) this.budgets.delete(project);
+    }
+    this.budgetCount = 0;
+    for (const models of this.budgets.values()) this.budgetCount += models.size;
+    this.sweepBudgetsAt = Math.max(MIN_BUDGET_SWEEP, 2 * this.budgetCount);
+  }
+
+  private forgetBudget(project: string, model: string): void {
+    const models = this.budgets.get(project);
+    if (!models?.delete(model)) return;
+    this.budgetCount -= 1;
+    if (models.size === 0) this.budgets.delete(project);
+  }
+
   private budget(project: string, model: string): BudgetRuntime {
     let models = this.budgets.get(project);
     if (!models) {
@@ -476,9 +507,20 @@ export class MemoryStore implements StateStore {
         restReason: null,
       };
       models.set(model, p);
+      this.budgetCount += 1;
     }
     return p;
   }
+}
+
+/** Nothing to remember: no request in the last minute, no token in the window, none counted today, no rest. */
+function isIdle(p: BudgetRuntime, nowMs: number, day: string): boolean {
+  return (
+    (p.requestLog.length === 0 || p.requestLog[p.requestLog.length - 1]! <= nowMs - MINUTE_MS) &&
+    p.tokens.used(Math.floor(nowMs / 1000)) === 0 &&
+    (p.dayCount === 0 || p.day < day) &&
+    p.restUntilMs <= nowMs
+  );
 }
 
 function rest(p: BudgetRuntime, untilMs: number, reason: string): void {

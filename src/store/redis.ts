@@ -95,6 +95,13 @@ export class RedisStore implements StateStore {
   private acquiresScheduled = false;
   /** Acquire calls sent and not answered yet. */
   private acquireCallsOut = 0;
+  /**
+   * After an acquire timed out, the connection is stalled until ioredis's socket timeout drops it
+   * (moments later): a batch written to it meanwhile would be lost with it, its callers told it
+   * failed, and yet run by Redis when it resumes, booking requests never sent. Until the
+   * connection closes (or a command timeout has passed), acquires fail at once, unwritten.
+   */
+  private holdAcquiresUntilMs = 0;
 
   /**
    * Windows are measured on Redis's clock (TIME), so instances whose clocks differ count alike.
@@ -117,6 +124,9 @@ export class RedisStore implements StateStore {
       Object.assign(redis, { [name]: (...args: unknown[]) => call(route, ...args) });
     }
     this.redis = redis as ScriptedRedis;
+    redis.on('close', () => {
+      this.holdAcquiresUntilMs = 0;
+    });
     // After a reconnect, check at once whether Redis kept its data (the next acquire would too).
     redis.on('ready', () => {
       if (this.generation === '') return;
@@ -307,13 +317,25 @@ export class RedisStore implements StateStore {
       batch.push(p);
     }
     if (batch.length === 0) return;
+    if (Date.now() < this.holdAcquiresUntilMs) {
+      const held = new Error(
+        'the state store stopped answering; no acquire is sent until its connection is renewed',
+      );
+      for (const p of batch) p.reject(held);
+      return;
+    }
     this.acquireCallsOut += 1;
     this.callAcquire(lines, true).then(
       (reply) => {
         this.acquireCallDone();
-        this.applyAcquireReply(batch, reply);
+        if (!reply.startsWith('X\t')) return this.applyAcquireReply(batch, reply);
+        // Redis ran the batch past its deadline (and booked nothing): a timeout, that arrived.
+        this.noteRedisClock(Number(reply.slice(2)));
+        const late = new Error('the state store answered after the command timeout');
+        for (const pending of batch) pending.reject(late);
       },
       (err: unknown) => {
+        if (isTimeout(err)) this.holdAcquiresUntilMs = Date.now() + (commandTimeoutOf(this.redis) ?? 0);
         this.acquireCallDone();
         for (const pending of batch) pending.reject(err);
       },
@@ -336,7 +358,7 @@ export class RedisStore implements StateStore {
     const answers = reply.split('\n');
     const redisNow = Number(answers[0]);
     const localNow = Date.now();
-    this.clockSkewMs = redisNow - localNow;
+    this.noteRedisClock(redisNow);
     for (let i = 0; i < batch.length; i++) {
       const { req, resolve } = batch[i]!;
       const result = this.instanceClock
@@ -349,6 +371,11 @@ export class RedisStore implements StateStore {
       }
       resolve(result);
     }
+  }
+
+  /** Redis's clock as a reply read it: the skew the next batch's deadline is told in. */
+  private noteRedisClock(redisNow: number): void {
+    if (Number.isFinite(redisNow)) this.clockSkewMs = redisNow - Date.now();
   }
 
   private acquireCallDone(): void {
@@ -682,6 +709,11 @@ function replies(res: [Error | null, unknown][] | null): unknown[] {
   if (!res) throw new Error('Redis transaction aborted');
   for (const [err] of res) if (err) throw err;
   return res.map(([, value]) => value);
+}
+
+/** ioredis's commandTimeout rejection. */
+function isTimeout(err: unknown): boolean {
+  return (err as Error | undefined)?.message === 'Command timed out';
 }
 
 /** acquire.lua's list format, searched for `,item,`: ",a,b," (or empty for none). */

@@ -91,8 +91,9 @@ export type Outcome =
    */
   | { kind: 'neutral'; reason?: string; actualTokens?: number }
   /**
-   * Never sent upstream (its waiter left, or this instance lacks the key's secret): the request,
-   * its day count and its tokens are given back, and a probe is released.
+   * Never sent upstream (its waiter left, or this instance lacks the key's secret), or refused by
+   * Google before any quota counted it (a model it does not know): the request, its day count
+   * and its tokens are given back, and a probe is released. A budget left empty is forgotten.
    */
   | { kind: 'unused' };
 

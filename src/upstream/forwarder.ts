@@ -107,6 +107,8 @@ export interface ForwarderOptions {
 }
 
 const JSON_TYPE = 'application/json; charset=UTF-8';
+const SUCCESS: Outcome = { kind: 'success' };
+const UNCOUNTED: Outcome = { kind: 'unused' };
 /** An error event in a stream: `"error": {` as a key (inside model text the quotes are escaped). */
 const IN_BAND_ERROR = /"error"\s*:\s*\{/;
 
@@ -343,8 +345,9 @@ export class Forwarder {
     switch (verdict.kind) {
       case 'success':
       case 'client_error':
-        // The request's own fault: the key is fine; Google's answer goes back untouched.
-        void pool.report(lease, { kind: 'success' });
+        // The request's own fault: the key is fine; Google's answer goes back untouched. A
+        // request Google counted in no quota (an unknown model) gives its reservation back.
+        void pool.report(lease, verdict.kind === 'client_error' && verdict.uncounted ? UNCOUNTED : SUCCESS);
         return { kind: 'answer', answer, outcome: 'client_error' };
       case 'rest':
         void pool.report(lease, {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { UsageJournal } from '../../src/store/journal.ts';
+import { MemoryStore } from '../../src/store/memory.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import type { AcquireResult, Reservation } from '../../src/store/types.ts';
 import { CIRCUIT, DAY, describeEachStore, key, redisUrl, req, T0 } from '../helpers/stores.ts';
@@ -16,6 +18,20 @@ function granted(r: AcquireResult): Reservation {
 }
 
 describeEachStore('StateStore contract edges', (store) => {
+  it('a reservation given back that leaves its budget empty forgets the budget (made-up model names do not pile up)', async () => {
+    await store.syncKeys([key('a', { project: 'p' })]);
+    const made = await store.acquire(req(T0, { model: 'gemini-9-made-up' }));
+    const kept = await store.acquire(req(T0, { model: 'gemini-2.5-flash' }));
+    const again = await store.acquire(req(T0 + 1, { model: 'gemini-2.5-flash' }));
+    if (!made.ok || !kept.ok || !again.ok) throw new Error('expected three reservations');
+    await store.report(made.reservation, { kind: 'unused' }, T0 + 2, CIRCUIT);
+    // A budget with another request in it keeps what that request spent.
+    await store.report(again.reservation, { kind: 'unused' }, T0 + 2, CIRCUIT);
+    const budgets = await store.budgetStates(T0 + 3, DAY);
+    expect(budgets.map((b) => b.model)).toEqual(['gemini-2.5-flash']);
+    expect(budgets[0]).toMatchObject({ requestsThisMinute: 1, requestsToday: 1 });
+  });
+
   /** Opens the circuit of the only key at T0 (two failures, threshold 2, cooldown 10 s). */
   async function openCircuit(leaseMs = 5000): Promise<void> {
     for (let i = 0; i < 2; i++) {
@@ -297,5 +313,37 @@ describe.runIf(redisUrl)('RedisStore hit() expiry', () => {
       probe.disconnect();
       await store.close();
     }
+  });
+});
+
+/** The embedded store and the journal hold budgets in memory: made-up model names must not pile up. */
+describe('budgets held in memory stay bounded', () => {
+  it('MemoryStore drops budgets with nothing in them (here: refused when made, a limit of 0 a day)', async () => {
+    const store = new MemoryStore();
+    await store.syncKeys([key('a', { project: 'p', rpd: 0 })]);
+    for (let i = 0; i < 3000; i++)
+      expect((await store.acquire(req(T0 + i, { model: `gemini-made-up-${i}` }))).ok).toBe(false);
+    const held = (await store.budgetStates(T0 + 3000, DAY)).length;
+    // Swept each time the count reaches 1024: what is left is what came after the last sweep.
+    expect(held).toBeLessThan(1024);
+    expect(held).toBeGreaterThan(0);
+  });
+
+  it('UsageJournal forgets a budget whose only request came back, and sweeps the idle ones', () => {
+    const journal = new UsageJournal();
+    const now = T0;
+    const slot = Math.floor(now / 1000);
+    journal.admitted('p', 'gemini-9-made-up', now, slot, 10, DAY);
+    journal.settled('p', 'gemini-9-made-up', slot, -10);
+    journal.returned('p', 'gemini-9-made-up', now, DAY);
+    expect(journal.text(now, now, DAY)).toBe('');
+    // Budgets whose minute has passed and whose day is over are swept as new ones come.
+    // (Each on a later day of its own: "<DAY>-0000" … "<DAY>-2999" sort as days do.)
+    const dayOf = (i: number) => `${DAY}-${String(i).padStart(4, '0')}`;
+    for (let i = 0; i < 3000; i++)
+      journal.admitted('p', `m-${i}`, now + i * 60_000, slot + i * 60, 1, dayOf(i));
+    const held = (journal as unknown as { count: number }).count;
+    expect(held).toBeLessThan(1100);
+    expect(journal.text(now + 2999 * 60_000, now + 2999 * 60_000, dayOf(2999))).toContain('m-2999');
   });
 });

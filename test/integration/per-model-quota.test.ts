@@ -97,6 +97,22 @@ describe('per (project, model) budgets through the SDK', () => {
   });
 });
 
+describe('model names Google does not know', () => {
+  it('get Google’s 404, are counted in no budget and leave none behind', async () => {
+    const s = await start({ keys: 2 });
+    const ai = sdk(s.url, s.token);
+    for (let i = 0; i < 5; i++)
+      expect(
+        await outcome(ai.models.generateContent({ model: `gemini-9-made-up-${i}`, contents: 'hi' })),
+      ).toBe(404);
+    expect((await ai.models.generateContent({ model: FLASH, contents: 'hello' })).text).toBeTruthy();
+    const now = Date.now();
+    const budgets = await s.gateway.store.budgetStates(now, s.gateway.pool.calendarAt(now).day);
+    const used = budgets.filter((b) => b.requestsToday > 0 || b.model.includes('made-up'));
+    expect(used.map((b) => [b.model, b.requestsToday])).toEqual([[FLASH, 1]]);
+  });
+});
+
 describe('model fallback (opt-in)', () => {
   const generate = (url: string, token: string, model: string, headers: Record<string, string> = {}) =>
     fetch(`${url}/v1beta/models/${model}:generateContent`, {

@@ -3,12 +3,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import type { Gateway } from '../../src/app/build.ts';
 import { buildGateway } from '../../src/app/build.ts';
 import { ConfigError } from '../../src/config/env.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import { createRedisClient } from '../../src/store/redis-client.ts';
 import { freePort } from '../../src/util/free-port.ts';
 import { adminFetch, type Json } from '../helpers/admin.ts';
 import { has } from '../helpers/global-setup.ts';
 import { redisTestUrl, warnSkipped } from '../helpers/redis.ts';
 import { type FlakyLink, type OwnRedis, startFlakyLink, startOwnRedis } from '../helpers/redis-server.ts';
 import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { DAY, key, req } from '../helpers/stores.ts';
 
 /**
  * A Redis that fails in any way (stops answering, drops the connection, loses commands or their
@@ -167,6 +170,41 @@ describe.skipIf(!available)('a stalled Redis (SIGSTOP)', () => {
     expect(lines.some((l) => l.includes('reachable again'))).toBe(true);
     expect(consoleErrors.mock.calls.flat().join(' ')).not.toContain('[ioredis]');
     consoleErrors.mockRestore();
+  });
+
+  it('acquires queued behind one that timed out are refused unwritten: the resumed Redis books none of them', async () => {
+    const redis = await ownRedis();
+    // The socket timeout, which drops the stalled connection, comes a little after the command
+    // timeout here (in the gateway, moments after): a batch written in between would be lost
+    // with the connection, its callers refused, and yet run by Redis when it resumes in time.
+    const client = createRedisClient(redis.url, {
+      commandTimeoutMs: TIMEOUT_MS,
+      overrides: { socketTimeout: TIMEOUT_MS + 150 },
+    });
+    const store = new RedisStore(client, `held:${randomUUID()}:`);
+    try {
+      await store.syncKeys([key('k', { rpm: 100 })]);
+      expect((await store.acquire(req(Date.now()))).ok).toBe(true);
+      redis.pause();
+      const first = store.acquire(req(Date.now()));
+      await new Promise((resolve) => setTimeout(resolve, 50)); // the first batch is sent
+      const queued = Array.from({ length: 5 }, () => store.acquire(req(Date.now())));
+      await expect(first).rejects.toThrow('Command timed out');
+      const refused = await Promise.allSettled(queued);
+      expect(refused.map((r) => r.status)).toEqual(Array(5).fill('rejected'));
+      // Resumed after the connection was dropped, and before the queued batch's deadline.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      redis.resume();
+      const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
+        timeout: BOUND_MS,
+        interval: 50,
+      });
+      // Only the acquire made before the pause: the first batch reached Redis past its deadline.
+      expect(budgets.find((b) => b.project === 'k')?.requestsToday).toBe(1);
+    } finally {
+      redis.resume();
+      await store.close();
+    }
   });
 
   it('readiness, the first to meet the stalled Redis, answers 503 (store down) within the bound', async () => {

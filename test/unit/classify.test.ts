@@ -159,11 +159,22 @@ describe('classifyUpstream', () => {
     ).toEqual({
       kind: 'client_error',
     });
-    expect(
-      classifyUpstream(404, body(404, 'NOT_FOUND', 'models/x is not found for API version v1beta'), NOW),
-    ).toEqual({
+    expect(classifyUpstream(404, body(404, 'NOT_FOUND', 'Method not found.'), NOW)).toEqual({
       kind: 'client_error',
     });
+  });
+
+  it('a 404 for a model Google does not know was counted in no quota: its reservation goes back', () => {
+    const message =
+      'models/gemini-9-made-up is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.';
+    expect(classifyUpstream(404, body(404, 'NOT_FOUND', message), NOW)).toEqual({
+      kind: 'client_error',
+      uncounted: true,
+    });
+    // The same words inside another message (an echoed prompt, say) are not Google's refusal.
+    expect(classifyUpstream(404, body(404, 'NOT_FOUND', `CachedContent not found: ${message}`), NOW)).toEqual(
+      { kind: 'client_error' },
+    );
   });
 
   it('503 overloaded is retried without counting against the key', () => {

@@ -13,12 +13,13 @@
 -- instance already re-seeded it): only `R <generation in force or empty>`, and nothing is booked.
 -- ARGV[4], when given: the batch's deadline on Redis's clock. A batch that Redis received but
 -- runs only later (it was stopped or stalled), when its callers have already given up, books
--- nothing and answers only `X`.
+-- nothing and answers only `X <Redis's clock>` (a caller that is still waiting hears it as a
+-- timeout, and learns the clock).
 local P = ARGV[1]
 local gen = redis.call('GET', P .. 'gen')
 if gen ~= ARGV[2] then return 'R\t' .. (gen or '') end
 local redis_ms = redis_now()
-if ARGV[4] and ARGV[4] ~= '' and redis_ms > tonumber(ARGV[4]) then return 'X' end
+if ARGV[4] and ARGV[4] ~= '' and redis_ms > tonumber(ARGV[4]) then return 'X\t' .. redis_ms end
 -- Numbers cross into Redis as text: Lua's own number-to-text (%.14g) and text-to-number are a
 -- large share of this script's time, so values Redis stores are passed on as the text they came
 -- as, integers are written with %d, and fields that are absent or '0' are not parsed.

@@ -18,7 +18,17 @@ if kind == 'unused' then
   -- Never sent upstream: give back its request-log entry and its day count (tokens: settle.lua).
   redis.call('LREM', pk .. ':log', 1, ARGV[12])
   local d = redis.call('HMGET', pk, 'day', 'day_count')
-  if d[1] == ARGV[13] and (tonumber(d[2] or '0') or 0) > 0 then redis.call('HINCRBY', pk, 'day_count', -1) end
+  local day_count = tonumber(d[2] or '0') or 0
+  if d[1] == ARGV[13] and day_count > 0 then day_count = redis.call('HINCRBY', pk, 'day_count', -1) end
+  -- A budget left with nothing (a made-up model name Google refused, its only request given
+  -- back) is forgotten, so such names do not pile up in the project's model set.
+  local newest = tonumber(redis.call('LINDEX', pk .. ':log', 0) or '0') or 0
+  local h = redis.call('HMGET', pk, 'rest_until', 'tok_sum')
+  if day_count == 0 and newest <= rnow - 60000 and (tonumber(h[1] or '0') or 0) <= rnow
+    and (tonumber(h[2] or '0') or 0) <= 0 then
+    redis.call('DEL', pk, pk .. ':log', pk .. ':tok', pk .. ':secs')
+    redis.call('SREM', P .. 'pm:' .. project, model)
+  end
 end
 
 if redis.call('EXISTS', k) == 0 then return 0 end
