@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UsageJournal } from './journal.ts';
 import { circuitOf, configuredBudgets, DEFAULT_BUDGET, NO_USE, useByProject } from './memory.ts';
-import { clusterOf, commandTimeoutOf, createRedisClient, redisRunId } from './redis-client.ts';
+import { clusterOf, commandTimeoutOf, createRedisClient, isCluster, redisRunId } from './redis-client.ts';
 import {
   type AcquireRequest,
   type AcquireResult,
@@ -102,6 +103,13 @@ export class RedisStore implements StateStore {
    * connection closes (or a command timeout has passed), acquires fail at once, unwritten.
    */
   private holdAcquiresUntilMs = 0;
+  /**
+   * When the connection last brought bytes from Redis (this instance's clock), and the socket
+   * that is watched (null: not watched, a Cluster). ioredis's socket timeout, which drops the
+   * connection with every unanswered command on it, runs from no earlier than that.
+   */
+  private lastHeardMs = 0;
+  private heardSocket: Socket | null = null;
 
   /**
    * Windows are measured on Redis's clock (TIME), so instances whose clocks differ count alike.
@@ -124,6 +132,11 @@ export class RedisStore implements StateStore {
       Object.assign(redis, { [name]: (...args: unknown[]) => call(route, ...args) });
     }
     this.redis = redis as ScriptedRedis;
+    if (!isCluster(redis)) {
+      const watch = () => this.watchSocket(redis.stream as Socket | undefined);
+      redis.on('connect', watch);
+      watch();
+    }
     redis.on('close', () => {
       this.holdAcquiresUntilMs = 0;
     });
@@ -346,7 +359,19 @@ export class RedisStore implements StateStore {
   private async callAcquire(lines: string, mayReseed: boolean): Promise<string> {
     // Past the client's command timeout nobody waits for the answer: Redis books nothing then.
     const timeout = commandTimeoutOf(this.redis);
-    const deadline = timeout && !this.instanceClock ? String(Date.now() + this.clockSkewMs + timeout) : '';
+    let deadline = '';
+    if (timeout && !this.instanceClock) {
+      const now = Date.now();
+      let localDeadline = now + timeout;
+      // Commands already unanswered on the connection: it may be dropped (with this call on it,
+      // its callers told it failed) a timeout after Redis was last heard, and a stalled Redis
+      // may still run the call when it resumes; it must book nothing past that moment.
+      if (this.heardSocket && this.redis.commandQueue.length > 0)
+        localDeadline = Math.min(localDeadline, this.lastHeardMs + timeout);
+      if (localDeadline <= now)
+        throw new Error(`the state store has not answered for ${timeout} ms; no acquire is sent to it`);
+      deadline = String(localDeadline + this.clockSkewMs);
+    }
     const reply = await this.redis.ggAcquire(this.p, this.generation, lines, deadline);
     if (!reply.startsWith('R\t')) return reply;
     if (!mayReseed) throw new Error('the state store lost its data and could not be re-seeded');
@@ -371,6 +396,15 @@ export class RedisStore implements StateStore {
       }
       resolve(result);
     }
+  }
+
+  private watchSocket(socket: Socket | undefined): void {
+    if (!socket || socket === this.heardSocket) return;
+    this.heardSocket = socket;
+    this.lastHeardMs = Date.now();
+    socket.on('data', () => {
+      this.lastHeardMs = Date.now();
+    });
   }
 
   /** Redis's clock as a reply read it: the skew the next batch's deadline is told in. */

@@ -207,6 +207,38 @@ describe.skipIf(!available)('a stalled Redis (SIGSTOP)', () => {
     }
   });
 
+  it("an acquire written behind an unanswered command books nothing once that command's connection is dropped", async () => {
+    const redis = await ownRedis();
+    const client = createRedisClient(redis.url, { commandTimeoutMs: TIMEOUT_MS });
+    const store = new RedisStore(client, `behind:${randomUUID()}:`);
+    try {
+      await store.syncKeys([key('k', { rpm: 100 })]);
+      expect((await store.acquire(req(Date.now()))).ok).toBe(true);
+      redis.pause();
+      // Another command goes unanswered first: its socket timeout drops the connection, with the
+      // acquire written after it still on it, before the acquire's own timeout.
+      const other = client.ping().then(
+        () => 'answered',
+        (err: Error) => err.message,
+      );
+      await new Promise((resolve) => setTimeout(resolve, TIMEOUT_MS / 2));
+      const started = Date.now();
+      await expect(store.acquire(req(Date.now()))).rejects.toThrow();
+      expect(Date.now() - started).toBeLessThan(TIMEOUT_MS);
+      expect(await other).not.toBe('answered');
+      // Resumed within what would have been the acquire's own deadline: Redis runs it now.
+      redis.resume();
+      const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
+        timeout: BOUND_MS,
+        interval: 50,
+      });
+      expect(budgets.find((b) => b.project === 'k')?.requestsToday).toBe(1);
+    } finally {
+      redis.resume();
+      await store.close();
+    }
+  });
+
   it('readiness, the first to meet the stalled Redis, answers 503 (store down) within the bound', async () => {
     const redis = await ownRedis();
     const s = await stack({ env: { REDIS_URL: redis.url, STATE_PREFIX: `ready:${randomUUID()}:` } });
