@@ -101,6 +101,8 @@ export class RedisStore implements StateStore {
    * (moments later): a batch written to it meanwhile would be lost with it, its callers told it
    * failed, and yet run by Redis when it resumes, booking requests never sent. Until the
    * connection closes (or a command timeout has passed), acquires fail at once, unwritten.
+   * On a watched socket (below) the shortened deadline refuses them already; this hold is what
+   * covers a Cluster, whose nodes' sockets are not watched.
    */
   private holdAcquiresUntilMs = 0;
   /**

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Gateway } from '../../src/app/build.ts';
 import { buildGateway } from '../../src/app/build.ts';
@@ -85,6 +86,24 @@ async function burst(s: Stack, n: number) {
       }),
     ),
   );
+}
+
+/** A store of its own on `redis` (a fresh prefix), with one key and one request booked. */
+async function storeWithOneBooked(redis: OwnRedis, overrides: RedisOptions = {}): Promise<RedisStore> {
+  const client = createRedisClient(redis.url, { commandTimeoutMs: TIMEOUT_MS, overrides });
+  const store = new RedisStore(client, `store:${randomUUID()}:`);
+  await store.syncKeys([key('k', { rpm: 100 })]);
+  expect((await store.acquire(req(Date.now()))).ok).toBe(true);
+  return store;
+}
+
+/** Requests key k counts today, read once the store reaches Redis again. */
+async function bookedOnceBack(store: RedisStore): Promise<number | undefined> {
+  const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
+    timeout: BOUND_MS,
+    interval: 50,
+  });
+  return budgets.find((b) => b.project === 'k')?.requestsToday;
 }
 
 /** The warnings about a Redis outage (not the "reachable again" lines). */
@@ -177,14 +196,8 @@ describe.skipIf(!available)('a stalled Redis (SIGSTOP)', () => {
     // The socket timeout, which drops the stalled connection, comes a little after the command
     // timeout here (in the gateway, moments after): a batch written in between would be lost
     // with the connection, its callers refused, and yet run by Redis when it resumes in time.
-    const client = createRedisClient(redis.url, {
-      commandTimeoutMs: TIMEOUT_MS,
-      overrides: { socketTimeout: TIMEOUT_MS + 150 },
-    });
-    const store = new RedisStore(client, `held:${randomUUID()}:`);
+    const store = await storeWithOneBooked(redis, { socketTimeout: TIMEOUT_MS + 150 });
     try {
-      await store.syncKeys([key('k', { rpm: 100 })]);
-      expect((await store.acquire(req(Date.now()))).ok).toBe(true);
       redis.pause();
       const first = store.acquire(req(Date.now()));
       await new Promise((resolve) => setTimeout(resolve, 50)); // the first batch is sent
@@ -195,12 +208,8 @@ describe.skipIf(!available)('a stalled Redis (SIGSTOP)', () => {
       // Resumed after the connection was dropped, and before the queued batch's deadline.
       await new Promise((resolve) => setTimeout(resolve, 200));
       redis.resume();
-      const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
-        timeout: BOUND_MS,
-        interval: 50,
-      });
       // Only the acquire made before the pause: the first batch reached Redis past its deadline.
-      expect(budgets.find((b) => b.project === 'k')?.requestsToday).toBe(1);
+      expect(await bookedOnceBack(store)).toBe(1);
     } finally {
       redis.resume();
       await store.close();
@@ -209,15 +218,12 @@ describe.skipIf(!available)('a stalled Redis (SIGSTOP)', () => {
 
   it("an acquire written behind an unanswered command books nothing once that command's connection is dropped", async () => {
     const redis = await ownRedis();
-    const client = createRedisClient(redis.url, { commandTimeoutMs: TIMEOUT_MS });
-    const store = new RedisStore(client, `behind:${randomUUID()}:`);
+    const store = await storeWithOneBooked(redis);
     try {
-      await store.syncKeys([key('k', { rpm: 100 })]);
-      expect((await store.acquire(req(Date.now()))).ok).toBe(true);
       redis.pause();
       // Another command goes unanswered first: its socket timeout drops the connection, with the
       // acquire written after it still on it, before the acquire's own timeout.
-      const other = client.ping().then(
+      const other = store.redis.ping().then(
         () => 'answered',
         (err: Error) => err.message,
       );
@@ -228,11 +234,7 @@ describe.skipIf(!available)('a stalled Redis (SIGSTOP)', () => {
       expect(await other).not.toBe('answered');
       // Resumed within what would have been the acquire's own deadline: Redis runs it now.
       redis.resume();
-      const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
-        timeout: BOUND_MS,
-        interval: 50,
-      });
-      expect(budgets.find((b) => b.project === 'k')?.requestsToday).toBe(1);
+      expect(await bookedOnceBack(store)).toBe(1);
     } finally {
       redis.resume();
       await store.close();
