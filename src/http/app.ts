@@ -32,7 +32,7 @@ import {
   sendProblem,
   timeoutProblem,
 } from './errors.ts';
-import { installLinger } from './linger.ts';
+import { lingerIfBodyPending } from './linger.ts';
 import { HttpProblem } from './problem.ts';
 import { installCallerGate } from './rate-limit.ts';
 import { routeOf } from './route.ts';
@@ -251,8 +251,13 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
     if (ctx) requestContext.run(ctx, done);
     else done();
   });
-  app.addHook('onSend', (_request, reply, payload, done) => {
+  // One onSend hook for both (each hook is a step of every answer): at shutdown the answer
+  // closes its connection; an answer sent before its request's body arrived (413, 401 before an
+  // upload) closes it after reading and dropping the rest of the body, so the client reads the
+  // answer (src/http/linger.ts).
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
+    lingerIfBodyPending(request, reply);
     done(null, payload);
   });
   app.addHook('preClose', (done) => {
@@ -321,9 +326,6 @@ export async function buildHttpApp(deps: AppDeps, auth: ClientAuth): Promise<Fas
   });
 
   installErrorHandling(app);
-  // An answer sent before its request's body arrived (413, 401 before an upload): the rest of
-  // the body is read and dropped before the connection closes, so the client reads the answer.
-  installLinger(app);
   // Closed unless CORS_ORIGINS lists origins ("*" allows any): closed, the plugin is not even
   // registered, so no CORS header is ever written and a preflight finds no route.
   if (env.CORS_ORIGINS.length > 0)

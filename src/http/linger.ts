@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /**
  * Lingering close, as nginx does it (`lingering_close`): an answer sent before the request's
@@ -30,16 +30,16 @@ export interface LingerLimits {
 
 const DEFAULTS: LingerLimits = { maxBytes: LINGER_MAX_BYTES, maxMs: LINGER_MAX_MS, idleMs: LINGER_IDLE_MS };
 
-/** Every answer sent before its request's body arrived closes its connection, after a linger. */
-export function installLinger(app: FastifyInstance, limits: LingerLimits = DEFAULTS): void {
-  app.addHook('onSend', (request, reply, payload, done) => {
-    const req = request.raw;
-    if (!req.complete && !req.destroyed && hasBody(req)) {
-      reply.header('connection', 'close');
-      linger(req, limits);
-    }
-    done(null, payload);
-  });
+/**
+ * For an answer about to be sent (an onSend hook): if its request's body has not all arrived,
+ * the answer closes the connection, after a linger.
+ */
+export function lingerIfBodyPending(request: FastifyRequest, reply: FastifyReply): void {
+  const req = request.raw;
+  if (!req.complete && !req.destroyed && hasBody(req)) {
+    reply.header('connection', 'close');
+    linger(req);
+  }
 }
 
 function hasBody(req: IncomingMessage): boolean {
