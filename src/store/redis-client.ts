@@ -18,7 +18,10 @@ import { ConfigError } from '../config/env.ts';
  * - `maxRetriesPerRequest: 0` and `autoResendUnfulfilledCommands: false`: commands that were
  *   written and not answered when a connection closes are rejected at once and never written
  *   again on the next connection. Redis may have run them already: a script sent twice would
- *   count its requests twice.
+ *   count its requests twice. A Cluster has a resend of its own: a command whose node connection
+ *   closed is sent again after `retryDelayOnFailover` (to the slot's master after a failover);
+ *   it is 0 here, which turns that off. (Its resends on MOVED, ASK, TRYAGAIN and CLUSTERDOWN stay:
+ *   Redis ran nothing then.)
  * - `retryStrategy`: reconnect forever, backing off from 50 ms to at most 1 s (plus jitter).
  * - An 'error' listener from the start: no "Unhandled error event" stack; one log line per outage
  *   (and per further kind of cause during it) that says the cause (refused, host not found, no
@@ -304,8 +307,9 @@ export function createRedisClientFor(topology: RedisTopology, settings: RedisCli
       lazyConnect: true,
       enableOfflineQueue: true,
       clusterRetryStrategy: reconnectDelay,
-      // A node that fails over: the slots are asked again soon, not after the default 100 ms x many.
-      retryDelayOnFailover: 100,
+      // A command whose node connection closed is not sent again (Redis may have run it; see the
+      // top). A node that fails over is found by the slots refresh that follows the close.
+      retryDelayOnFailover: 0,
       retryDelayOnClusterDown: 100,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
       redisOptions: {

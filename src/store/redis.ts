@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UsageJournal } from './journal.ts';
 import { circuitOf, configuredBudgets, DEFAULT_BUDGET, NO_USE, useByProject } from './memory.ts';
-import { clusterOf, commandTimeoutOf, createRedisClient, isCluster, redisRunId } from './redis-client.ts';
+import { clusterOf, commandTimeoutOf, createRedisClient, redisRunId } from './redis-client.ts';
+import { RedisHeard } from './redis-heard.ts';
 import {
   type AcquireRequest,
   type AcquireResult,
@@ -101,17 +101,13 @@ export class RedisStore implements StateStore {
    * (moments later): a batch written to it meanwhile would be lost with it, its callers told it
    * failed, and yet run by Redis when it resumes, booking requests never sent. Until the
    * connection closes (or a command timeout has passed), acquires fail at once, unwritten.
-   * On a watched socket (below) the shortened deadline refuses them already; this hold is what
-   * covers a Cluster, whose nodes' sockets are not watched.
+   * The shortened deadline (`heard`, below) refuses them already while the connection's socket
+   * is known; the hold also covers the moments it is not (a Cluster that has not mapped the
+   * store's slot to a node yet).
    */
   private holdAcquiresUntilMs = 0;
-  /**
-   * When the connection last brought bytes from Redis (this instance's clock), and the socket
-   * that is watched (null: not watched, a Cluster). ioredis's socket timeout, which drops the
-   * connection with every unanswered command on it, runs from no earlier than that.
-   */
-  private lastHeardMs = 0;
-  private heardSocket: Socket | null = null;
+  /** When the scripts' connection (a Cluster's: the node serving the store's slot) last heard from Redis. */
+  private readonly heard: RedisHeard;
 
   /**
    * Windows are measured on Redis's clock (TIME), so instances whose clocks differ count alike.
@@ -134,11 +130,7 @@ export class RedisStore implements StateStore {
       Object.assign(redis, { [name]: (...args: unknown[]) => call(route, ...args) });
     }
     this.redis = redis as ScriptedRedis;
-    if (!isCluster(redis)) {
-      const watch = () => this.watchSocket(redis.stream as Socket | undefined);
-      redis.on('connect', watch);
-      watch();
-    }
+    this.heard = new RedisHeard(redis, route);
     redis.on('close', () => {
       this.holdAcquiresUntilMs = 0;
     });
@@ -368,8 +360,7 @@ export class RedisStore implements StateStore {
       // Commands already unanswered on the connection: it may be dropped (with this call on it,
       // its callers told it failed) a timeout after Redis was last heard, and a stalled Redis
       // may still run the call when it resumes; it must book nothing past that moment.
-      if (this.heardSocket && this.redis.commandQueue.length > 0)
-        localDeadline = Math.min(localDeadline, this.lastHeardMs + timeout);
+      localDeadline = Math.min(localDeadline, this.heard.dropMayComeAtMs(timeout));
       if (localDeadline <= now)
         throw new Error(`the state store has not answered for ${timeout} ms; no acquire is sent to it`);
       deadline = String(localDeadline + this.clockSkewMs);
@@ -398,15 +389,6 @@ export class RedisStore implements StateStore {
       }
       resolve(result);
     }
-  }
-
-  private watchSocket(socket: Socket | undefined): void {
-    if (!socket || socket === this.heardSocket) return;
-    this.heardSocket = socket;
-    this.lastHeardMs = Date.now();
-    socket.on('data', () => {
-      this.lastHeardMs = Date.now();
-    });
   }
 
   /** Redis's clock as a reply read it: the skew the next batch's deadline is told in. */

@@ -146,6 +146,9 @@ export interface OwnCluster {
   /** REDIS_CLUSTER_NODES: every master, host:port. */
   nodes: string;
   ports: number[];
+  /** SIGSTOP to every master (a stalled cluster: connections stay open, nothing answers). */
+  pause(): void;
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -210,6 +213,12 @@ export async function startCluster(masters = 3): Promise<OwnCluster> {
   return {
     nodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
     ports,
+    pause: () => {
+      for (const p of procs) p.pause();
+    },
+    resume: () => {
+      for (const p of procs) p.resume();
+    },
     async stop() {
       await Promise.all(procs.map((p) => p.kill()));
       rmSync(dir, { recursive: true, force: true });

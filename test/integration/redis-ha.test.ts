@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { FailoverStore } from '../../src/store/failover.ts';
-import { clusterPrefix } from '../../src/store/redis-client.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import { clusterPrefix, connectRedis, createRedisClientFor } from '../../src/store/redis-client.ts';
 import { adminFetch, type Json } from '../helpers/admin.ts';
 import { has } from '../helpers/global-setup.ts';
 import { warnSkipped } from '../helpers/redis.ts';
@@ -14,6 +15,7 @@ import {
   withClient,
 } from '../helpers/redis-ha.ts';
 import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } from '../helpers/stack.ts';
+import { DAY, key, req } from '../helpers/stores.ts';
 
 /**
  * Redis high availability against real servers made from Debian's packages: a three-master Redis
@@ -24,6 +26,8 @@ import { generateText, poolKeyValues, type Stack, stackPerTest, TEST_TOKEN } fro
 
 const ADMIN_TOKEN = 'admin-token-for-redis-ha-tests-000001';
 const canCluster = has('redis-server') && has('redis-cli');
+/** REDIS_COMMAND_TIMEOUT_MS of the stalled-cluster tests. */
+const STALL_TIMEOUT_MS = 500;
 const canSentinel = has('redis-server') && has('redis-sentinel');
 if (!canCluster) warnSkipped('Redis Cluster (needs redis-server and redis-cli)');
 if (!canSentinel) warnSkipped('Redis Sentinel (needs redis-sentinel: apt-get install -y redis-sentinel)');
@@ -47,6 +51,44 @@ describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
   afterAll(async () => {
     await cluster?.stop();
   });
+
+  it("an acquire written behind an unanswered command books nothing once that command's connection is dropped", async () => {
+    // As in redis-failure.test.ts, on the node that serves the store's slot: the deadline an
+    // acquire carries is cut to the moment the commands before it may have the connection dropped.
+    const client = createRedisClientFor(
+      { kind: 'cluster', nodes: cluster.ports.map((port) => ({ host: '127.0.0.1', port })) },
+      { commandTimeoutMs: STALL_TIMEOUT_MS },
+    );
+    await connectRedis(client);
+    const prefix = clusterPrefix(`stall${randomUUID().slice(0, 8)}:`);
+    const store = new RedisStore(client, prefix);
+    try {
+      await store.syncKeys([key('k', { rpm: 100 })]);
+      expect((await store.acquire(req(Date.now()))).ok).toBe(true);
+      cluster.pause();
+      // A command to the store's slot goes unanswered first.
+      const other = client.get(`${prefix}gen`).then(
+        () => 'answered',
+        (err: Error) => err.message,
+      );
+      await new Promise((resolve) => setTimeout(resolve, STALL_TIMEOUT_MS / 2));
+      const started = Date.now();
+      // Refused when the connection is dropped, and not sent again on the next one.
+      await expect(store.acquire(req(Date.now()))).rejects.toThrow('Connection is closed');
+      expect(Date.now() - started).toBeLessThan(STALL_TIMEOUT_MS);
+      expect(await other).not.toBe('answered');
+      // Resumed within what would have been the acquire's own deadline: the node runs it now.
+      cluster.resume();
+      const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
+        timeout: 10_000,
+        interval: 100,
+      });
+      expect(budgets.find((b) => b.project === 'k')?.requestsToday).toBe(1);
+    } finally {
+      cluster.resume();
+      await store.close();
+    }
+  }, 30_000);
 
   it('two instances serve a burst exactly: admitted == limit, zero upstream 429s', async () => {
     const prefix = `cl${randomUUID().slice(0, 8)}:`;
