@@ -308,7 +308,8 @@ export function createRedisClientFor(topology: RedisTopology, settings: RedisCli
       enableOfflineQueue: true,
       clusterRetryStrategy: reconnectDelay,
       // A command whose node connection closed is not sent again (Redis may have run it; see the
-      // top). A node that fails over is found by the slots refresh that follows the close.
+      // top). A failed-over master is found through the MOVED answers that follow: a slot whose
+      // node has gone is asked of another master, whose MOVED refreshes the slots.
       retryDelayOnFailover: 0,
       retryDelayOnClusterDown: 100,
       slotsRefreshTimeout: Math.max(timeoutMs, 1000),
