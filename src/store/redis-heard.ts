@@ -16,20 +16,25 @@ interface Heard {
  * them, its callers told it failed, and still be run by a stalled Redis that resumes.
  *
  * Watched: a Redis client's connection, or every node's of a Cluster (nodes are watched as the
- * Cluster finds them; the scripts' node is the master serving the store's slot, looked up per
- * call, so a failover or a moved slot is followed).
+ * Cluster finds them). A Cluster's scripts go to the master serving the store's slot: followed
+ * per call, so a failover or a moved slot is followed, and `onScriptNodeChange` is told when it
+ * becomes another node (the store then checks whether that server holds the last writes).
  */
 export class RedisHeard {
   private readonly heard = new WeakMap<Redis, Heard>();
   private readonly client: Redis;
   private readonly cluster: Cluster | null;
   private readonly slot: number;
+  private readonly onScriptNodeChange: () => void;
+  /** A Cluster's node serving the slot, as last found (by its `host:port`, the slots map's key). */
+  private slotNode: { key: string; node: Redis } | null = null;
 
   /** `routeKey`: the key every script is sent with (the one a Cluster routes them by). */
-  constructor(client: Redis, routeKey: string) {
+  constructor(client: Redis, routeKey: string, onScriptNodeChange: () => void = () => {}) {
     this.client = client;
     this.cluster = clusterOf(client);
     this.slot = calculateSlot(routeKey);
+    this.onScriptNodeChange = onScriptNodeChange;
     if (this.cluster) {
       for (const node of this.cluster.nodes()) this.watch(node);
       this.cluster.on('+node', (node: Redis) => this.watch(node));
@@ -48,13 +53,23 @@ export class RedisHeard {
     return heard.atMs + timeoutMs;
   }
 
-  private scriptConnection(): Redis | null {
+  /**
+   * The connection the scripts go over: the client, or the Cluster's node serving the store's
+   * slot (null while the Cluster has no live node for it, as between a master's loss and its
+   * replica's promotion).
+   */
+  scriptConnection(): Redis | null {
     if (!this.cluster) return this.client;
-    const nodeKey = this.cluster.slots[this.slot]?.[0];
-    if (nodeKey === undefined) return null;
-    return (
-      this.cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey) ?? null
-    );
+    const key = this.cluster.slots[this.slot]?.[0];
+    if (key === undefined) return null;
+    const known = this.slotNode;
+    if (known?.key === key && known.node.status !== 'end') return known.node;
+    const node = this.cluster.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === key);
+    if (!node) return null;
+    this.slotNode = { key, node };
+    // Another node, or the same address connected anew (a restarted server): not the first found.
+    if (known) this.onScriptNodeChange();
+    return node;
   }
 
   private watch(connection: Redis): void {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Redis, RedisOptions } from 'ioredis';
 import { UsageJournal } from './journal.ts';
 import { circuitOf, configuredBudgets, DEFAULT_BUDGET, NO_USE, useByProject } from './memory.ts';
-import { clusterOf, commandTimeoutOf, createRedisClient, redisRunId } from './redis-client.ts';
+import { commandTimeoutOf, createRedisClient, redisRunId } from './redis-client.ts';
 import { RedisHeard } from './redis-heard.ts';
 import {
   type AcquireRequest,
@@ -130,15 +130,35 @@ export class RedisStore implements StateStore {
       Object.assign(redis, { [name]: (...args: unknown[]) => call(route, ...args) });
     }
     this.redis = redis as ScriptedRedis;
-    this.heard = new RedisHeard(redis, route);
+    // A Cluster's scripts moved to another node (a failover): did that server keep the last writes?
+    this.heard = new RedisHeard(redis, route, () => this.checkServerSoon());
     redis.on('close', () => {
       this.holdAcquiresUntilMs = 0;
     });
     // After a reconnect, check at once whether Redis kept its data (the next acquire would too).
-    redis.on('ready', () => {
-      if (this.generation === '') return;
-      void this.checkServer().catch(() => {}); // the next acquire re-seeds
-    });
+    redis.on('ready', () => this.checkServerSoon());
+  }
+
+  /** A check of the server (checkServer) is owed: asked for, or the last one failed. */
+  private serverCheckDue = false;
+  private serverCheck: Promise<void> | null = null;
+
+  /**
+   * Checks the server in the background (after a reconnect, or when a Cluster's scripts moved to
+   * another node). A check that fails (the new server not reachable yet) is tried again with the
+   * next acquire call until one completes.
+   */
+  private checkServerSoon(): void {
+    this.serverCheckDue = true;
+    if (this.serverCheck || this.generation === '') return;
+    this.serverCheckDue = false;
+    this.serverCheck = this.checkServer()
+      .catch(() => {
+        this.serverCheckDue = true;
+      })
+      .finally(() => {
+        this.serverCheck = null;
+      });
   }
 
   /** The server (INFO run_id) this instance last talked to; null: not known (yet). */
@@ -151,13 +171,14 @@ export class RedisStore implements StateStore {
    * the journal). One with it but another run_id is another server (a Sentinel failover to a
    * replica, a restart from a snapshot): replication and snapshots lag, so the last writes may be
    * missing. Each instance adds its last minute again (its request times, token seconds and those
-   * requests in the day's count): counted twice at worst, for one minute. (A Cluster's nodes are
-   * not watched this way.)
+   * requests in the day's count): counted twice at worst, for one minute. In a Cluster the
+   * server is the master serving the store's slot (checked when the scripts move to another node).
    */
   private async checkServer(): Promise<void> {
     const gen = await this.redis.get(`${this.p}gen`);
     const before = this.runId;
-    this.runId = clusterOf(this.redis) ? null : await redisRunId(this.redis);
+    // Not known (a Cluster slot without a live node yet): the next move of the scripts checks again.
+    this.runId = (await this.scriptServerRunId()) ?? before;
     if (gen !== this.generation) return this.reseed();
     if (before === null || this.runId === null || before === this.runId) return;
     // An acquire that met the new server first may have re-seeded it already (its whole journal,
@@ -179,6 +200,12 @@ export class RedisStore implements StateStore {
       );
   }
 
+  /** The run_id of the server the scripts go to (a Cluster's: the slot's master); null: not known. */
+  private async scriptServerRunId(): Promise<string | null> {
+    const connection = this.heard.scriptConnection();
+    return connection ? redisRunId(connection) : null;
+  }
+
   /**
    * Redis lost its data, or another instance already re-seeded it: add this instance's journal
    * to the copy in force (once per generation; reseed.lua) and adopt its generation. One at a time.
@@ -198,7 +225,8 @@ export class RedisStore implements StateStore {
           String(now),
         );
         // The server this journal now lives on (checkServer adds nothing more to it).
-        if (!clusterOf(this.redis)) this.runId = this.seededRunId = await redisRunId(this.redis);
+        this.seededRunId = await this.scriptServerRunId();
+        this.runId = this.seededRunId ?? this.runId;
       } finally {
         this.reseeding = null;
       }
@@ -267,7 +295,7 @@ export class RedisStore implements StateStore {
     // A generation other than the one this instance knew: Redis lost its data meanwhile.
     if (this.generation !== '' && gen !== this.generation) await this.reseed();
     else this.generation = gen;
-    if (this.runId === null && !clusterOf(this.redis)) this.runId = await redisRunId(this.redis);
+    if (this.runId === null) this.runId = await this.scriptServerRunId();
   }
 
   async markVerified(keyId: string): Promise<void> {
@@ -351,6 +379,7 @@ export class RedisStore implements StateStore {
 
   /** One script call; when Redis's generation changed, re-seed and ask once more. */
   private async callAcquire(lines: string, mayReseed: boolean): Promise<string> {
+    if (this.serverCheckDue) this.checkServerSoon();
     // Past the client's command timeout nobody waits for the answer: Redis books nothing then.
     const timeout = commandTimeoutOf(this.redis);
     let deadline = '';

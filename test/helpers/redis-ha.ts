@@ -141,23 +141,34 @@ export async function startRestartableRedis(): Promise<RestartableRedis> {
   };
 }
 
-/** A Redis Cluster of `masters` masters (no replicas), made with redis-cli --cluster create. */
+/** A Redis Cluster of `masters` masters, each with `replicas` replicas (redis-cli --cluster create). */
 export interface OwnCluster {
   /** REDIS_CLUSTER_NODES: every master, host:port. */
   nodes: string;
+  /** The masters' ports. */
   ports: number[];
-  /** SIGSTOP to every master (a stalled cluster: connections stay open, nothing answers). */
+  /** SIGSTOP to every node (a stalled cluster: connections stay open, nothing answers). */
   pause(): void;
   resume(): void;
+  /** The master serving `key`'s slot and that master's replicas, as the node on `ports[0]` sees them. */
+  servers(key: string): Promise<{ master: number; replicas: number[] }>;
+  /** SIGSTOP / SIGCONT to one node. */
+  pauseNode(port: number): void;
+  resumeNode(port: number): void;
+  /** SIGKILL to one node (a crash: no goodbye to the cluster). */
+  killNode(port: number): Promise<void>;
+  /** ROLE's first word: 'master' or 'slave'. */
+  role(port: number): Promise<string>;
   stop(): Promise<void>;
 }
 
-export async function startCluster(masters = 3): Promise<OwnCluster> {
+export async function startCluster(masters = 3, replicas = 0): Promise<OwnCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'gg-cluster-'));
   const procs: RedisProcess[] = [];
   const ports: number[] = [];
+  let masterPorts: number[] = [];
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       const port = await freePort();
       // The cluster bus gets a free port of its own (the default, port + 10000, may be taken).
       const bus = await freePort();
@@ -188,7 +199,7 @@ export async function startCluster(masters = 3): Promise<OwnCluster> {
         'create',
         ...ports.map((p) => `127.0.0.1:${p}`),
         '--cluster-replicas',
-        '0',
+        String(replicas),
         '--cluster-yes',
       ],
       { encoding: 'utf8', timeout: 20_000 },
@@ -205,20 +216,57 @@ export async function startCluster(masters = 3): Promise<OwnCluster> {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+    // The masters, as the cluster says (redis-cli chooses them); every replica in sync before use.
+    const ranges = await withClient(ports[0]!, (c) => c.cluster('SLOTS'));
+    const masterOf = (r: unknown) => Number((r as [number, number, [string, number]])[2][1]);
+    masterPorts = [...new Set((ranges as unknown[]).map(masterOf))];
+    const syncDeadline = Date.now() + 15_000;
+    for (const port of ports.filter((p) => !masterPorts.includes(p))) {
+      while (!/master_link_status:up/.test(await withClient(port, (c) => c.info('replication')))) {
+        if (Date.now() > syncDeadline) throw new Error(`cluster replica ${port} did not sync`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    // ...and every node knows every replica (gossip), so that servers() names them.
+    for (const port of ports) {
+      const complete = async () =>
+        ((await withClient(port, (c) => c.cluster('SLOTS'))) as unknown as unknown[][]).every(
+          (range) => range.length === 3 + replicas,
+        );
+      while (!(await complete())) {
+        if (Date.now() > syncDeadline) throw new Error(`cluster node ${port} does not know every replica`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   } catch (err) {
     await Promise.all(procs.map((p) => p.kill()));
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  const proc = (port: number) => procs[ports.indexOf(port)]!;
   return {
-    nodes: ports.map((p) => `127.0.0.1:${p}`).join(','),
-    ports,
+    nodes: masterPorts.map((p) => `127.0.0.1:${p}`).join(','),
+    ports: masterPorts,
     pause: () => {
       for (const p of procs) p.pause();
     },
     resume: () => {
       for (const p of procs) p.resume();
     },
+    async servers(key) {
+      return withClient(ports[0]!, async (c) => {
+        const slot = Number(await c.cluster('KEYSLOT', key));
+        const ranges = (await c.cluster('SLOTS')) as unknown as [number, number, ...[string, number][]][];
+        const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+        if (!range) throw new Error(`no node serves slot ${slot}`);
+        const [, , master, ...rest] = range;
+        return { master: Number(master[1]), replicas: rest.map((r) => Number(r[1])) };
+      });
+    },
+    pauseNode: (port) => proc(port).pause(),
+    resumeNode: (port) => proc(port).resume(),
+    killNode: (port) => proc(port).kill(),
+    role: (port) => withClient(port, async (c) => String(((await c.call('ROLE')) as unknown[])[0])),
     async stop() {
       await Promise.all(procs.map((p) => p.kill()));
       rmSync(dir, { recursive: true, force: true });
