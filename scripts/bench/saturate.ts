@@ -7,6 +7,8 @@
  * prints the gateway's CPU per request (all its threads, from /proc), the fake's, their ratio
  * (the fake does the same work every time, so gateway/fake corrects for the machine's speed of
  * the moment), redis-server's CPU per request with --redis, and requests per second.
+ * An entry may carry Node flags after the script, to compare settings of one build:
+ * `npm run bench:saturate -- dist/main.js "dist/main.js --max-semi-space-size=8"`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -90,7 +92,9 @@ async function main(): Promise<void> {
         keysFile,
         redisUrl ? { REDIS_URL: redisUrl, STATE_PREFIX: `sat${pair}${label}:` } : {},
       );
-      const gateway = servers.start(node, [entry], env);
+      // An entry may carry Node flags after the script: "dist/main.js --max-semi-space-size=8".
+      const [script, ...flags] = entry.split(' ').filter(Boolean);
+      const gateway = servers.start(node, [...flags, script!], env);
       const base = `http://127.0.0.1:${port}`;
       await waitFor(`${base}/health`);
       await load(base, TOKEN, 5000); // warm-up
