@@ -149,8 +149,10 @@ export class RedisStore implements StateStore {
    * next acquire call until one completes.
    */
   private checkServerSoon(): void {
+    // Before the first syncKeys there is nothing to check: it reads the generation and the server.
+    if (this.generation === '') return;
     this.serverCheckDue = true;
-    if (this.serverCheck || this.generation === '') return;
+    if (this.serverCheck) return;
     this.serverCheckDue = false;
     this.serverCheck = this.checkServer()
       .catch(() => {
