@@ -16,10 +16,38 @@ import {
 /** The embedded database's file name under DATA_DIR. */
 export const USAGE_DB_FILE = 'usage.sqlite';
 
+/** SQLite's primary result code for a lock held by another connection. */
+const SQLITE_BUSY = 5;
+
 const COLUMNS = FIELDS.join(', ');
 const PLACEHOLDERS = FIELDS.map(() => '?').join(', ');
 const ADD = FIELDS.map((f) => `${f} = ${f} + excluded.${f}`).join(', ');
 const COLUMN_DEFS = FIELDS.map((f) => `${f} INTEGER NOT NULL DEFAULT 0`).join(', ');
+
+const LOCK_WAIT_MS = 5000;
+const RETRY_PAUSE_MS = 10;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Switches the file to WAL. SQLite answers "database is locked" at once, without its busy
+ * handler, when another connection holds a write lock in the old journal mode, as a worker that
+ * opened the file a moment earlier does: so the switch is retried here, for as long as
+ * busy_timeout would wait. Start-up only, so the synchronous pause blocks nothing else.
+ */
+function enableWal(db: DatabaseSync): void {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      db.exec('PRAGMA journal_mode = WAL;');
+      return;
+    } catch (err) {
+      const code = (err as { errcode?: number }).errcode ?? 0;
+      // The low byte is the primary code: extended codes such as SQLITE_BUSY_RECOVERY count too.
+      if ((code & 0xff) !== SQLITE_BUSY || Date.now() >= deadline) throw err;
+      Atomics.wait(pause, 0, 0, RETRY_PAUSE_MS);
+    }
+  }
+}
 
 /**
  * Usage in an SQLite file under DATA_DIR (node:sqlite, built into Node 24), so that a restart
@@ -42,9 +70,11 @@ export class SqliteUsageStore implements UsageStore {
     try {
       mkdirSync(dataDir, { recursive: true });
       this.db = new DatabaseSync(join(dataDir, USAGE_DB_FILE));
-      // The wait for a lock first: with WORKERS, several processes open the file at once, and
-      // switching to WAL takes a lock that would otherwise fail at once ("database is locked").
-      this.db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+      // With WORKERS several processes open the file at once. The busy timeout covers their
+      // transactions, but not the switch to WAL (see enableWal).
+      this.db.exec('PRAGMA busy_timeout = 5000;');
+      enableWal(this.db);
+      this.db.exec('PRAGMA synchronous = NORMAL;');
       this.db.exec(
         `CREATE TABLE IF NOT EXISTS usage_daily (day TEXT NOT NULL, client TEXT NOT NULL, model TEXT NOT NULL, ${COLUMN_DEFS}, PRIMARY KEY (day, client, model)) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS usage_hourly (hour INTEGER NOT NULL, client TEXT NOT NULL, model TEXT NOT NULL, ${COLUMN_DEFS}, PRIMARY KEY (hour, client, model)) WITHOUT ROWID;`,

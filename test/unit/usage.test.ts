@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +9,7 @@ import { addUsage, type Counts, zeroCounts } from '../../src/usage/counts.ts';
 import { costOf, loadPrices, priceOf } from '../../src/usage/prices.ts';
 import { readUsage, StreamUsageMeter, type TokenUsage } from '../../src/usage/read.ts';
 import { UsageRecorder } from '../../src/usage/recorder.ts';
-import { SqliteUsageStore } from '../../src/usage/sqlite-store.ts';
+import { SqliteUsageStore, USAGE_DB_FILE } from '../../src/usage/sqlite-store.ts';
 import type { DayRow, HourRow, UsageBatch, UsageStore } from '../../src/usage/store.ts';
 import { pacificDay } from '../../src/util/pacific.ts';
 
@@ -364,6 +366,36 @@ describe('the embedded usage database', () => {
     expect(await b.days(['2026-08-26'])).toHaveLength(0);
     expect(await b.days([today])).toHaveLength(1);
     await b.close();
+  });
+
+  it('opens a file another process is writing in the old journal mode (WORKERS starting together)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gg-usage-db-'));
+    dirs.push(dir);
+    // Another process holds a write lock on the file, not yet in WAL mode, for 300 ms: SQLite
+    // refuses the switch to WAL at once then, whatever busy_timeout says.
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { DatabaseSync } from 'node:sqlite';
+         const db = new DatabaseSync(${JSON.stringify(join(dir, USAGE_DB_FILE))});
+         db.exec('CREATE TABLE t (x)'); db.exec('BEGIN IMMEDIATE'); db.exec('INSERT INTO t VALUES (1)');
+         console.log('holding');
+         setTimeout(() => { db.exec('COMMIT'); db.close(); }, 300);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = once(holder, 'exit');
+    await once(holder.stdout, 'data');
+    const store = new SqliteUsageStore(dir, 90, pacificDay);
+    await store.write({
+      seq: 1,
+      entries: [{ hour: 1, day: '2026-12-04', client: 'c', model: 'm', counts: zeroCounts() }],
+    });
+    expect(await store.days(['2026-12-04'])).toHaveLength(1);
+    await store.close();
+    expect((await exited)[0]).toBe(0);
   });
 
   it('refuses a DATA_DIR it cannot use, naming the setting', () => {
