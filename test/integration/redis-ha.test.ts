@@ -43,12 +43,12 @@ async function burst(stacks: Stack[], n: number): Promise<number[]> {
   );
 }
 
+/** One request of steadyLoad: when it started and how long it took (performance.now() ms), its status. */
+type Answered = { at: number; ms: number; status: number };
+
 /** Four clients sending requests one after another until stop(); each answer's start, time and status. */
-function steadyLoad(s: Stack): {
-  results: { at: number; ms: number; status: number }[];
-  stop(): Promise<void>;
-} {
-  const results: { at: number; ms: number; status: number }[] = [];
+function steadyLoad(s: Stack): { results: Answered[]; stop(): Promise<void> } {
+  const results: Answered[] = [];
   let stopped = false;
   const loops = Array.from({ length: 4 }, async (_, i) => {
     while (!stopped) {
@@ -71,6 +71,34 @@ async function countedThisMinute(s: Stack): Promise<number> {
   const now = Date.now();
   const states = await s.gateway.store.keyStates(now, s.gateway.pool.calendarAt(now).day);
   return states.reduce((n, k) => n + k.requestsThisMinute, 0);
+}
+
+/** No request waited past the bound, and every one after the move was served. */
+function expectServedAfter(results: Answered[], movedAt: number): void {
+  for (const r of results) {
+    expect([200, 503]).toContain(r.status);
+    expect(r.ms).toBeLessThan(5000);
+  }
+  const after = results.filter((r) => r.at > movedAt);
+  expect(after.length).toBeGreaterThan(0);
+  expect(after.every((r) => r.status === 200)).toBe(true);
+}
+
+/** Nothing sent upstream is missing from the request log of the (new) master. */
+async function expectEverySentCounted(s: Stack): Promise<void> {
+  await vi.waitFor(
+    async () => expect(await countedThisMinute(s)).toBeGreaterThanOrEqual(s.fake.stats.requests),
+    { timeout: 3000, interval: 100 },
+  );
+}
+
+const slowest = (results: Answered[]) => Math.round(Math.max(...results.map((r) => r.ms)));
+
+/** Waits until the gateway's writes reach the server on `port` (its round-robin counter `rrKey` moves there). */
+async function writesReach(port: number, rrKey: string): Promise<void> {
+  const rr = () => withClient(port, async (c) => Number((await c.get(rrKey)) ?? 0));
+  const before = await rr();
+  await vi.waitFor(async () => expect(await rr()).toBeGreaterThan(before), { timeout: 10_000, interval: 20 });
 }
 
 describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
@@ -207,9 +235,9 @@ describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica eac
     await cluster?.stop();
   });
 
-  // First: it needs every master to have its replica, which the kill below takes from one.
-  it('a manual CLUSTER FAILOVER under load: the replica takes over, no request hangs, nothing sent is lost', async () => {
-    const prefix = `cg${randomUUID().slice(0, 8)}:`;
+  /** A gateway on the cluster under steadyLoad, and the master and replica of its slot. */
+  async function loadedGateway(tag: string) {
+    const prefix = `${tag}${randomUUID().slice(0, 8)}:`;
     const tagged = clusterPrefix(prefix);
     const s = await start({
       keys: 3,
@@ -222,11 +250,16 @@ describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica eac
       },
     });
     const { master, replicas } = await cluster.servers(`${tagged}gen`);
-    const replica = replicas[0]!;
     const load = steadyLoad(s);
+    await new Promise((r) => setTimeout(r, 300));
+    return { s, master, replica: replicas[0]!, load, rrKey: `${tagged}rr` };
+  }
+
+  // First: it needs every master to have its replica, which the kill below takes from one.
+  it('a manual CLUSTER FAILOVER under load: the replica takes over, no request hangs, nothing sent is lost', async () => {
+    const { s, master, replica, load, rrKey } = await loadedGateway('cg');
     let movedAt = 0;
     try {
-      await new Promise((r) => setTimeout(r, 300));
       // The graceful kind: the master holds its clients until the replica has every write, then
       // the two swap roles (redis.io, CLUSTER FAILOVER without FORCE).
       await withClient(replica, (c) => c.cluster('FAILOVER'));
@@ -237,64 +270,33 @@ describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica eac
         },
         { timeout: 20_000, interval: 100 },
       );
-      const rr = () => withClient(replica, async (c) => Number((await c.get(`${tagged}rr`)) ?? 0));
-      const rrAtSwap = await rr();
-      await vi.waitFor(async () => expect(await rr()).toBeGreaterThan(rrAtSwap), {
-        timeout: 10_000,
-        interval: 20,
-      });
+      await writesReach(replica, rrKey);
       movedAt = performance.now();
       await new Promise((r) => setTimeout(r, 500));
     } finally {
       await load.stop();
     }
     const results = load.results;
+    expectServedAfter(results, movedAt);
     // The acquires in flight on the old master when the client drops its connection fail (503):
     // the client cannot tell whether the old master ran them, and a resend could count twice.
-    // Nothing else fails, nothing waits, and the new master serves every request after the swap.
-    const refused = results.filter((r) => r.status !== 200);
-    expect(refused.every((r) => r.status === 503)).toBe(true);
     // A few moments' worth of the four clients' requests (measured: 6 or 7 of 700 to 1,450).
-    expect(refused.length).toBeLessThanOrEqual(20);
-    expect(results.every((r) => r.ms < 5000)).toBe(true);
-    const after = results.filter((r) => r.at > movedAt);
-    expect(after.length).toBeGreaterThan(0);
-    expect(after.every((r) => r.status === 200)).toBe(true);
+    const refused = results.filter((r) => r.status !== 200).length;
+    expect(refused).toBeLessThanOrEqual(20);
     console.info(
-      `manual cluster failover under load: ${results.length} requests, ${refused.length} answered 503, slowest ${Math.round(
-        Math.max(...results.map((r) => r.ms)),
-      )} ms`,
+      `manual cluster failover under load: ${results.length} requests, ${refused} answered 503, slowest ${slowest(results)} ms`,
     );
-    await vi.waitFor(
-      async () => expect(await countedThisMinute(s)).toBeGreaterThanOrEqual(s.fake.stats.requests),
-      { timeout: 3000, interval: 100 },
-    );
+    await expectEverySentCounted(s);
   }, 60_000);
 
   it('the master of the store killed under load: its replica takes over, no request hangs, and the writes it never got are counted again', async () => {
-    const prefix = `cf${randomUUID().slice(0, 8)}:`;
-    const tagged = clusterPrefix(prefix);
-    const s = await start({
-      keys: 3,
-      env: {
-        REDIS_CLUSTER_NODES: cluster.nodes,
-        STATE_PREFIX: prefix,
-        REDIS_COMMAND_TIMEOUT_MS: '500',
-        DEFAULT_RPM: '100000',
-        DEFAULT_RPD: '1000000',
-      },
-    });
-    const { master, replicas } = await cluster.servers(`${tagged}gen`);
-    const replica = replicas[0]!;
-
-    const load = steadyLoad(s);
+    const { s, master, replica, load, rrKey } = await loadedGateway('cf');
     const results = load.results;
     let pausedAt = 0;
     let killedAt = 0;
     let promotedAt = 0;
     let movedAt = 0;
     try {
-      await new Promise((r) => setTimeout(r, 300));
       // The replica falls behind, then the master crashes: what the master booked meanwhile never
       // reaches the replica that replaces it. (The replica is paused and its link cut: a pause
       // alone loses nothing, the stream waits in the replica's socket buffer.)
@@ -310,46 +312,27 @@ describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica eac
         interval: 100,
       });
       promotedAt = performance.now();
-      // The gateway's writes reach the promoted replica (its round-robin counter moves there).
-      const rr = () => withClient(replica, async (c) => Number((await c.get(`${tagged}rr`)) ?? 0));
-      const rrAtPromotion = await rr();
-      await vi.waitFor(async () => expect(await rr()).toBeGreaterThan(rrAtPromotion), {
-        timeout: 10_000,
-        interval: 20,
-      });
+      await writesReach(replica, rrKey);
       movedAt = performance.now();
       await new Promise((r) => setTimeout(r, 1000));
     } finally {
       await load.stop();
     }
 
-    // Every request answered (200, or 503 while the slot had no master), none past the bound.
-    for (const r of results) {
-      expect([200, 503]).toContain(r.status);
-      expect(r.ms).toBeLessThan(5000);
-    }
+    // 503 only while the slot had no master.
+    expectServedAfter(results, movedAt);
     // The lagging replica slowed nothing: every request answered before the kill succeeded.
     expect(results.filter((r) => r.at + r.ms < killedAt).every((r) => r.status === 200)).toBe(true);
-    const after = results.filter((r) => r.at > movedAt);
-    expect(after.length).toBeGreaterThan(0);
-    expect(after.every((r) => r.status === 200)).toBe(true);
     const lostWindow = results.filter((r) => r.at >= pausedAt && r.at < killedAt && r.status === 200).length;
     expect(lostWindow).toBeGreaterThan(0);
     console.info(
       `cluster failover under load: ${results.length} requests, ${results.filter((r) => r.status === 503).length} ` +
         `answered 503, ${lostWindow} served while the replica lagged; the replica was promoted ` +
         `${Math.round(promotedAt - killedAt)} ms after the kill, the gateway wrote to it ` +
-        `${Math.round(movedAt - promotedAt)} ms later, slowest request ${Math.round(
-          Math.max(...results.map((r) => r.ms)),
-        )} ms`,
+        `${Math.round(movedAt - promotedAt)} ms later, slowest request ${slowest(results)} ms`,
     );
-
-    // Nothing sent upstream is missing from the promoted replica's request log: the requests it
-    // never got were added again when the store's scripts moved to it.
-    await vi.waitFor(
-      async () => expect(await countedThisMinute(s)).toBeGreaterThanOrEqual(s.fake.stats.requests),
-      { timeout: 3000, interval: 100 },
-    );
+    // The requests the promoted replica never got were added again when the scripts moved to it.
+    await expectEverySentCounted(s);
   }, 60_000);
 });
 
@@ -388,14 +371,9 @@ describe.runIf(canSentinel)('Redis Sentinel', () => {
       failoverAt = performance.now();
       newMaster = await sentinel.failover();
       namedAt = performance.now();
-      // The gateway's writes reach the new master (its round-robin counter moves there); the old
-      // one still takes writes from clients that did not move until the sentinel demotes it.
-      const rr = () => withClient(newMaster, async (c) => Number((await c.get(`${prefix}rr`)) ?? 0));
-      const rrAtSwitch = await rr();
-      await vi.waitFor(async () => expect(await rr()).toBeGreaterThan(rrAtSwitch), {
-        timeout: 10_000,
-        interval: 20,
-      });
+      // The old master still takes writes from clients that did not move until the sentinel
+      // demotes it.
+      await writesReach(newMaster, `${prefix}rr`);
       movedAt = performance.now();
       await new Promise((r) => setTimeout(r, 1000));
     } finally {
@@ -404,29 +382,19 @@ describe.runIf(canSentinel)('Redis Sentinel', () => {
 
     expect(newMaster).toBe(sentinel.ports.replica);
     expect(await sentinel.role(newMaster)).toBe('master');
-    // Every request answered (200, or 503 while the master moved), none waited past the bound.
-    for (const r of results) {
-      expect([200, 503]).toContain(r.status);
-      expect(r.ms).toBeLessThan(5000);
-    }
+    // 503 only while the master moved; served by the new one without a restart.
+    expectServedAfter(results, movedAt);
     expect(results.filter((r) => r.at < failoverAt).every((r) => r.status === 200)).toBe(true);
-    // Served by the new master without a restart: every request sent once it moved succeeds.
-    const after = results.filter((r) => r.at > movedAt);
-    expect(after.length).toBeGreaterThan(0);
-    expect(after.every((r) => r.status === 200)).toBe(true);
     const failed = results.filter((r) => r.status === 503).length;
     console.info(
       `sentinel failover under load: ${results.length} requests, ${failed} answered 503, the sentinel named ` +
         `the new master ${Math.round(namedAt - failoverAt)} ms after SENTINEL FAILOVER, the gateway wrote ` +
-        `to it ${Math.round(movedAt - namedAt)} ms later, slowest request ${Math.round(
-          Math.max(...results.map((r) => r.ms)),
-        )} ms`,
+        `to it ${Math.round(movedAt - namedAt)} ms later, slowest request ${slowest(results)} ms`,
     );
 
-    // Nothing sent upstream is missing from the new master's request log, though the old master
-    // took writes until the gateway moved (Redis replicates asynchronously): after reconnecting
-    // to another server, the gateway adds its last minute again (counted twice at worst).
-    expect(await countedThisMinute(s)).toBeGreaterThanOrEqual(s.fake.stats.requests);
+    // Though the old master took writes until the gateway moved (Redis replicates asynchronously):
+    // after reconnecting to another server, the gateway adds its last minute again.
+    await expectEverySentCounted(s);
     // And the response cache follows the master too.
     const post = () =>
       fetch(`${s.url}/v1/generate`, {
