@@ -352,15 +352,17 @@ export class FailoverStore implements StateStore {
     const mode = this.mode;
     const member = `${this.instanceId}#${mode === 'redis' ? 'R' : mode === 'local' ? 'L' : 'J'}`;
     const sent = Date.now();
-    const reply = await this.redis.ggHeartbeat(
-      `${this.prefix}gen`,
-      this.prefix,
-      member,
-      String(HEARTBEAT_TTL_MS),
-      snapshotStart,
-      'beat',
-      this.lastMember,
-      String(SNAPSHOT_SLICE),
+    const reply = await this.primary.whenRenewed(() =>
+      this.redis.ggHeartbeat(
+        `${this.prefix}gen`,
+        this.prefix,
+        member,
+        String(HEARTBEAT_TTL_MS),
+        snapshotStart,
+        'beat',
+        this.lastMember,
+        String(SNAPSHOT_SLICE),
+      ),
     );
     this.lastMember = member;
     this.applyHeartbeat(reply, (sent + Date.now()) / 2);

@@ -53,6 +53,13 @@ export class RedisHeard {
     return heard.atMs + timeoutMs;
   }
 
+  /** Whether the scripts' connection brought bytes from Redis within the last `ms`. */
+  heardWithin(ms: number): boolean {
+    const connection = this.scriptConnection();
+    const heard = connection ? this.heard.get(connection) : undefined;
+    return heard !== undefined && Date.now() - heard.atMs < ms;
+  }
+
   /**
    * The connection the scripts go over: the client, or the Cluster's node serving the store's
    * slot (null while the Cluster has no live node for it, as between a master's loss and its

@@ -382,25 +382,63 @@ export class RedisStore implements StateStore {
   /** One script call; when Redis's generation changed, re-seed and ask once more. */
   private async callAcquire(lines: string, mayReseed: boolean): Promise<string> {
     if (this.serverCheckDue) this.checkServerSoon();
-    // Past the client's command timeout nobody waits for the answer: Redis books nothing then.
-    const timeout = commandTimeoutOf(this.redis);
-    let deadline = '';
-    if (timeout && !this.instanceClock) {
-      const now = Date.now();
-      let localDeadline = now + timeout;
-      // Commands already unanswered on the connection: it may be dropped (with this call on it,
-      // its callers told it failed) a timeout after Redis was last heard, and a stalled Redis
-      // may still run the call when it resumes; it must book nothing past that moment.
-      localDeadline = Math.min(localDeadline, this.heard.dropMayComeAtMs(timeout));
-      if (localDeadline <= now)
-        throw new Error(`the state store has not answered for ${timeout} ms; no acquire is sent to it`);
-      deadline = String(localDeadline + this.clockSkewMs);
-    }
-    const reply = await this.redis.ggAcquire(this.p, this.generation, lines, deadline);
+    const reply = await this.whenRenewed(() =>
+      this.redis.ggAcquire(this.p, this.generation, lines, this.acquireDeadline()),
+    );
     if (!reply.startsWith('R\t')) return reply;
     if (!mayReseed) throw new Error('the state store lost its data and could not be re-seeded');
     await this.reseed();
     return this.callAcquire(lines, false);
+  }
+
+  /** The deadline an acquire sent now carries, on Redis's clock ('' for none): acquire.lua books nothing past it. */
+  private acquireDeadline(): string {
+    // Past the client's command timeout nobody waits for the answer.
+    const timeout = commandTimeoutOf(this.redis);
+    if (!timeout || this.instanceClock) return '';
+    const now = Date.now();
+    // Commands already unanswered on the connection: it may be dropped (with this call on it,
+    // its callers told it failed) a timeout after Redis was last heard, and a stalled Redis may
+    // still run the call when it resumes; it must book nothing past that moment.
+    const localDeadline = Math.min(now + timeout, this.heard.dropMayComeAtMs(timeout));
+    if (localDeadline <= now)
+      throw new Error(`the state store has not answered for ${timeout} ms; no acquire is sent to it`);
+    return String(localDeadline + this.clockSkewMs);
+  }
+
+  /**
+   * Sends a command; when Redis cannot have run it (ranNothing) and the connection it was meant
+   * for is being renewed, sends it once more on the new connection, if that is ready within the
+   * command timeout. Only a connection that was answering a moment ago is waited for: one renewed
+   * because the server moved (a Sentinel's switch, a demoted master's READONLY) or closed it, a
+   * blip that is neither an outage nor worth a refusal. A Redis that stalled, or is gone, was not
+   * heard for a timeout already: its commands fail at once, as before.
+   */
+  async whenRenewed<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (!ranNothing(err) || !(await this.connectionRenewed())) throw err;
+      return send();
+    }
+  }
+
+  private connectionRenewed(): Promise<boolean> {
+    const timeoutMs = commandTimeoutOf(this.redis);
+    const connection = this.heard.scriptConnection();
+    if (!timeoutMs || !connection || !this.heard.heardWithin(timeoutMs)) return Promise.resolve(false);
+    // ioredis's own test before it writes: 'ready' alone may still be the closing connection's.
+    if (connection.status === 'ready' && connection.stream?.writable) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        connection.off('ready', onReady);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      connection.once('ready', onReady);
+    });
   }
 
   private applyAcquireReply(batch: PendingAcquire[], reply: string): void {
@@ -464,22 +502,24 @@ export class RedisStore implements StateStore {
       if (outcome.model !== undefined)
         this.journal.rested(res.project, outcome.model, outcome.untilMs, reason);
     } else if (outcome.kind === 'disable') this.journal.keyEnabled(res.keyId, false, reason);
-    await this.redis.ggReport(
-      this.p,
-      res.keyId,
-      res.project,
-      res.model,
-      outcome.kind,
-      reason,
-      outcome.kind === 'rest' ? outcome.untilMs : nowMs,
-      nowMs,
-      res.probe ? 1 : 0,
-      circuit.failureThreshold,
-      circuit.cooldownMs,
-      res.atMs,
-      res.day,
-      outcome.kind === 'rest' ? (outcome.model ?? '') : '',
-      this.instanceClock ? '1' : '0',
+    await this.whenRenewed(() =>
+      this.redis.ggReport(
+        this.p,
+        res.keyId,
+        res.project,
+        res.model,
+        outcome.kind,
+        reason,
+        outcome.kind === 'rest' ? outcome.untilMs : nowMs,
+        nowMs,
+        res.probe ? 1 : 0,
+        circuit.failureThreshold,
+        circuit.cooldownMs,
+        res.atMs,
+        res.day,
+        outcome.kind === 'rest' ? (outcome.model ?? '') : '',
+        this.instanceClock ? '1' : '0',
+      ),
     );
   }
 
@@ -758,6 +798,16 @@ function replies(res: [Error | null, unknown][] | null): unknown[] {
   if (!res) throw new Error('Redis transaction aborted');
   for (const [err] of res) if (err) throw err;
   return res.map(([, value]) => value);
+}
+
+/**
+ * A command Redis cannot have run: ioredis refused to write it (the connection is down and
+ * commands are not queued: redis-client.ts), or the server refused a write as a replica, which it
+ * does at a script's first write, before anything is written.
+ */
+function ranNothing(err: unknown): boolean {
+  const message = (err as Error | undefined)?.message ?? '';
+  return message.startsWith("Stream isn't writeable") || message.startsWith('READONLY');
 }
 
 /** ioredis's commandTimeout rejection. */

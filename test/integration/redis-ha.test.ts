@@ -336,7 +336,9 @@ describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica eac
   }, 60_000);
 });
 
-describe.runIf(canSentinel)('Redis Sentinel', () => {
+// A planned failover is a reconnect of moments: the default mode (local) must not go alone for it,
+// and neither mode refuses a request (commands refused unwritten wait for the new master).
+describe.runIf(canSentinel).each(['closed', 'local'])('Redis Sentinel, STORE_FAILURE_MODE=%s', (mode) => {
   let sentinel: OwnSentinel;
   beforeAll(async () => {
     sentinel = await startSentinel();
@@ -345,11 +347,12 @@ describe.runIf(canSentinel)('Redis Sentinel', () => {
     await sentinel?.stop();
   });
 
-  it('a failover under load: no request hangs, requests succeed again within a bound, no restart', async () => {
+  it('a failover under load: no request fails or hangs, no restart', async () => {
     const prefix = `sn${randomUUID().slice(0, 8)}:`;
     const s = await start({
       keys: 3,
       env: {
+        STORE_FAILURE_MODE: mode,
         REDIS_SENTINELS: sentinel.sentinels,
         REDIS_SENTINEL_NAME: sentinel.name,
         STATE_PREFIX: prefix,
@@ -382,12 +385,12 @@ describe.runIf(canSentinel)('Redis Sentinel', () => {
 
     expect(newMaster).toBe(sentinel.ports.replica);
     expect(await sentinel.role(newMaster)).toBe('master');
-    // 503 only while the master moved; served by the new one without a restart.
+    // Served by the new master without a restart, and nothing refused on the way.
     expectServedAfter(results, movedAt);
-    expect(results.filter((r) => r.at < failoverAt).every((r) => r.status === 200)).toBe(true);
-    const failed = results.filter((r) => r.status === 503).length;
+    const failed = results.filter((r) => r.status !== 200).length;
+    expect(failed).toBe(0);
     console.info(
-      `sentinel failover under load: ${results.length} requests, ${failed} answered 503, the sentinel named ` +
+      `sentinel failover under load (${mode}): ${results.length} requests, ${failed} refused, the sentinel named ` +
         `the new master ${Math.round(namedAt - failoverAt)} ms after SENTINEL FAILOVER, the gateway wrote ` +
         `to it ${Math.round(movedAt - namedAt)} ms later, slowest request ${slowest(results)} ms`,
     );
