@@ -339,7 +339,7 @@ export class FailoverStore implements StateStore {
           await this.backToRedis();
         }
       } catch (err) {
-        if (this.mode !== 'local' && isOutage(err)) this.goLocal(err);
+        if (this.mode !== 'local' && (await this.isAway(err))) this.goLocal(err);
       } finally {
         this.beating = null;
       }
@@ -446,6 +446,15 @@ export class FailoverStore implements StateStore {
   }
 
   // ---- switching ----
+
+  /**
+   * Redis is away: an outage's error (isOutage), and not a connection renewed within the command
+   * timeout. A failover's moment is no outage: what failed in it fails as in closed mode, and no
+   * instance goes alone for it.
+   */
+  private async isAway(err: unknown): Promise<boolean> {
+    return isOutage(err) && !(await this.primary.connectionRenewed());
+  }
 
   private goLocal(err: unknown): void {
     if (this.mode === 'local') return;
@@ -682,7 +691,7 @@ export class FailoverStore implements StateStore {
       try {
         return await onRedis(this.primary);
       } catch (err) {
-        if (!isOutage(err)) throw err;
+        if (!(await this.isAway(err))) throw err;
         this.goLocal(err);
       }
     }
@@ -725,8 +734,8 @@ export class FailoverStore implements StateStore {
         if (result.ok) this.noteOwn(result.reservation);
         return result;
       },
-      (err: unknown) => {
-        if (!isOutage(err)) throw err;
+      async (err: unknown) => {
+        if (!(await this.isAway(err))) throw err;
         this.goLocal(err);
         return this.localAcquire(req);
       },
@@ -771,7 +780,7 @@ export class FailoverStore implements StateStore {
         try {
           return await this.primary.report(res, outcome, nowMs, circuit);
         } catch (err) {
-          if (!isOutage(err)) throw err;
+          if (!(await this.isAway(err))) throw err;
           this.goLocal(err);
         }
       }
@@ -789,7 +798,7 @@ export class FailoverStore implements StateStore {
       try {
         await this.primary.report(asRedis(res, o), outcome, nowMs, circuit);
       } catch (err) {
-        if (!isOutage(err)) throw err;
+        if (!(await this.isAway(err))) throw err;
         // Away again: what it taught reaches Redis with the next local spend.
         this.goLocal(err);
         journalOutcome(this.markPending(), res, null, outcome);

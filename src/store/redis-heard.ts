@@ -28,6 +28,8 @@ export class RedisHeard {
   private readonly onScriptNodeChange: () => void;
   /** A Cluster's node serving the slot, as last found (by its `host:port`, the slots map's key). */
   private slotNode: { key: string; node: Redis } | null = null;
+  /** When any watched connection last brought bytes from Redis (a connect alone does not count). */
+  private lastAnswerAtMs = 0;
 
   /** `routeKey`: the key every script is sent with (the one a Cluster routes them by). */
   constructor(client: Redis, routeKey: string, onScriptNodeChange: () => void = () => {}) {
@@ -53,11 +55,12 @@ export class RedisHeard {
     return heard.atMs + timeoutMs;
   }
 
-  /** Whether the scripts' connection brought bytes from Redis within the last `ms`. */
+  /**
+   * Whether Redis answered within the last `ms` (any of a Cluster's nodes: its slot's master may
+   * just have moved to a node the store had not talked to).
+   */
   heardWithin(ms: number): boolean {
-    const connection = this.scriptConnection();
-    const heard = connection ? this.heard.get(connection) : undefined;
-    return heard !== undefined && Date.now() - heard.atMs < ms;
+    return Date.now() - this.lastAnswerAtMs < ms;
   }
 
   /**
@@ -90,6 +93,7 @@ export class RedisHeard {
       heard.atMs = Date.now();
       socket.on('data', () => {
         heard.atMs = Date.now();
+        this.lastAnswerAtMs = heard.atMs;
       });
     };
     connection.on('connect', attach);

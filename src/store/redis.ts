@@ -106,6 +106,8 @@ export class RedisStore implements StateStore {
    * store's slot to a node yet).
    */
   private holdAcquiresUntilMs = 0;
+  /** A wait for the scripts' connection to be ready again (connectionRenewed). */
+  private renewal: { connection: Redis; ready: Promise<boolean> } | null = null;
   /** When the scripts' connection (a Cluster's: the node serving the store's slot) last heard from Redis. */
   private readonly heard: RedisHeard;
 
@@ -423,22 +425,36 @@ export class RedisStore implements StateStore {
     }
   }
 
-  private connectionRenewed(): Promise<boolean> {
+  /**
+   * Whether the connection to Redis was renewed: Redis answered within the last command timeout,
+   * and the scripts' connection is ready (now, or within that timeout). False for a Redis that
+   * stalled or is gone: not heard for a timeout already, so at once.
+   */
+  connectionRenewed(): Promise<boolean> {
     const timeoutMs = commandTimeoutOf(this.redis);
     const connection = this.heard.scriptConnection();
     if (!timeoutMs || !connection || !this.heard.heardWithin(timeoutMs)) return Promise.resolve(false);
     // ioredis's own test before it writes: 'ready' alone may still be the closing connection's.
     if (connection.status === 'ready' && connection.stream?.writable) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      const done = (ready: boolean) => {
-        clearTimeout(timer);
-        connection.off('ready', onReady);
-        resolve(ready);
+    // One wait (and one listener) for every caller that meets the renewal.
+    if (this.renewal?.connection !== connection) {
+      const renewal = {
+        connection,
+        ready: new Promise<boolean>((resolve) => {
+          const done = (ready: boolean) => {
+            clearTimeout(timer);
+            connection.off('ready', onReady);
+            if (this.renewal === renewal) this.renewal = null;
+            resolve(ready);
+          };
+          const onReady = () => done(true);
+          const timer = setTimeout(() => done(false), timeoutMs);
+          connection.once('ready', onReady);
+        }),
       };
-      const onReady = () => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      connection.once('ready', onReady);
-    });
+      this.renewal = renewal;
+    }
+    return this.renewal.ready;
   }
 
   private applyAcquireReply(batch: PendingAcquire[], reply: string): void {
