@@ -14,7 +14,9 @@ import { ConfigError } from '../config/env.ts';
  *   instead of each waiting out its own timeout on a dead connection.
  * - `enableOfflineQueue: false` once connected: while the connection is down (or handshaking),
  *   commands fail at once instead of waiting in a queue and being sent late, after their caller
- *   has given up on them (a late acquire would still count its request).
+ *   has given up on them (a late acquire would still count its request). The state store sends
+ *   such a command once more itself when the connection was only being renewed (a failover's
+ *   moment: RedisStore.whenRenewed).
  * - `maxRetriesPerRequest: 0` and `autoResendUnfulfilledCommands: false`: commands that were
  *   written and not answered when a connection closes are rejected at once and never written
  *   again on the next connection. Redis may have run them already: a script sent twice would
