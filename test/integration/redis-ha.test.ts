@@ -101,20 +101,26 @@ async function writesReach(port: number, rrKey: string): Promise<void> {
   await vi.waitFor(async () => expect(await rr()).toBeGreaterThan(before), { timeout: 10_000, interval: 20 });
 }
 
-describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
-  let cluster: OwnCluster;
+/** A Redis Cluster for the suite: started before its tests, stopped after them. */
+function clusterPerSuite(masters: number, replicas: number): () => OwnCluster {
+  let cluster: OwnCluster | undefined;
   beforeAll(async () => {
-    cluster = await startCluster(3);
-  }, 45_000);
+    cluster = await startCluster(masters, replicas);
+  }, 60_000);
   afterAll(async () => {
     await cluster?.stop();
   });
+  return () => cluster!;
+}
+
+describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
+  const cluster = clusterPerSuite(3, 0);
 
   it("an acquire written behind an unanswered command books nothing once that command's connection is dropped", async () => {
     // As in redis-failure.test.ts, on the node that serves the store's slot: the deadline an
     // acquire carries is cut to the moment the commands before it may have the connection dropped.
     const client = createRedisClientFor(
-      { kind: 'cluster', nodes: cluster.ports.map((port) => ({ host: '127.0.0.1', port })) },
+      { kind: 'cluster', nodes: cluster().ports.map((port) => ({ host: '127.0.0.1', port })) },
       { commandTimeoutMs: STALL_TIMEOUT_MS },
     );
     await connectRedis(client);
@@ -123,7 +129,7 @@ describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
     try {
       await store.syncKeys([key('k', { rpm: 100 })]);
       expect((await store.acquire(req(Date.now()))).ok).toBe(true);
-      cluster.pause();
+      cluster().pause();
       // A command to the store's slot goes unanswered first.
       const other = client.get(`${prefix}gen`).then(
         () => 'answered',
@@ -136,14 +142,14 @@ describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
       expect(Date.now() - started).toBeLessThan(STALL_TIMEOUT_MS);
       expect(await other).not.toBe('answered');
       // Resumed within what would have been the acquire's own deadline: the node runs it now.
-      cluster.resume();
+      cluster().resume();
       const budgets = await vi.waitFor(() => store.budgetStates(Date.now(), DAY), {
         timeout: 10_000,
         interval: 100,
       });
       expect(budgets.find((b) => b.project === 'k')?.requestsToday).toBe(1);
     } finally {
-      cluster.resume();
+      cluster().resume();
       await store.close();
     }
   }, 30_000);
@@ -151,7 +157,7 @@ describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
   it('two instances serve a burst exactly: admitted == limit, zero upstream 429s', async () => {
     const prefix = `cl${randomUUID().slice(0, 8)}:`;
     const env = {
-      REDIS_CLUSTER_NODES: cluster.nodes,
+      REDIS_CLUSTER_NODES: cluster().nodes,
       STATE_PREFIX: prefix,
       DEFAULT_RPM: '5',
       QUEUE_MAX_WAIT_MS: '0',
@@ -173,7 +179,7 @@ describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
 
     // The store's keys carry the prefix as a hash tag: one slot, on one master, as the scripts need.
     const client = new Cluster(
-      cluster.ports.map((port) => ({ host: '127.0.0.1', port })),
+      cluster().ports.map((port) => ({ host: '127.0.0.1', port })),
       { lazyConnect: true },
     );
     try {
@@ -189,7 +195,7 @@ describe.runIf(canCluster)('Redis Cluster (three masters)', () => {
   it('the response cache, the caller rate limits and the heartbeats of the local failure mode work on it', async () => {
     const s = await start({
       env: {
-        REDIS_CLUSTER_NODES: cluster.nodes,
+        REDIS_CLUSTER_NODES: cluster().nodes,
         STATE_PREFIX: `clc${randomUUID().slice(0, 8)}:`,
         CLIENT_RATE_LIMIT: '4',
         STORE_FAILURE_MODE: 'local',
@@ -251,16 +257,10 @@ async function loadedGateway(cluster: OwnCluster, tag: string, mode = 'closed') 
 describe.runIf(canCluster).each(['closed', 'local'])(
   'Redis Cluster, a manual CLUSTER FAILOVER under load, STORE_FAILURE_MODE=%s',
   (mode) => {
-    let cluster: OwnCluster;
-    beforeAll(async () => {
-      cluster = await startCluster(3, 1);
-    }, 60_000);
-    afterAll(async () => {
-      await cluster?.stop();
-    });
+    const cluster = clusterPerSuite(3, 1);
 
     it('the replica takes over, no request hangs, nothing sent is lost', async () => {
-      const { s, master, replica, load, rrKey } = await loadedGateway(cluster, 'cg', mode);
+      const { s, master, replica, load, rrKey } = await loadedGateway(cluster(), 'cg', mode);
       let movedAt = 0;
       try {
         // The graceful kind: the master holds its clients until the replica has every write, then
@@ -268,8 +268,8 @@ describe.runIf(canCluster).each(['closed', 'local'])(
         await withClient(replica, (c) => c.cluster('FAILOVER'));
         await vi.waitFor(
           async () => {
-            expect(await cluster.role(replica)).toBe('master');
-            expect(await cluster.role(master)).toBe('slave');
+            expect(await cluster().role(replica)).toBe('master');
+            expect(await cluster().role(master)).toBe('slave');
           },
           { timeout: 20_000, interval: 100 },
         );
@@ -295,16 +295,10 @@ describe.runIf(canCluster).each(['closed', 'local'])(
 );
 
 describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica each)', () => {
-  let cluster: OwnCluster;
-  beforeAll(async () => {
-    cluster = await startCluster(3, 1);
-  }, 60_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const cluster = clusterPerSuite(3, 1);
 
   it('the master of the store killed under load: its replica takes over, no request hangs, and the writes it never got are counted again', async () => {
-    const { s, master, replica, load, rrKey } = await loadedGateway(cluster, 'cf');
+    const { s, master, replica, load, rrKey } = await loadedGateway(cluster(), 'cf');
     const results = load.results;
     let pausedAt = 0;
     let killedAt = 0;
@@ -315,13 +309,13 @@ describe.runIf(canCluster)('Redis Cluster failover (three masters, a replica eac
       // reaches the replica that replaces it. (The replica is paused and its link cut: a pause
       // alone loses nothing, the stream waits in the replica's socket buffer.)
       pausedAt = performance.now();
-      cluster.pauseNode(replica);
+      cluster().pauseNode(replica);
       await withClient(master, (c) => c.call('CLIENT', 'KILL', 'TYPE', 'replica'));
       await new Promise((r) => setTimeout(r, 700));
       killedAt = performance.now();
-      await cluster.killNode(master);
-      cluster.resumeNode(replica);
-      await vi.waitFor(async () => expect(await cluster.role(replica)).toBe('master'), {
+      await cluster().killNode(master);
+      cluster().resumeNode(replica);
+      await vi.waitFor(async () => expect(await cluster().role(replica)).toBe('master'), {
         timeout: 20_000,
         interval: 100,
       });
