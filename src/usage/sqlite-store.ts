@@ -24,6 +24,7 @@ const PLACEHOLDERS = FIELDS.map(() => '?').join(', ');
 const ADD = FIELDS.map((f) => `${f} = ${f} + excluded.${f}`).join(', ');
 const COLUMN_DEFS = FIELDS.map((f) => `${f} INTEGER NOT NULL DEFAULT 0`).join(', ');
 
+/** How long a connection waits for another's lock (busy_timeout), and enableWal for the switch. */
 const LOCK_WAIT_MS = 5000;
 const RETRY_PAUSE_MS = 10;
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -72,7 +73,7 @@ export class SqliteUsageStore implements UsageStore {
       this.db = new DatabaseSync(join(dataDir, USAGE_DB_FILE));
       // With WORKERS several processes open the file at once. The busy timeout covers their
       // transactions, but not the switch to WAL (see enableWal).
-      this.db.exec('PRAGMA busy_timeout = 5000;');
+      this.db.exec(`PRAGMA busy_timeout = ${LOCK_WAIT_MS};`);
       enableWal(this.db);
       this.db.exec('PRAGMA synchronous = NORMAL;');
       this.db.exec(
